@@ -1,0 +1,97 @@
+//! Errors shared by all stages.
+//!
+//! Rules: every error names what failed and where (the path); errors that a
+//! user can act on say what to do. The I/O cause is kept as the `source` so
+//! that callers can print the whole chain.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// An error of the core library or a stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// An I/O operation on a path failed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done ("read", "create", …).
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing to the destination failed: the run cannot go on.
+    #[error("cannot {action} {} on the destination; {hint}", path.display())]
+    Destination {
+        /// What was being done.
+        action: &'static str,
+        /// The destination path involved.
+        path: PathBuf,
+        /// What the user can do about it.
+        hint: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A state file (manifest, snapshot info, metadata) cannot be parsed.
+    #[error("{} is damaged ({reason}); move it aside and run again", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A snapshot named on the command line does not exist or is ambiguous.
+    #[error("{0}")]
+    NotFound(String),
+    /// The run was cancelled because another stage failed.
+    #[error("the run was cancelled")]
+    Cancelled,
+    /// A worker thread panicked.
+    #[error("internal error: a {0} thread panicked; please report this")]
+    Panicked(&'static str),
+}
+
+impl CoreError {
+    /// An I/O error on `path`.
+    pub fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        CoreError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A fatal error writing to the destination, with advice matching the
+    /// kind of failure.
+    pub fn destination(action: &'static str, path: &Path, source: io::Error) -> Self {
+        let hint = destination_hint(&source);
+        CoreError::Destination {
+            action,
+            path: path.to_path_buf(),
+            hint,
+            source,
+        }
+    }
+}
+
+/// Advice for a failed write to the destination.
+pub fn destination_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "the destination is full: free space there (or lower max_backups) and run again; the partial snapshot was removed"
+        }
+        io::ErrorKind::ReadOnlyFilesystem => {
+            "the destination is read-only: remount it read-write or choose another destination; the partial snapshot was removed"
+        }
+        io::ErrorKind::NotFound => {
+            "the destination folder vanished during the run: check that its drive is mounted and run again"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied on the destination: give this user write access to it or choose another destination"
+        }
+        _ => "check the destination drive and run again; the partial snapshot was removed",
+    }
+}

@@ -1,0 +1,195 @@
+//! [`RunLock`]: one backup run at a time per source.
+//!
+//! The lock file holds an OS advisory lock (`flock` on Unix, `LockFileEx`
+//! on Windows, through std's [`File::try_lock`]) for the whole run, and the
+//! holder's PID, host and start time as text. A lock file left by a killed
+//! process carries no OS lock, so the next run takes it over. The file is
+//! removed when the guard is dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::CoreError;
+
+/// Who holds a lock, as written in the lock file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LockHolder {
+    /// Process id of the holder.
+    pub pid: Option<u32>,
+    /// Host name of the holder.
+    pub host: Option<String>,
+    /// When the holder started (RFC 3339).
+    pub started: Option<String>,
+}
+
+impl LockHolder {
+    fn parse(text: &str) -> Self {
+        let mut h = LockHolder::default();
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("pid", v)) => h.pid = v.trim().parse().ok(),
+                Some(("host", v)) => h.host = Some(v.trim().to_owned()),
+                Some(("started", v)) => h.started = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} on {} since {}",
+            self.pid.map_or_else(|| "?".into(), |p| p.to_string()),
+            self.host.as_deref().unwrap_or("?"),
+            self.started.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+/// The result of trying to take the lock.
+#[derive(Debug)]
+pub enum LockAttempt {
+    /// This run holds the lock until the guard is dropped.
+    Acquired(RunLock),
+    /// Another run holds it.
+    Held(LockHolder),
+}
+
+/// A held run lock; dropping it removes the lock file and releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Tries to take the lock at `path` without waiting.
+    pub fn try_acquire(path: &Path) -> Result<LockAttempt, CoreError> {
+        // A bounded number of retries of the unlink race: another run may
+        // remove the file between our open and our lock.
+        for _ in 0..100 {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| CoreError::io("open lock file", path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = file.read_to_string(&mut text);
+                    return Ok(LockAttempt::Held(LockHolder::parse(&text)));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(CoreError::io("lock", path, e));
+                }
+            }
+            if !same_file(&file, path) {
+                // The file we locked was unlinked (its holder finished);
+                // lock whatever the path names now.
+                continue;
+            }
+            let text = format!(
+                "pid={}\nhost={}\nstarted={}\n",
+                std::process::id(),
+                crate::fsutil::host_name(),
+                chrono::Local::now().to_rfc3339()
+            );
+            let write = (|| {
+                file.set_len(0)?;
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(text.as_bytes())?;
+                file.sync_data()
+            })();
+            write.map_err(|e| CoreError::io("write lock file", path, e))?;
+            return Ok(LockAttempt::Acquired(RunLock {
+                file,
+                path: path.to_path_buf(),
+            }));
+        }
+        Err(CoreError::io(
+            "lock",
+            path,
+            std::io::Error::other("the lock file kept being replaced; try again"),
+        ))
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, then release it: a waiter that
+        // opened the old file sees it is gone and retries on the new path.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_sees_holder_and_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("backup_in_progress.lock");
+        let LockAttempt::Acquired(lock) = RunLock::try_acquire(&p).unwrap() else {
+            panic!("first lock must succeed")
+        };
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(text.contains(&format!("pid={}", std::process::id())));
+        // Same process, another open file description: still refused.
+        let handle = std::thread::spawn({
+            let p = p.clone();
+            move || RunLock::try_acquire(&p).unwrap()
+        });
+        match handle.join().unwrap() {
+            LockAttempt::Held(h) => assert_eq!(h.pid, Some(std::process::id())),
+            LockAttempt::Acquired(_) => panic!("second lock must be refused"),
+        }
+        drop(lock);
+        assert!(!p.exists());
+        assert!(matches!(
+            RunLock::try_acquire(&p).unwrap(),
+            LockAttempt::Acquired(_)
+        ));
+    }
+
+    #[test]
+    fn stale_file_without_os_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        fs::write(&p, "pid=999999\nhost=gone\nstarted=yesterday\n").unwrap();
+        let LockAttempt::Acquired(_l) = RunLock::try_acquire(&p).unwrap() else {
+            panic!("stale lock must be taken over")
+        };
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(!text.contains("999999"), "{text}");
+    }
+}

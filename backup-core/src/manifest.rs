@@ -1,0 +1,305 @@
+//! Snapshot manifests: the record that makes a snapshot self-describing.
+//!
+//! Every snapshot folder holds a hidden folder [`STATE_DIR`] with two files:
+//! [`INFO_FILE`], a [`SnapshotInfo`] with the run's summary, and
+//! [`MANIFEST_FILE`], one JSON [`ManifestEntry`] per line for every path in
+//! the snapshot. With them a snapshot can be listed, verified and restored
+//! from the destination alone.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{EntryKind, FileStat};
+use crate::error::CoreError;
+use crate::{ContentHash, RelPath};
+
+/// Name of the hidden folder inside each snapshot that holds its manifest.
+pub const STATE_DIR: &str = ".backup-snapshot";
+/// File name of the snapshot summary inside [`STATE_DIR`].
+pub const INFO_FILE: &str = "info.json";
+/// File name of the per-path manifest inside [`STATE_DIR`].
+pub const MANIFEST_FILE: &str = "manifest.jsonl";
+/// Value of [`SnapshotInfo::format`].
+pub const SNAPSHOT_FORMAT: &str = "backup-cli-snapshot";
+
+/// What happened to a path in a run, when it is not simply "backed up".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    /// The file could not be read this run; the snapshot holds the last good
+    /// copy (a hard link to the previous snapshot's file).
+    Stale,
+    /// The file could not be read and no earlier copy exists: the snapshot
+    /// has no content for it.
+    Failed,
+    /// The file kept changing while it was copied; the snapshot holds one of
+    /// its states and the next run hashes it again.
+    ChangedDuringBackup,
+}
+
+/// One path of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Path relative to the snapshot root.
+    pub path: RelPath,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Size in bytes of a file's content.
+    #[serde(default)]
+    pub size: u64,
+    /// Modification time of the source entry, nanoseconds since the epoch.
+    #[serde(default)]
+    pub mtime_ns: i64,
+    /// Original permission bits, restored on restore.
+    #[serde(default)]
+    pub mode: u32,
+    /// SHA-256 of a file's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<ContentHash>,
+    /// A symlink's target.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_path",
+        deserialize_with = "de_opt_path"
+    )]
+    pub target: Option<PathBuf>,
+    /// Status-change time of the source when it was read (fast-path key).
+    #[serde(default)]
+    pub ctime_ns: i64,
+    /// Inode of the source when it was read (fast-path key).
+    #[serde(default)]
+    pub ino: u64,
+    /// When true the next run must hash this file instead of trusting its
+    /// size and mtime ("racily clean", or changed during the backup).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rehash: bool,
+    /// Set when the path was not backed up normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<EntryStatus>,
+    /// The error that made the path stale or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn ser_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => crate::relpath::serialize_os(p.as_os_str(), s),
+        None => s.serialize_none(),
+    }
+}
+
+fn de_opt_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    crate::relpath::deserialize_os(d).map(Some)
+}
+
+impl ManifestEntry {
+    /// The fast-path facts recorded for this entry.
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+            mode: self.mode,
+        }
+    }
+
+    /// Whether the snapshot holds content for this path (it is a directory,
+    /// a symlink, or a file with a hash that did not fail outright).
+    pub fn has_content(&self) -> bool {
+        self.status != Some(EntryStatus::Failed)
+            && (self.kind != EntryKind::File || self.sha256.is_some())
+    }
+}
+
+/// Whether a snapshot holds every file of its run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStatus {
+    /// Every file was backed up.
+    Complete,
+    /// Some files could not be read (see the manifest's `status` fields).
+    Partial,
+}
+
+/// The summary of one snapshot, stored in [`INFO_FILE`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Always [`SNAPSHOT_FORMAT`].
+    pub format: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The profile `name` that made this snapshot.
+    pub profile: String,
+    /// The snapshot's folder name.
+    pub name: String,
+    /// When the run started (RFC 3339, local time with offset).
+    pub created: String,
+    /// When the scan of this run started, nanoseconds since the epoch; used
+    /// to detect "racily clean" files in the next run.
+    pub scan_started_ns: i64,
+    /// The source folder that was backed up.
+    pub source: String,
+    /// Regular files in the snapshot.
+    pub files_total: u64,
+    /// Files whose content was copied.
+    pub files_copied: u64,
+    /// Files hard-linked to an earlier snapshot.
+    pub files_linked: u64,
+    /// Files that could not be read.
+    pub files_failed: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+    /// Bytes of all files in the snapshot.
+    pub bytes_total: u64,
+    /// Complete or partial.
+    pub status: SnapshotStatus,
+    /// Wall time of the run in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Path of the state folder of a snapshot folder.
+pub fn state_dir(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join(STATE_DIR)
+}
+
+/// Reads a snapshot's [`SnapshotInfo`].
+pub fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
+    let path = state_dir(snapshot_dir).join(INFO_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| CoreError::io("read snapshot info", &path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Streams the entries of a snapshot's manifest.
+pub fn read_manifest(
+    snapshot_dir: &Path,
+) -> Result<impl Iterator<Item = Result<ManifestEntry, CoreError>>, CoreError> {
+    let path = state_dir(snapshot_dir).join(MANIFEST_FILE);
+    let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    let mut line_no = 0u64;
+    Ok(reader.split(b'\n').filter_map(move |line| {
+        line_no += 1;
+        match line {
+            Err(e) => Some(Err(CoreError::io("read manifest", &path, e))),
+            Ok(l) if l.iter().all(u8::is_ascii_whitespace) => None,
+            Ok(l) => Some(
+                serde_json::from_slice::<ManifestEntry>(&l).map_err(|e| CoreError::Corrupt {
+                    path: path.clone(),
+                    reason: format!("line {line_no}: {e}"),
+                }),
+            ),
+        }
+    }))
+}
+
+/// Writes manifest lines; the file lives inside the snapshot being written,
+/// so it becomes visible only when the snapshot is committed.
+pub struct ManifestWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl ManifestWriter {
+    /// Creates the state folder and the manifest file of a snapshot being written.
+    pub fn create(snapshot_dir: &Path) -> Result<Self, CoreError> {
+        let dir = state_dir(snapshot_dir);
+        std::fs::create_dir_all(&dir).map_err(|e| CoreError::io("create", &dir, e))?;
+        let path = dir.join(MANIFEST_FILE);
+        let file = File::create(&path).map_err(|e| CoreError::io("create", &path, e))?;
+        Ok(ManifestWriter {
+            out: BufWriter::with_capacity(1 << 16, file),
+            path,
+        })
+    }
+
+    /// Appends one entry.
+    pub fn append(&mut self, entry: &ManifestEntry) -> Result<(), CoreError> {
+        serde_json::to_writer(&mut self.out, entry)
+            .map_err(|e| CoreError::io("write", &self.path, std::io::Error::other(e)))?;
+        self.out
+            .write_all(b"\n")
+            .map_err(|e| CoreError::io("write", &self.path, e))
+    }
+
+    /// Flushes and syncs the manifest.
+    pub fn finish(self) -> Result<(), CoreError> {
+        let path = self.path;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| CoreError::io("write", &path, e.into_error()))?;
+        file.sync_all().map_err(|e| CoreError::io("sync", &path, e))
+    }
+}
+
+/// Writes a snapshot's [`SnapshotInfo`] (inside the snapshot being written).
+pub fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(), CoreError> {
+    let path = state_dir(snapshot_dir).join(INFO_FILE);
+    let bytes = serde_json::to_vec_pretty(info)
+        .map_err(|e| CoreError::io("encode", &path, std::io::Error::other(e)))?;
+    crate::fsutil::write_atomic(&path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path()).unwrap();
+        let e = ManifestEntry {
+            path: RelPath::new("a/b.txt").unwrap(),
+            kind: EntryKind::File,
+            size: 3,
+            mtime_ns: 5,
+            mode: 0o644,
+            sha256: Some(ContentHash([1; 32])),
+            target: None,
+            ctime_ns: 6,
+            ino: 7,
+            rehash: false,
+            status: Some(EntryStatus::Stale),
+            error: Some("denied".into()),
+        };
+        let link = ManifestEntry {
+            path: RelPath::new("l").unwrap(),
+            kind: EntryKind::Symlink,
+            target: Some(PathBuf::from("../outside")),
+            sha256: None,
+            status: None,
+            error: None,
+            ..e.clone()
+        };
+        w.append(&e).unwrap();
+        w.append(&link).unwrap();
+        w.finish().unwrap();
+        let back: Vec<_> = read_manifest(dir.path())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, vec![e, link]);
+    }
+
+    #[test]
+    fn corrupt_line_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(state_dir(dir.path())).unwrap();
+        std::fs::write(state_dir(dir.path()).join(MANIFEST_FILE), "{}\n").unwrap();
+        let err = read_manifest(dir.path()).unwrap().next().unwrap().unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("manifest.jsonl") && msg.contains("line 1"), "{msg}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The hash/diff stage's answer for each entry: what [`Change`] it is
+//! against the previous snapshot and what [`Action`] writes it.
+
+use crate::entry::ScanEntry;
+use crate::{ContentHash, RelPath};
+
+/// How an entry compares with the previous snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Same content, kind, mode and fast-path facts.
+    Unchanged,
+    /// Same content; only mtime/ctime/inode moved. Not a reason for a new
+    /// snapshot, but the new facts are recorded.
+    MetadataOnly,
+    /// Same content, different permission bits.
+    ModeChanged,
+    /// Different content (or symlink target).
+    Modified,
+    /// Not in the previous snapshot.
+    Added,
+    /// A file became a folder or the like.
+    TypeChanged,
+    /// The entry could not be read; it does not count as a change.
+    Unreadable,
+}
+
+impl Change {
+    /// Whether this change alone justifies a new snapshot.
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            Change::ModeChanged | Change::Modified | Change::Added | Change::TypeChanged
+        )
+    }
+}
+
+/// What the copy stage does for an entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create the folder.
+    CreateDir,
+    /// Create the symlink (target in [`ScanEntry::link_target`]).
+    CreateSymlink,
+    /// Hard-link the previous snapshot's file at `from`, whose content is `hash`.
+    Link {
+        /// Path of the content in the previous snapshot.
+        from: RelPath,
+        /// Its SHA-256.
+        hash: ContentHash,
+    },
+    /// Copy the source file, hashing exactly the bytes written.
+    Copy,
+    /// The source could not be read; keep the previous snapshot's copy and
+    /// mark it stale.
+    KeepStale {
+        /// Path of the last good copy in the previous snapshot.
+        from: RelPath,
+        /// Its SHA-256.
+        hash: ContentHash,
+        /// Why the source could not be read.
+        error: String,
+    },
+    /// The source could not be read and there is no earlier copy.
+    Fail {
+        /// Why the source could not be read.
+        error: String,
+    },
+}
+
+/// One entry with its verdict.
+#[derive(Clone, Debug)]
+pub struct PlannedEntry {
+    /// The scanned entry.
+    pub entry: ScanEntry,
+    /// How it compares with the previous snapshot.
+    pub change: Change,
+    /// What writes it into the new snapshot.
+    pub action: Action,
+    /// Index of the same path in the previous snapshot's index, if present.
+    pub prev_index: Option<u32>,
+}
+
+impl PlannedEntry {
+    /// The manifest line for this entry, given the content hash the copy
+    /// stage ended up with (for a copy) or the planned one (for a link).
+    pub fn to_manifest(&self, sha256: Option<ContentHash>) -> crate::manifest::ManifestEntry {
+        use crate::manifest::{EntryStatus, ManifestEntry};
+        let e = &self.entry;
+        let (status, error) = match &self.action {
+            Action::KeepStale { error, .. } => (Some(EntryStatus::Stale), Some(error.clone())),
+            Action::Fail { error } => (Some(EntryStatus::Failed), Some(error.clone())),
+            _ => (None, None),
+        };
+        let sha256 = sha256.or(match &self.action {
+            Action::Link { hash, .. } | Action::KeepStale { hash, .. } => Some(*hash),
+            _ => None,
+        });
+        ManifestEntry {
+            path: e.path.clone(),
+            kind: e.kind,
+            size: e.stat.size,
+            mtime_ns: e.stat.mtime_ns,
+            mode: e.stat.mode,
+            sha256,
+            target: e.link_target.clone(),
+            ctime_ns: e.stat.ctime_ns,
+            ino: e.stat.ino,
+            rehash: status.is_some(),
+            status,
+            error,
+        }
+    }
+}

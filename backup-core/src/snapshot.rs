@@ -1,0 +1,210 @@
+//! Snapshot folders in a local destination: names, ownership and listing.
+//!
+//! A snapshot is `<destination>/<profile>_backup_YYYY-MM-DD_HH-MM` (with a
+//! `-2`, `-3`… suffix for a second one in the same minute). While it is
+//! written it is named `.<final name>.partial`; a snapshot being deleted is
+//! first renamed to `.<final name>.deleting`. Neither is ever listed.
+//!
+//! A folder counts as this profile's snapshot only when its own
+//! [`SnapshotInfo`] names the profile, or the metadata history lists it:
+//! a folder merely named like a snapshot is left alone.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+
+use crate::error::CoreError;
+use crate::manifest::{read_info, SnapshotInfo};
+
+/// Suffix of a snapshot folder being written.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Suffix of a snapshot folder being deleted.
+pub const DELETING_SUFFIX: &str = ".deleting";
+
+/// A snapshot of one profile in a destination.
+#[derive(Clone, Debug)]
+pub struct SnapshotRef {
+    /// Folder name.
+    pub name: String,
+    /// Full path of the folder.
+    pub path: PathBuf,
+    /// When it was created.
+    pub created: DateTime<FixedOffset>,
+    /// Its summary; `None` for snapshots made by the original script, which
+    /// the metadata history lists but which have no manifest.
+    pub info: Option<SnapshotInfo>,
+}
+
+/// The common start of every snapshot name of `profile`.
+pub fn snapshot_prefix(profile: &str) -> String {
+    format!("{profile}_backup_")
+}
+
+/// Parses the date of a snapshot folder name of `profile`, accepting the
+/// `-N` suffix; `None` when the name does not have the snapshot form.
+pub fn parse_snapshot_name(profile: &str, name: &str) -> Option<NaiveDateTime> {
+    let rest = name.strip_prefix(&snapshot_prefix(profile))?;
+    let (stamp, suffix) = match rest.get(16..) {
+        Some(s) => (rest.get(..16)?, s),
+        None => return None,
+    };
+    if !suffix.is_empty() {
+        let n = suffix.strip_prefix('-')?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d_%H-%M").ok()
+}
+
+/// The name of the next snapshot: the minute's name, or the first free
+/// `-N` variant when that name (or its partial form) is taken.
+pub fn next_snapshot_name(destination: &Path, profile: &str, now: DateTime<Local>) -> String {
+    let base = format!("{}{}", snapshot_prefix(profile), now.format("%Y-%m-%d_%H-%M"));
+    let taken = |n: &str| {
+        destination.join(n).symlink_metadata().is_ok()
+            || destination.join(partial_name(n)).symlink_metadata().is_ok()
+            || destination.join(deleting_name(n)).symlink_metadata().is_ok()
+    };
+    if !taken(&base) {
+        return base;
+    }
+    (2u32..)
+        .map(|i| format!("{base}-{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
+}
+
+/// The temporary name a snapshot is written under.
+pub fn partial_name(final_name: &str) -> String {
+    format!(".{final_name}{PARTIAL_SUFFIX}")
+}
+
+/// The name a snapshot is renamed to before it is deleted.
+pub fn deleting_name(final_name: &str) -> String {
+    format!(".{final_name}{DELETING_SUFFIX}")
+}
+
+/// Lists the snapshots of `profile` in `destination`, oldest first.
+/// `history` holds folder names the metadata history lists.
+pub fn list_snapshots(
+    destination: &Path,
+    profile: &str,
+    history: &HashSet<String>,
+) -> Result<Vec<SnapshotRef>, CoreError> {
+    let read = match std::fs::read_dir(destination) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io("list", destination, e)),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| CoreError::io("list", destination, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(stamp) = parse_snapshot_name(profile, &name) else {
+            continue;
+        };
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let info = read_info(&path).ok().filter(|i| i.profile == profile);
+        if info.is_none() && !history.contains(&name) {
+            continue;
+        }
+        let created = info
+            .as_ref()
+            .and_then(|i| DateTime::parse_from_rfc3339(&i.created).ok())
+            .or_else(|| {
+                Local
+                    .from_local_datetime(&stamp)
+                    .earliest()
+                    .map(|d| d.fixed_offset())
+            })
+            .unwrap_or_else(|| Local::now().fixed_offset());
+        out.push(SnapshotRef {
+            name,
+            path,
+            created,
+            info,
+        });
+    }
+    out.sort_by(|a, b| {
+        (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name)))
+    });
+    Ok(out)
+}
+
+fn name_order(name: &str) -> (usize, &str) {
+    (name.len(), name)
+}
+
+/// Removes what killed runs of `profile` left: `.partial` and `.deleting`
+/// folders. Call only while holding the run lock. Returns what was removed.
+pub fn remove_leftovers(destination: &Path, profile: &str) -> Result<Vec<PathBuf>, CoreError> {
+    let read = match std::fs::read_dir(destination) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io("list", destination, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in read.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(inner) = name.strip_prefix('.') else {
+            continue;
+        };
+        let base = inner
+            .strip_suffix(PARTIAL_SUFFIX)
+            .or_else(|| inner.strip_suffix(DELETING_SUFFIX));
+        if base.is_some_and(|b| parse_snapshot_name(profile, b).is_some()) {
+            let path = entry.path();
+            crate::fsutil::remove_tree(&path)
+                .map_err(|e| CoreError::io("remove leftover", &path, e))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_with_and_without_suffix() {
+        assert!(parse_snapshot_name("P", "P_backup_2026-01-02_03-04").is_some());
+        assert!(parse_snapshot_name("P", "P_backup_2026-01-02_03-04-3").is_some());
+        assert!(parse_snapshot_name("P", "P_backup_2026-01-02_03-04x").is_none());
+        assert!(parse_snapshot_name("P", "Q_backup_2026-01-02_03-04").is_none());
+        assert!(parse_snapshot_name("P", "P_backup_2026-13-02_03-04").is_none());
+    }
+
+    #[test]
+    fn next_name_never_reuses_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local::now();
+        let a = next_snapshot_name(dir.path(), "P", now);
+        std::fs::create_dir(dir.path().join(&a)).unwrap();
+        let b = next_snapshot_name(dir.path(), "P", now);
+        assert_eq!(b, format!("{a}-2"));
+        std::fs::create_dir(dir.path().join(partial_name(&b))).unwrap();
+        assert_eq!(next_snapshot_name(dir.path(), "P", now), format!("{a}-3"));
+    }
+
+    #[test]
+    fn foreign_folders_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("P_backup_2026-01-02_03-04")).unwrap();
+        std::fs::create_dir(dir.path().join("unrelated")).unwrap();
+        assert!(list_snapshots(dir.path(), "P", &HashSet::new())
+            .unwrap()
+            .is_empty());
+        let hist: HashSet<String> = ["P_backup_2026-01-02_03-04".to_string()].into();
+        assert_eq!(list_snapshots(dir.path(), "P", &hist).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! The stage traits. The runner takes each stage as a trait object, so a
+//! library user can replace one (a filter, another destination, another
+//! retention policy) without touching the others.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crossbeam_channel::Sender;
+
+use crate::entry::ScanEntry;
+use crate::error::CoreError;
+use crate::manifest::{ManifestEntry, SnapshotInfo};
+use crate::plan::PlannedEntry;
+use crate::prev::PrevIndex;
+use crate::snapshot::SnapshotRef;
+
+/// What the scan stage sends downstream.
+#[derive(Clone, Debug)]
+pub enum ScanEvent {
+    /// A file, folder or symlink to back up.
+    Entry(ScanEntry),
+    /// Something deliberately not backed up (a FIFO, socket or device).
+    Skipped {
+        /// Path relative to the source root.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Something that could not be read. When `path` is a folder, the
+    /// previous snapshot's content below it is kept (marked stale).
+    Error {
+        /// Path relative to the source root.
+        path: PathBuf,
+        /// The error.
+        error: String,
+    },
+}
+
+/// Stage 1: walks the source and sends what it finds.
+pub trait Scanner: Send + Sync {
+    /// Walks the source, sending events on `out` until done or `cancel` is
+    /// set. A failed `send` means downstream stopped: return quietly.
+    /// Returns an error only when the walk cannot start (e.g. no source).
+    fn scan(&self, out: Sender<ScanEvent>, cancel: &AtomicBool) -> Result<(), CoreError>;
+}
+
+/// A filter between scan and hash/diff: entries for which `keep` is false
+/// are left out of the snapshot.
+pub trait EntryFilter: Send + Sync {
+    /// Whether to back `entry` up.
+    fn keep(&self, entry: &ScanEntry) -> bool;
+}
+
+/// Stage 2: decides, per entry, what changed and what to write.
+pub trait Differ: Send + Sync {
+    /// Compares `entry` with the previous snapshot, hashing the source when
+    /// its fast-path facts do not match.
+    fn plan(&self, entry: ScanEntry, prev: &PrevIndex) -> PlannedEntry;
+}
+
+/// The result of writing one entry into a snapshot.
+#[derive(Clone, Debug)]
+pub struct WrittenEntry {
+    /// The manifest line for the entry.
+    pub manifest: ManifestEntry,
+    /// Bytes copied (0 when linked).
+    pub bytes_copied: u64,
+    /// The content was copied.
+    pub copied: bool,
+    /// The content was hard-linked from the previous snapshot.
+    pub linked: bool,
+    /// Why the entry could not be backed up, when it could not.
+    pub failure: Option<String>,
+}
+
+/// Stage 3: where snapshots are written.
+pub trait SnapshotStore: Send + Sync {
+    /// Starts writing snapshot `name`; `previous` is the folder of the
+    /// snapshot that [`crate::plan::Action::Link`] paths refer to.
+    fn begin(
+        &self,
+        name: &str,
+        previous: Option<&Path>,
+    ) -> Result<Box<dyn SnapshotWriter>, CoreError>;
+}
+
+/// A snapshot being written. `write` is called from several threads.
+pub trait SnapshotWriter: Send + Sync {
+    /// Writes one entry. Problems with the source file end up in
+    /// [`WrittenEntry::failure`]; an `Err` is fatal for the run (the
+    /// destination failed).
+    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError>;
+    /// Appends an entry to the snapshot's manifest.
+    fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError>;
+    /// Writes the summary, flushes everything and makes the snapshot visible
+    /// under its final name; returns its path.
+    fn commit(self: Box<Self>, info: &SnapshotInfo) -> Result<PathBuf, CoreError>;
+    /// Removes everything written so far.
+    fn abort(self: Box<Self>);
+}
+
+/// Why a snapshot is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The snapshot's name.
+    pub name: String,
+    /// The rules that keep it (e.g. `"last 10"`, `"daily"`).
+    pub reasons: Vec<String>,
+}
+
+/// A retention decision: computed first, printed or applied after.
+#[derive(Clone, Debug, Default)]
+pub struct RotationPlan {
+    /// Snapshots kept, with why.
+    pub keep: Vec<Kept>,
+    /// Snapshots to delete, oldest first.
+    pub delete: Vec<SnapshotRef>,
+}
+
+/// Stage 4a: decides which snapshots to keep.
+pub trait RetentionPolicy: Send + Sync {
+    /// Plans over `snapshots` (oldest first, all of this profile).
+    fn plan(&self, snapshots: &[SnapshotRef]) -> RotationPlan;
+}
+
+/// Stage 4b: deletes a snapshot.
+pub trait SnapshotRemover: Send + Sync {
+    /// Deletes `snapshot` so that a crash midway never leaves it looking
+    /// complete.
+    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError>;
+}

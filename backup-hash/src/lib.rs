@@ -1,0 +1,165 @@
+//! # backup-hash
+//!
+//! Stage 2 of the backup pipeline, the incremental step: for each scanned
+//! entry, answer "what changed since the previous snapshot, and how is it
+//! written?".
+//!
+//! - Same size, mtime, ctime and inode as recorded (and not flagged racily
+//!   clean): the recorded SHA-256 is trusted; the file is not read. It is
+//!   hard-linked from the previous snapshot.
+//! - Same size but other times: the file is hashed. Same hash: unchanged
+//!   content (hard-linked; its new times are recorded). Other hash: copied.
+//! - A new path whose size matches some earlier file is hashed; if its
+//!   content is in the previous snapshot (a rename or a copy) it is linked.
+//! - Anything else is copied, and hashed during the copy (one read).
+//!
+//! Central types: [`HashDiffer`] (implements [`backup_core::Differ`]) and
+//! [`hash_file`].
+//!
+//! ```
+//! use backup_core::{Action, Change, Differ, EntryKind, FileStat, PrevIndex, RelPath, ScanEntry};
+//! use backup_hash::HashDiffer;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("new.txt"), "hello").unwrap();
+//! let differ = HashDiffer::new(dir.path());
+//! let entry = ScanEntry {
+//!     path: RelPath::new("new.txt").unwrap(),
+//!     kind: EntryKind::File,
+//!     stat: FileStat { size: 5, ..FileStat::default() },
+//!     link_target: None,
+//! };
+//! let planned = differ.plan(entry, &PrevIndex::empty());
+//! assert_eq!(planned.change, Change::Added);
+//! assert_eq!(planned.action, Action::Copy);
+//! ```
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use backup_core::{
+    Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex, ScanEntry,
+};
+use sha2::{Digest, Sha256};
+
+/// Buffer size for hashing reads.
+const READ_BUF: usize = 256 * 1024;
+
+/// SHA-256 of a file's content and the number of bytes read, in constant
+/// memory.
+pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((ContentHash(hasher.finalize().into()), total))
+}
+
+/// Stage 2: the hash/diff stage over a source folder.
+#[derive(Clone, Debug)]
+pub struct HashDiffer {
+    source: PathBuf,
+}
+
+impl HashDiffer {
+    /// A differ reading files below `source`.
+    pub fn new(source: impl Into<PathBuf>) -> Self {
+        HashDiffer {
+            source: source.into(),
+        }
+    }
+
+    fn plan_file(&self, entry: &ScanEntry, prev_entry: Option<&PrevEntry>, prev: &PrevIndex) -> (Change, Action) {
+        let source_path = entry.path.under(&self.source);
+        let same_path = prev_entry.filter(|p| p.kind == EntryKind::File && p.has_content);
+        if let Some(p) = same_path {
+            if let Some(old_hash) = p.sha256 {
+                let mode_change = p.stat.mode != entry.stat.mode;
+                let content_same = |base: Change| if mode_change { Change::ModeChanged } else { base };
+                let link_old = Action::Link { from: p.path.clone(), hash: old_hash };
+                if !p.rehash && p.stat.same_content_key(&entry.stat) {
+                    return (content_same(Change::Unchanged), link_old);
+                }
+                if p.stat.size == entry.stat.size {
+                    return match hash_file(&source_path) {
+                        Ok((h, _)) if h == old_hash => (content_same(Change::MetadataOnly), link_old),
+                        Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
+                        Err(e) => (
+                            Change::Unreadable,
+                            Action::KeepStale { from: p.path.clone(), hash: old_hash, error: e.to_string() },
+                        ),
+                    };
+                }
+                if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
+                    return match hash_file(&source_path) {
+                        Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
+                        Err(e) => (
+                            Change::Unreadable,
+                            Action::KeepStale { from: p.path.clone(), hash: old_hash, error: e.to_string() },
+                        ),
+                    };
+                }
+                return (Change::Modified, Action::Copy);
+            }
+        }
+        let change = if prev_entry.is_some() { Change::TypeChanged } else { Change::Added };
+        if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
+            return match hash_file(&source_path) {
+                Ok((h, _)) => (change, self.link_or_copy(h, prev)),
+                Err(e) => (Change::Unreadable, Action::Fail { error: e.to_string() }),
+            };
+        }
+        (change, Action::Copy)
+    }
+
+    fn link_or_copy(&self, hash: ContentHash, prev: &PrevIndex) -> Action {
+        match prev.find_content(&hash) {
+            Some(from) => Action::Link { from: from.clone(), hash },
+            None => Action::Copy,
+        }
+    }
+}
+
+impl Differ for HashDiffer {
+    fn plan(&self, entry: ScanEntry, prev: &PrevIndex) -> PlannedEntry {
+        let found = prev.get(&entry.path);
+        let prev_index = found.map(|(i, _)| i);
+        let prev_entry = found.map(|(_, e)| e);
+        let (change, action) = match entry.kind {
+            EntryKind::Dir => {
+                let change = match prev_entry {
+                    None => Change::Added,
+                    Some(p) if p.kind != EntryKind::Dir => Change::TypeChanged,
+                    Some(p) if p.stat.mode != entry.stat.mode => Change::ModeChanged,
+                    Some(_) => Change::Unchanged,
+                };
+                (change, Action::CreateDir)
+            }
+            EntryKind::Symlink => {
+                let change = match prev_entry {
+                    None => Change::Added,
+                    Some(p) if p.kind != EntryKind::Symlink => Change::TypeChanged,
+                    Some(p) if p.target != entry.link_target => Change::Modified,
+                    Some(_) => Change::Unchanged,
+                };
+                (change, Action::CreateSymlink)
+            }
+            EntryKind::File => self.plan_file(&entry, prev_entry, prev),
+        };
+        PlannedEntry { entry, change, action, prev_index }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+use super::*;
+use backup_core::{FileStat, ManifestEntry, RelPath};
+
+fn sha(bytes: &[u8]) -> ContentHash {
+    ContentHash(Sha256::digest(bytes).into())
+}
+
+fn stat(size: u64, mtime_ns: i64) -> FileStat {
+    FileStat { size, mtime_ns, ctime_ns: 1, ino: 2, mode: 0o644 }
+}
+
+fn file_entry(path: &str, st: FileStat) -> ScanEntry {
+    ScanEntry { path: RelPath::new(path).unwrap(), kind: EntryKind::File, stat: st, link_target: None }
+}
+
+fn prev_with(entries: &[(&str, FileStat, &[u8], bool)]) -> PrevIndex {
+    let mut p = PrevIndex::empty();
+    for (path, st, content, rehash) in entries {
+        p.push(ManifestEntry {
+            path: RelPath::new(*path).unwrap(),
+            kind: EntryKind::File,
+            size: st.size,
+            mtime_ns: st.mtime_ns,
+            mode: st.mode,
+            sha256: Some(sha(content)),
+            target: None,
+            ctime_ns: st.ctime_ns,
+            ino: st.ino,
+            rehash: *rehash,
+            status: None,
+            error: None,
+        });
+    }
+    p
+}
+
+#[test]
+fn hash_file_matches_known_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("abc");
+    std::fs::write(&p, b"abc").unwrap();
+    let (h, n) = hash_file(&p).unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(h.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+#[test]
+fn matching_stat_is_trusted_without_reading() {
+    // The file does not even exist: if the differ read it, it would fail.
+    let dir = tempfile::tempdir().unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("a.txt", stat(3, 100)), &prev);
+    assert_eq!(p.change, Change::Unchanged);
+    assert_eq!(p.action, Action::Link { from: RelPath::new("a.txt").unwrap(), hash: sha(b"abc") });
+    assert_eq!(p.prev_index, Some(0));
+}
+
+#[test]
+fn touched_file_is_hashed_and_linked_as_metadata_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"abc").unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("a.txt", stat(3, 200)), &prev);
+    assert_eq!(p.change, Change::MetadataOnly);
+    assert!(matches!(p.action, Action::Link { .. }));
+}
+
+#[test]
+fn same_size_new_content_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"xyz").unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("a.txt", stat(3, 200)), &prev);
+    assert_eq!(p.change, Change::Modified);
+    assert_eq!(p.action, Action::Copy);
+}
+
+#[test]
+fn racily_clean_entry_is_rehashed_even_with_matching_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"xyz").unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", true)]);
+    let p = d.plan(file_entry("a.txt", stat(3, 100)), &prev);
+    assert_eq!(p.change, Change::Modified);
+    assert_eq!(p.action, Action::Copy);
+}
+
+#[test]
+fn renamed_file_is_linked_not_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("new-name.txt"), b"content!").unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("old-name.txt", stat(8, 100), b"content!", false)]);
+    let p = d.plan(file_entry("new-name.txt", stat(8, 100)), &prev);
+    assert_eq!(p.change, Change::Added);
+    assert_eq!(p.action, Action::Link { from: RelPath::new("old-name.txt").unwrap(), hash: sha(b"content!") });
+}
+
+#[test]
+fn chmod_is_a_change_that_still_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("run.sh", stat(3, 100), b"abc", false)]);
+    let mut st = stat(3, 100);
+    st.mode = 0o755;
+    let p = d.plan(file_entry("run.sh", st), &prev);
+    assert_eq!(p.change, Change::ModeChanged);
+    assert!(p.change.is_change());
+    assert!(matches!(p.action, Action::Link { .. }));
+}
+
+#[test]
+fn unreadable_changed_file_keeps_the_previous_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing on disk while the stat says it changed: reading fails.
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("gone.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("gone.txt", stat(3, 999)), &prev);
+    assert_eq!(p.change, Change::Unreadable);
+    assert!(matches!(p.action, Action::KeepStale { .. }));
+    assert!(!p.change.is_change());
+}
+
+#[test]
+fn new_file_of_unseen_size_is_copied_without_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = HashDiffer::new(dir.path());
+    let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("b.txt", stat(10, 100)), &prev);
+    assert_eq!((p.change, p.action), (Change::Added, Action::Copy));
+}

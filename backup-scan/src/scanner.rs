@@ -1,0 +1,281 @@
+//! [`JwalkScanner`]: the parallel walk of the source.
+//!
+//! jwalk reads folders on a rayon pool; the `process_read_dir` callback,
+//! which runs on those threads, drops excluded children (so excluded
+//! folders are never entered), `lstat`s the rest and reads symlink targets.
+//! The iterator then yields entries parent-first on the scan thread, which
+//! sends them down a bounded channel.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use backup_core::{CoreError, EntryKind, FileStat, RelPath, ScanEntry, ScanEvent, Scanner};
+use crossbeam_channel::Sender;
+use jwalk::{Parallelism, WalkDirGeneric};
+
+use crate::exclude::ExcludeSet;
+
+/// The signature a `CACHEDIR.TAG` file starts with
+/// (<https://bford.info/cachedir/>).
+pub const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// The name of the folder each snapshot keeps its manifest in; never
+/// backed up from a source's top level.
+const SNAPSHOT_STATE_DIR: &str = backup_core::manifest::STATE_DIR;
+
+/// What to walk and what to leave out.
+#[derive(Clone, Debug, Default)]
+pub struct ScanOptions {
+    /// The source folder (absolute).
+    pub root: PathBuf,
+    /// Profile and default exclusions, relative to `root`.
+    pub excludes: ExcludeSet,
+    /// Absolute paths never backed up: the destination (when inside the
+    /// source) and the tool's own state files.
+    pub excluded_paths: Vec<PathBuf>,
+    /// Skip folders holding a `CACHEDIR.TAG` with the standard signature.
+    pub exclude_caches: bool,
+    /// Skip folders holding a file with one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Honour `.gitignore` files in the source.
+    pub respect_gitignore: bool,
+    /// Walker threads (0: one per core).
+    pub threads: usize,
+}
+
+/// Stage 1: walks the source with jwalk.
+#[derive(Clone, Debug)]
+pub struct JwalkScanner {
+    opts: Arc<ScanOptions>,
+}
+
+impl JwalkScanner {
+    /// A scanner for `opts`.
+    pub fn new(opts: ScanOptions) -> Self {
+        JwalkScanner {
+            opts: Arc::new(opts),
+        }
+    }
+}
+
+/// Per-folder state handed down the walk: the `.gitignore` rules in force.
+#[derive(Clone, Debug, Default)]
+struct DirState {
+    /// (base folder relative to the root, rules) from outermost to innermost.
+    gitignores: Arc<Vec<(PathBuf, Arc<ExcludeSet>)>>,
+}
+
+/// Per-entry facts gathered on the walker threads.
+#[derive(Debug, Default)]
+struct EntryState {
+    stat: Option<Result<(EntryKind, FileStat), String>>,
+    special: Option<&'static str>,
+    link_target: Option<PathBuf>,
+}
+
+type Walk = WalkDirGeneric<(DirState, EntryState)>;
+
+impl Scanner for JwalkScanner {
+    fn scan(&self, out: Sender<ScanEvent>, cancel: &AtomicBool) -> Result<(), CoreError> {
+        let root = self.opts.root.clone();
+        let meta = fs::metadata(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
+        if !meta.is_dir() {
+            return Err(CoreError::io(
+                "read source folder",
+                &root,
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
+            ));
+        }
+        fs::read_dir(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
+
+        let opts = Arc::clone(&self.opts);
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let parallelism = match threads {
+            1 => Parallelism::Serial,
+            n => Parallelism::RayonNewPool(n),
+        };
+        let excluded_names: Vec<OsString> = opts
+            .excluded_paths
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect();
+        let walk = Walk::new(&root)
+            .follow_links(false)
+            .skip_hidden(false)
+            .sort(true)
+            .parallelism(parallelism)
+            .process_read_dir(move |_depth, dir, state, children| {
+                let rel_dir = dir.strip_prefix(&opts.root).unwrap_or(Path::new(""));
+                if opts.respect_gitignore {
+                    if let Ok(text) = fs::read_to_string(dir.join(".gitignore")) {
+                        if let Ok(set) = ExcludeSet::from_file_text(&text) {
+                            let mut v = (*state.gitignores).clone();
+                            v.push((rel_dir.to_path_buf(), Arc::new(set)));
+                            state.gitignores = Arc::new(v);
+                        }
+                    }
+                }
+                children.retain_mut(|child| {
+                    let Ok(child) = child else { return true };
+                    let name = child.file_name.clone();
+                    let full = dir.join(&name);
+                    if excluded_names.contains(&name)
+                        && opts.excluded_paths.iter().any(|p| *p == full)
+                    {
+                        return false;
+                    }
+                    let rel = rel_dir.join(&name);
+                    if rel_dir.as_os_str().is_empty() && name == SNAPSHOT_STATE_DIR {
+                        return false;
+                    }
+                    let is_dir = child.file_type.is_dir();
+                    if opts.excludes.is_excluded(&rel, is_dir)
+                        || gitignored(&state.gitignores, &rel, is_dir)
+                    {
+                        return false;
+                    }
+                    if is_dir && tagged_folder(&full, &opts) {
+                        return false;
+                    }
+                    child.client_state = facts(&full, child.file_type);
+                    if child.client_state.special.is_some() {
+                        child.read_children = None;
+                    }
+                    true
+                });
+            });
+
+        for item in walk {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let event = match item {
+                Ok(entry) => {
+                    if entry.depth == 0 {
+                        continue;
+                    }
+                    let full = entry.parent_path.join(&entry.file_name);
+                    let rel = full.strip_prefix(&root).unwrap_or(&full).to_path_buf();
+                    let state = entry.client_state;
+                    if let Some(reason) = state.special {
+                        ScanEvent::Skipped { path: rel, reason: reason.into() }
+                    } else {
+                        match state.stat {
+                            // Vanished between reading its folder and lstat: not there.
+                            None => continue,
+                            Some(Err(error)) => ScanEvent::Error { path: rel, error },
+                            Some(Ok((kind, stat))) => match RelPath::new(rel.clone()) {
+                                Ok(path) => ScanEvent::Entry(ScanEntry {
+                                    path,
+                                    kind,
+                                    stat,
+                                    link_target: state.link_target,
+                                }),
+                                Err(e) => ScanEvent::Error { path: rel, error: e.to_string() },
+                            },
+                        }
+                    }
+                }
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(|p| p.strip_prefix(&root).unwrap_or(p).to_path_buf())
+                        .unwrap_or_default();
+                    let error = match e.io_error() {
+                        Some(io) => io.to_string(),
+                        None => e.to_string(),
+                    };
+                    ScanEvent::Error { path, error: format!("cannot read folder: {error}") }
+                }
+            };
+            if out.send(event).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn gitignored(stack: &[(PathBuf, Arc<ExcludeSet>)], rel: &Path, is_dir: bool) -> bool {
+    for (base, set) in stack.iter().rev() {
+        let Ok(inner) = rel.strip_prefix(base) else { continue };
+        if let Some(decision) = set.decide(inner, is_dir) {
+            return decision;
+        }
+    }
+    false
+}
+
+/// Whether a folder holds a cache tag or one of the `exclude_if_present` names.
+fn tagged_folder(dir: &Path, opts: &ScanOptions) -> bool {
+    if opts.exclude_caches {
+        if let Ok(mut f) = fs::File::open(dir.join("CACHEDIR.TAG")) {
+            let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+            if f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE {
+                return true;
+            }
+        }
+    }
+    opts.exclude_if_present
+        .iter()
+        .any(|name| dir.join(name).symlink_metadata().is_ok())
+}
+
+fn facts(full: &Path, file_type: fs::FileType) -> EntryState {
+    let mut state = EntryState::default();
+    let meta = match fs::symlink_metadata(full) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return state,
+        Err(e) => {
+            state.stat = Some(Err(e.to_string()));
+            return state;
+        }
+    };
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_symlink() {
+        match fs::read_link(full) {
+            Ok(t) => state.link_target = Some(t),
+            Err(e) => {
+                state.stat = Some(Err(e.to_string()));
+                return state;
+            }
+        }
+        EntryKind::Symlink
+    } else {
+        state.special = Some(special_kind(&ft));
+        return state;
+    };
+    let _ = file_type;
+    state.stat = Some(Ok((kind, FileStat::from_metadata(&meta))));
+    state
+}
+
+#[cfg(unix)]
+fn special_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "named pipe (FIFO) not backed up"
+    } else if ft.is_socket() {
+        "socket not backed up"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "device file not backed up"
+    } else {
+        "special file not backed up"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_ft: &fs::FileType) -> &'static str {
+    "special file not backed up"
+}

@@ -78,6 +78,9 @@ pub struct PlannedEntry {
     pub action: Action,
     /// Index of the same path in the previous snapshot's index, if present.
     pub prev_index: Option<u32>,
+    /// The last good copy of this path in the previous snapshot (path and
+    /// hash), kept (marked stale) if the source cannot be read when copied.
+    pub previous_version: Option<(RelPath, ContentHash)>,
 }
 
 impl PlannedEntry {

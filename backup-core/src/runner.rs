@@ -724,6 +724,7 @@ fn carry_over_unreadable(prev: &PrevIndex, c: &mut Collected) {
             change: Change::Unreadable,
             action,
             prev_index: Some(i as u32),
+            previous_version: None,
         });
     }
 }

@@ -157,7 +157,10 @@ impl Differ for HashDiffer {
             }
             EntryKind::File => self.plan_file(&entry, prev_entry, prev),
         };
-        PlannedEntry { entry, change, action, prev_index }
+        let previous_version = prev_entry
+            .filter(|p| p.kind == EntryKind::File && p.has_content)
+            .and_then(|p| p.sha256.map(|h| (p.path.clone(), h)));
+        PlannedEntry { entry, change, action, prev_index, previous_version }
     }
 }
 

@@ -1,0 +1,158 @@
+//! [`copy_hashed`]: copy one file, hashing exactly the bytes written, and
+//! notice when the source changes during the copy.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use backup_core::{ContentHash, FileStat};
+use sha2::{Digest, Sha256};
+
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Where a copy failed: reading the source (a per-file problem) or writing
+/// the destination (fatal for the run).
+#[derive(Debug)]
+pub enum CopyError {
+    /// The source could not be opened or read.
+    Source(io::Error),
+    /// The destination could not be written.
+    Destination(io::Error),
+}
+
+/// What a copy produced.
+#[derive(Clone, Copy, Debug)]
+pub struct Copied {
+    /// SHA-256 of the bytes written.
+    pub hash: ContentHash,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The source's facts when it was opened.
+    pub stat: FileStat,
+    /// The source's size or mtime differed after the copy.
+    pub changed_during_copy: bool,
+}
+
+/// Opens a file for reading without following a final symlink and without
+/// blocking on a FIFO that replaced it.
+pub fn open_source(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    let f = opts.open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("is no longer a regular file"));
+    }
+    Ok(f)
+}
+
+/// Copies `src` to a new file `dst` (which must not exist), hashing while
+/// writing. Does not set the destination's mode or times.
+pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
+    let mut input = open_source(src).map_err(CopyError::Source)?;
+    let before = input.metadata().map_err(CopyError::Source)?;
+    let stat = FileStat::from_metadata(&before);
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(CopyError::Destination)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut bytes = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Source(e)),
+        };
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).map_err(CopyError::Destination)?;
+        bytes += n as u64;
+    }
+    output.flush().map_err(CopyError::Destination)?;
+    let after = input
+        .metadata()
+        .map(|m| FileStat::from_metadata(&m))
+        .map_err(CopyError::Source)?;
+    let changed_during_copy =
+        after.size != stat.size || after.mtime_ns != stat.mtime_ns || bytes != stat.size;
+    Ok(Copied {
+        hash: ContentHash(hasher.finalize().into()),
+        bytes,
+        stat: FileStat { size: bytes, ..stat },
+        changed_during_copy,
+    })
+}
+
+/// Whether a destination error must stop the run (no space, read-only,
+/// quota) rather than fall back to another way of writing the file.
+pub fn is_fatal_destination_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::QuotaExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_and_hashes_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("s");
+        let dst = dir.path().join("d");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let c = copy_hashed(&src, &dst).unwrap();
+        assert_eq!(c.bytes, data.len() as u64);
+        assert!(!c.changed_during_copy);
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        let expect: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(c.hash.0, expect);
+    }
+
+    #[test]
+    fn missing_source_is_a_source_error_and_existing_destination_a_destination_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            copy_hashed(&dir.path().join("none"), &dir.path().join("d")),
+            Err(CopyError::Source(_))
+        ));
+        std::fs::write(dir.path().join("s"), b"x").unwrap();
+        std::fs::write(dir.path().join("d"), b"y").unwrap();
+        assert!(matches!(
+            copy_hashed(&dir.path().join("s"), &dir.path().join("d")),
+            Err(CopyError::Destination(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_or_fifo_in_place_of_the_file_is_a_source_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("was-a-file")).unwrap();
+        assert!(matches!(
+            copy_hashed(&dir.path().join("was-a-file"), &dir.path().join("d1")),
+            Err(CopyError::Source(_))
+        ));
+        let fifo = dir.path().join("fifo");
+        let st = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if st.is_ok_and(|s| s.success()) {
+            // Must not block.
+            assert!(matches!(
+                copy_hashed(&fifo, &dir.path().join("d2")),
+                Err(CopyError::Source(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! # backup-copy
+//!
+//! Stage 3 of the backup pipeline: write the new snapshot. Every snapshot
+//! is a complete, browsable folder: new and changed files are copied (and
+//! hashed in the same read), unchanged ones are hard links to the previous
+//! snapshot's file, folders, symlinks, modes and mtimes are kept. The
+//! snapshot is written under a temporary name and renamed only when
+//! everything is flushed.
+//!
+//! Central types: [`LocalStore`] (implements [`backup_core::SnapshotStore`])
+//! and [`copy_hashed`].
+//!
+//! ```
+//! use backup_copy::copy_hashed;
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("a"), b"abc").unwrap();
+//! let c = copy_hashed(&dir.path().join("a"), &dir.path().join("b")).unwrap();
+//! assert_eq!(c.bytes, 3);
+//! assert_eq!(c.hash.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+//! ```
+
+pub mod copy;
+pub mod store;
+
+pub use copy::{copy_hashed, open_source, Copied, CopyError};
+pub use store::LocalStore;

@@ -1,0 +1,346 @@
+//! [`LocalStore`]: snapshots as complete folders in a local destination.
+//!
+//! A snapshot is written under `.<name>.partial`, with new and changed
+//! files copied (hashed as written) and unchanged ones hard-linked to the
+//! previous snapshot (copied where a link is impossible). Files are made
+//! read-only, so an edit inside one snapshot cannot silently change the
+//! others that share its inode; the original mode is in the manifest. On
+//! commit the manifest and summary are flushed, the file system is synced,
+//! and the folder is renamed to its final name.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
+use backup_core::manifest::{write_info, ManifestWriter};
+use backup_core::snapshot::partial_name;
+use backup_core::{
+    Action, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo, SnapshotStore,
+    SnapshotWriter, WrittenEntry,
+};
+use filetime::FileTime;
+use tracing::{debug, warn};
+
+use crate::copy::{copy_hashed, is_fatal_destination_error, CopyError};
+
+/// How often a file that changes while it is copied is copied again.
+pub const CHANGED_FILE_RETRIES: u32 = 3;
+
+/// Stage 3 for a local destination folder.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    source: PathBuf,
+    destination: PathBuf,
+}
+
+impl LocalStore {
+    /// Snapshots of `source` in `destination`.
+    pub fn new(source: impl Into<PathBuf>, destination: impl Into<PathBuf>) -> Self {
+        LocalStore {
+            source: source.into(),
+            destination: destination.into(),
+        }
+    }
+}
+
+impl SnapshotStore for LocalStore {
+    fn begin(&self, name: &str, previous: Option<&Path>) -> Result<Box<dyn SnapshotWriter>, CoreError> {
+        let tmp = self.destination.join(partial_name(name));
+        fs::create_dir(&tmp).map_err(|e| CoreError::destination("create", &tmp, e))?;
+        let manifest = match ManifestWriter::create(&tmp) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                return Err(e);
+            }
+        };
+        Ok(Box::new(LocalWriter {
+            source: self.source.clone(),
+            tmp,
+            final_path: self.destination.join(name),
+            destination: self.destination.clone(),
+            previous: previous.map(Path::to_path_buf),
+            manifest: Mutex::new(Some(manifest)),
+            dirs: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// A snapshot being written to a local folder.
+struct LocalWriter {
+    source: PathBuf,
+    tmp: PathBuf,
+    final_path: PathBuf,
+    destination: PathBuf,
+    previous: Option<PathBuf>,
+    manifest: Mutex<Option<ManifestWriter>>,
+    /// Folder modes and mtimes, applied at commit (children change mtimes).
+    dirs: Mutex<Vec<(PathBuf, u32, i64)>>,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn file_time(ns: i64) -> FileTime {
+    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+}
+
+/// Read-only form of a file mode (no write bits, no set-id bits).
+fn read_only(mode: u32) -> u32 {
+    mode & 0o1555
+}
+
+impl LocalWriter {
+    fn dest_err(&self, action: &'static str, path: &Path, e: io::Error) -> CoreError {
+        CoreError::destination(action, path, e)
+    }
+
+    /// Runs `op` on `dst`, creating missing parent folders once on ENOENT
+    /// (workers write files before their folder entry may be processed).
+    fn with_parent<T>(&self, dst: &Path, op: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = dst.parent() {
+                    if !self.tmp.exists() {
+                        return Err(e);
+                    }
+                    fs::create_dir_all(parent)?;
+                }
+                op()
+            }
+            other => other,
+        }
+    }
+
+    fn finish_file(&self, dst: &Path, mode: u32, mtime_ns: i64) -> io::Result<()> {
+        filetime::set_file_mtime(dst, file_time(mtime_ns))?;
+        set_mode(dst, read_only(mode))
+    }
+
+    /// Copies the source file, retrying while it changes under us.
+    fn copy_source(&self, planned: &PlannedEntry, dst: &Path) -> Result<Result<WrittenEntry, String>, CoreError> {
+        let src = planned.entry.path.under(&self.source);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let copied = match self.with_parent(dst, || match copy_hashed(&src, dst) {
+                Ok(c) => Ok(Ok(c)),
+                Err(CopyError::Destination(e)) => Err(e),
+                Err(CopyError::Source(e)) => Ok(Err(e)),
+            }) {
+                Ok(Ok(c)) => c,
+                Ok(Err(source_err)) => {
+                    let _ = fs::remove_file(dst);
+                    return Ok(Err(source_err.to_string()));
+                }
+                Err(e) => return Err(self.dest_err("write", dst, e)),
+            };
+            if copied.changed_during_copy && attempt < CHANGED_FILE_RETRIES {
+                debug!(path = %planned.entry.path, attempt, "changed while copied; copying again");
+                fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
+                continue;
+            }
+            self.finish_file(dst, copied.stat.mode, copied.stat.mtime_ns)
+                .map_err(|e| self.dest_err("set attributes of", dst, e))?;
+            let mut m = planned.to_manifest(Some(copied.hash));
+            m.size = copied.bytes;
+            m.mtime_ns = copied.stat.mtime_ns;
+            m.ctime_ns = copied.stat.ctime_ns;
+            m.ino = copied.stat.ino;
+            m.mode = copied.stat.mode;
+            if copied.changed_during_copy {
+                warn!(path = %planned.entry.path, "kept changing while it was copied; the next run hashes it again");
+                m.status = Some(EntryStatus::ChangedDuringBackup);
+                m.rehash = true;
+            }
+            return Ok(Ok(WrittenEntry {
+                manifest: m,
+                bytes_copied: copied.bytes,
+                copied: true,
+                linked: false,
+                failure: None,
+            }));
+        }
+    }
+
+    /// Hard-links `from` (in the previous snapshot) at `dst`; where that is
+    /// impossible (another file system, too many links, missing), copies the
+    /// previous snapshot's file instead, then the source. Returns whether it
+    /// linked, and the bytes copied otherwise.
+    fn link_previous(&self, planned: &PlannedEntry, from: &Path, dst: &Path) -> Result<(bool, u64, Option<backup_core::ContentHash>), CoreError> {
+        match self.with_parent(dst, || fs::hard_link(from, dst)) {
+            Ok(()) => return Ok((true, 0, None)),
+            Err(e) if is_fatal_destination_error(&e) => return Err(self.dest_err("link", dst, e)),
+            Err(e) => debug!(from = %from.display(), error = %e, "hard link impossible; copying"),
+        }
+        let copy_from = |src: &Path| match copy_hashed(src, dst) {
+            Ok(c) => Ok(Some(c)),
+            Err(CopyError::Source(_)) => Ok(None),
+            Err(CopyError::Destination(e)) => Err(self.dest_err("write", dst, e)),
+        };
+        let copied = match copy_from(from)? {
+            Some(c) => Some(c),
+            None => copy_from(&planned.entry.path.under(&self.source))?,
+        };
+        match copied {
+            Some(c) => {
+                self.finish_file(dst, planned.entry.stat.mode, planned.entry.stat.mtime_ns)
+                    .map_err(|e| self.dest_err("set attributes of", dst, e))?;
+                Ok((false, c.bytes, Some(c.hash)))
+            }
+            None => Err(CoreError::io(
+                "link or copy",
+                dst,
+                io::Error::other(format!("neither {} nor the source file can be read", from.display())),
+            )),
+        }
+    }
+
+    fn written(manifest: ManifestEntry) -> WrittenEntry {
+        WrittenEntry { manifest, bytes_copied: 0, copied: false, linked: false, failure: None }
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut p = fs::metadata(path)?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    fs::set_permissions(path, p)
+}
+
+impl SnapshotWriter for LocalWriter {
+    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        let entry = &planned.entry;
+        let dst = entry.path.under(&self.tmp);
+        match &planned.action {
+            Action::CreateDir => {
+                match fs::create_dir(&dst) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => {}
+                    Err(_) => fs::create_dir_all(&dst).map_err(|e| self.dest_err("create", &dst, e))?,
+                }
+                guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
+                Ok(Self::written(planned.to_manifest(None)))
+            }
+            Action::CreateSymlink => {
+                let target = entry.link_target.clone().unwrap_or_default();
+                self.with_parent(&dst, || symlink(&target, &dst))
+                    .map_err(|e| self.dest_err("create symlink", &dst, e))?;
+                let t = file_time(entry.stat.mtime_ns);
+                if let Err(e) = filetime::set_symlink_file_times(&dst, t, t) {
+                    debug!(path = %dst.display(), error = %e, "cannot set symlink time");
+                }
+                Ok(Self::written(planned.to_manifest(None)))
+            }
+            Action::Link { from, hash } => {
+                let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
+                let (linked, bytes, copied_hash) = self.link_previous(planned, &from.under(prev_dir), &dst)?;
+                let mut m = planned.to_manifest(Some(copied_hash.unwrap_or(*hash)));
+                if copied_hash.is_some_and(|h| h != *hash) {
+                    m.rehash = true;
+                }
+                Ok(WrittenEntry { manifest: m, bytes_copied: bytes, copied: !linked, linked, failure: None })
+            }
+            Action::KeepStale { from, error, .. } => {
+                let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
+                let (linked, bytes, _) = self.link_previous(planned, &from.under(prev_dir), &dst)?;
+                Ok(WrittenEntry {
+                    manifest: planned.to_manifest(None),
+                    bytes_copied: bytes,
+                    copied: false,
+                    linked,
+                    failure: Some(error.clone()),
+                })
+            }
+            Action::Fail { error } => Ok(WrittenEntry {
+                failure: Some(error.clone()),
+                ..Self::written(planned.to_manifest(None))
+            }),
+            Action::Copy => match self.copy_source(planned, &dst)? {
+                Ok(w) => Ok(w),
+                Err(error) => {
+                    // The source could not be read now: keep the last good
+                    // copy if there is one.
+                    if let (Some((from, hash)), Some(prev_dir)) = (&planned.previous_version, &self.previous) {
+                        let stale = PlannedEntry {
+                            action: Action::KeepStale { from: from.clone(), hash: *hash, error: error.clone() },
+                            ..planned.clone()
+                        };
+                        if let Ok((linked, bytes, _)) = self.link_previous(&stale, &from.under(prev_dir), &dst) {
+                            let mut m = stale.to_manifest(None);
+                            m.rehash = true;
+                            return Ok(WrittenEntry { manifest: m, bytes_copied: bytes, copied: false, linked, failure: Some(error) });
+                        }
+                    }
+                    let failed = PlannedEntry { action: Action::Fail { error: error.clone() }, ..planned.clone() };
+                    Ok(WrittenEntry { failure: Some(error), ..Self::written(failed.to_manifest(None)) })
+                }
+            },
+        }
+    }
+
+    fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError> {
+        match guard(&self.manifest).as_mut() {
+            Some(m) => m.append(entry),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(self: Box<Self>, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+        let result = (|| {
+            let mut dirs = std::mem::take(&mut *guard(&self.dirs));
+            dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+            for (path, mode, mtime_ns) in &dirs {
+                set_mode(path, *mode).map_err(|e| self.dest_err("set mode of", path, e))?;
+                filetime::set_file_mtime(path, file_time(*mtime_ns))
+                    .map_err(|e| self.dest_err("set time of", path, e))?;
+            }
+            if let Some(m) = guard(&self.manifest).take() {
+                m.finish()?;
+            }
+            write_info(&self.tmp, info)?;
+            sync_filesystem(&self.tmp).map_err(|e| self.dest_err("sync", &self.tmp, e))?;
+            if self.final_path.symlink_metadata().is_ok() {
+                return Err(CoreError::destination(
+                    "rename a snapshot to",
+                    &self.final_path,
+                    io::Error::new(io::ErrorKind::AlreadyExists, "a folder of that name appeared during the run"),
+                ));
+            }
+            fs::rename(&self.tmp, &self.final_path)
+                .map_err(|e| self.dest_err("rename a snapshot to", &self.final_path, e))?;
+            sync_dir(&self.destination).map_err(|e| self.dest_err("sync", &self.destination, e))?;
+            Ok(self.final_path.clone())
+        })();
+        if result.is_err() {
+            let _ = remove_tree(&self.tmp);
+        }
+        result
+    }
+
+    fn abort(self: Box<Self>) {
+        guard(&self.manifest).take();
+        if let Err(e) = remove_tree(&self.tmp) {
+            warn!(path = %self.tmp.display(), error = %e, "cannot remove the partial snapshot; the next run removes it");
+        }
+    }
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
+}

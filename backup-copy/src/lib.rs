@@ -7,8 +7,12 @@
 //! snapshot is written under a temporary name and renamed only when
 //! everything is flushed.
 //!
-//! Central types: [`LocalStore`] (implements [`backup_core::SnapshotStore`])
-//! and [`copy_hashed`].
+//! It also holds the way back: [`restore`] (a snapshot into a folder, each
+//! file checked against its SHA-256) and [`verify`] (re-read snapshots,
+//! each shared inode once).
+//!
+//! Central types: [`LocalStore`] (implements [`backup_core::SnapshotStore`]),
+//! [`copy_hashed`], [`RestoreOptions`] and [`VerifyReport`].
 //!
 //! ```
 //! use backup_copy::copy_hashed;
@@ -20,7 +24,11 @@
 //! ```
 
 pub mod copy;
+pub mod restore;
 pub mod store;
+pub mod verify;
 
 pub use copy::{copy_hashed, open_source, Copied, CopyError};
+pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use store::LocalStore;
+pub use verify::{verify, SnapshotPath, VerifyReport};

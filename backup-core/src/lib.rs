@@ -26,6 +26,7 @@
 //! assert_eq!(h.to_hex().len(), 64);
 //! ```
 
+pub mod diff;
 pub mod entry;
 pub mod error;
 pub mod fsutil;
@@ -41,6 +42,7 @@ pub mod runner;
 pub mod snapshot;
 pub mod stage;
 
+pub use diff::TreeDiff;
 pub use entry::{EntryKind, FileStat, ScanEntry};
 pub use error::CoreError;
 pub use hash::ContentHash;

@@ -122,6 +122,28 @@ impl RunLock {
         ))
     }
 
+    /// Tells who holds the lock at `path` without taking it or creating the
+    /// file: `None` when no run holds it (no file, or a stale one).
+    pub fn holder(path: &Path) -> Result<Option<LockHolder>, CoreError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CoreError::io("open lock file", path, e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(None)
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                Ok(Some(LockHolder::parse(&text)))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(CoreError::io("lock", path, e)),
+        }
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -173,8 +195,13 @@ mod tests {
             LockAttempt::Held(h) => assert_eq!(h.pid, Some(std::process::id())),
             LockAttempt::Acquired(_) => panic!("second lock must be refused"),
         }
+        assert_eq!(
+            RunLock::holder(&p).unwrap().and_then(|h| h.pid),
+            Some(std::process::id())
+        );
         drop(lock);
         assert!(!p.exists());
+        assert!(RunLock::holder(&p).unwrap().is_none());
         assert!(matches!(
             RunLock::try_acquire(&p).unwrap(),
             LockAttempt::Acquired(_)

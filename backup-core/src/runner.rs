@@ -261,9 +261,9 @@ fn failed_report(e: &CoreError, started: Instant) -> RunReport {
 }
 
 /// What scan + hash/diff produced.
-struct Collected {
-    plan: Vec<PlannedEntry>,
-    seen: Vec<bool>,
+pub(crate) struct Collected {
+    pub(crate) plan: Vec<PlannedEntry>,
+    pub(crate) seen: Vec<bool>,
     failed: Vec<FailedPath>,
     unreadable_dirs: Vec<PathBuf>,
     skipped_special: u64,
@@ -593,7 +593,7 @@ fn set_file_records<'a>(meta: &mut BackupMetadata, entries: impl Iterator<Item =
     }
 }
 
-fn scan_and_diff(opts: &RunOptions, stages: &Stages, prev: &PrevIndex) -> Result<Collected, CoreError> {
+pub(crate) fn scan_and_diff(opts: &RunOptions, stages: &Stages, prev: &PrevIndex) -> Result<Collected, CoreError> {
     let cancel = AtomicBool::new(false);
     let threads = opts.threads.max(1);
     let (scan_tx, scan_rx) = bounded::<ScanEvent>(4096);

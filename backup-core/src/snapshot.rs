@@ -142,6 +142,36 @@ fn name_order(name: &str) -> (usize, &str) {
     (name.len(), name)
 }
 
+/// Picks a snapshot by `spec`: `latest`, an exact folder name, or a unique
+/// prefix of one.
+pub fn resolve_snapshot<'a>(snapshots: &'a [SnapshotRef], spec: &str) -> Result<&'a SnapshotRef, CoreError> {
+    if snapshots.is_empty() {
+        return Err(CoreError::NotFound(
+            "there are no snapshots of this profile in the destination yet; run a backup first".into(),
+        ));
+    }
+    if spec == "latest" {
+        return snapshots
+            .last()
+            .ok_or_else(|| CoreError::NotFound("no snapshots".into()));
+    }
+    if let Some(s) = snapshots.iter().find(|s| s.name == spec) {
+        return Ok(s);
+    }
+    let matches: Vec<&SnapshotRef> = snapshots.iter().filter(|s| s.name.starts_with(spec)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(CoreError::NotFound(format!(
+            "no snapshot is named {spec:?} or starts with it; `backup-cli list` shows the names"
+        ))),
+        many => Err(CoreError::NotFound(format!(
+            "{spec:?} matches {} snapshots ({}); give more of the name",
+            many.len(),
+            many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 /// Removes what killed runs of `profile` left: `.partial` and `.deleting`
 /// folders. Call only while holding the run lock. Returns what was removed.
 pub fn remove_leftovers(destination: &Path, profile: &str) -> Result<Vec<PathBuf>, CoreError> {

@@ -1,0 +1,553 @@
+//! # backup-cli
+//!
+//! The command-line tool (`backup-cli --profile insightminer.toml`) and the
+//! library pieces it is made of: [`wiring`] picks the concrete stages for a
+//! profile, [`run`] carries out a parsed command line.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! let cli = backup_cli::cli::Cli::parse_from(["backup-cli", "--profile", "insightminer.toml", "--json"]);
+//! let code = backup_cli::run(cli).unwrap();
+//! # let _ = code;
+//! ```
+
+pub mod cli;
+pub mod logging;
+pub mod progress;
+pub mod wiring;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use backup_config::Profile;
+use backup_core::diff::{diff_snapshots, diff_with_source};
+use backup_core::runner::error_chain;
+use backup_core::snapshot::resolve_snapshot;
+use backup_core::{run_backup, NoProgress, Outcome, Progress, RelPath, RunLock, RunReport, SnapshotStatus};
+use chrono::Local;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for usage and profile errors.
+const USAGE: u8 = 2;
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("backup-cli: error: {msg}");
+    ExitCode::from(USAGE)
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Human-readable byte count.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Carries out a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Init { profile_path, source, destination, name }) = &cli.command {
+        return cmd_init(profile_path, source, destination, name.as_deref(), cli.quiet);
+    }
+    let Some(profile_path) = cli.profile.clone() else {
+        return Ok(usage_error("--profile FILE is required (or use `backup-cli init` to write one)"));
+    };
+    let profile = match Profile::load(&profile_path) {
+        Ok(p) => p,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    let show_progress = !cli.quiet && !cli.json && std::io::stderr().is_terminal();
+    let progress: Arc<dyn Progress> = if show_progress {
+        Arc::new(progress::BarProgress::default())
+    } else {
+        Arc::new(NoProgress)
+    };
+    let is_backup = matches!(cli.command, None | Some(Command::Backup));
+    let log_file = (!(is_backup && cli.backup.dry_run)).then_some(profile.log_file.as_path());
+    logging::init(log_file, cli.quiet, cli.verbose);
+    match &cli.command {
+        None | Some(Command::Backup) => cmd_backup(&cli, &profile, progress),
+        Some(Command::List) => cmd_list(&cli, &profile),
+        Some(Command::Status) => cmd_status(&cli, &profile),
+        Some(Command::Restore { snapshot, to, paths, overwrite }) => {
+            cmd_restore(&cli, &profile, snapshot, to, paths, *overwrite, &*progress)
+        }
+        Some(Command::Verify { snapshot, all }) => cmd_verify(&cli, &profile, snapshot.as_deref(), *all, &*progress),
+        Some(Command::Diff { a, b }) => cmd_diff(&cli, &profile, a.as_deref(), b.as_deref(), progress),
+        Some(Command::Init { .. }) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn cmd_backup(cli: &Cli, profile: &Profile, progress: Arc<dyn Progress>) -> anyhow::Result<ExitCode> {
+    if let Err(e) = profile.check_source() {
+        tracing::error!("{e}");
+        if cli.json {
+            print_json(&serde_json::json!({"outcome": "failed", "error": e.to_string()}))?;
+        }
+        return Ok(usage_error(e));
+    }
+    let stages = match wiring::stages(profile, progress) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    let opts = wiring::run_options(profile, cli.backup.force, cli.backup.dry_run);
+    let report = run_backup(&opts, &stages);
+    if cli.json {
+        print_json(&report)?;
+    } else if !cli.quiet || report.outcome == Outcome::Failed {
+        print_backup_summary(&report, cli.quiet);
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+fn print_backup_summary(r: &RunReport, quiet: bool) {
+    let secs = r.duration_ms as f64 / 1000.0;
+    if r.outcome == Outcome::Failed {
+        eprintln!(
+            "backup-cli: error: the backup failed and was rolled back: {}",
+            r.error.as_deref().unwrap_or("unknown error")
+        );
+        return;
+    }
+    if quiet {
+        return;
+    }
+    match r.outcome {
+        Outcome::Created => {
+            println!("Snapshot {} created", r.snapshot.as_deref().unwrap_or("?"));
+            if let Some(p) = &r.snapshot_path {
+                println!("  in:       {p}");
+            }
+            println!(
+                "  files:    {} total, {} copied, {} linked, {} failed",
+                r.files_total, r.files_copied, r.files_linked, r.files_failed
+            );
+            println!(
+                "  bytes:    {} copied of {}",
+                human_bytes(r.bytes_copied),
+                human_bytes(r.bytes_total)
+            );
+            println!(
+                "  changes:  {} added, {} modified, {} removed",
+                r.changes.added, r.changes.modified, r.changes.removed
+            );
+            if r.rotate.is_empty() {
+                println!("  rotation: nothing deleted");
+            } else {
+                println!("  rotation: deleted {}", r.rotate.join(", "));
+            }
+            println!("  duration: {secs:.2} s");
+        }
+        Outcome::NoChanges => println!(
+            "No changes since the last snapshot ({} files checked in {secs:.2} s); no snapshot made.",
+            r.files_total
+        ),
+        Outcome::SkippedNotDue => println!(
+            "A snapshot was already made today ({}); nothing to do. Use --force to back up anyway.",
+            r.snapshot.as_deref().unwrap_or("?")
+        ),
+        Outcome::SkippedLocked => println!(
+            "Another backup is running ({}); skipped.",
+            r.lock_holder.as_ref().map(|h| h.to_string()).unwrap_or_default()
+        ),
+        Outcome::DryRun => {
+            match &r.snapshot {
+                Some(name) => println!("Dry run: would create {name}"),
+                None => println!("Dry run: nothing changed; no snapshot would be made"),
+            }
+            println!(
+                "  would copy {} files ({}), link {}",
+                r.files_copied,
+                human_bytes(r.bytes_copied),
+                r.files_linked
+            );
+            println!(
+                "  changes: {} added, {} modified, {} removed",
+                r.changes.added, r.changes.modified, r.changes.removed
+            );
+            if !r.rotate.is_empty() {
+                println!("  would delete: {}", r.rotate.join(", "));
+            }
+        }
+        Outcome::Failed => {}
+    }
+    for f in &r.failed {
+        println!("  could not read {}: {}", f.path, f.error);
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+#[derive(Serialize)]
+struct ListedSnapshot {
+    name: String,
+    path: String,
+    created: String,
+    files_total: Option<u64>,
+    files_copied: Option<u64>,
+    bytes_copied: Option<u64>,
+    status: &'static str,
+}
+
+fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
+    let snaps = match wiring::snapshots(profile) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(error_chain(&e))),
+    };
+    let rows: Vec<ListedSnapshot> = snaps
+        .iter()
+        .map(|s| ListedSnapshot {
+            name: s.name.clone(),
+            path: s.path.display().to_string(),
+            created: s.created.to_rfc3339(),
+            files_total: s.info.as_ref().map(|i| i.files_total),
+            files_copied: s.info.as_ref().map(|i| i.files_copied),
+            bytes_copied: s.info.as_ref().map(|i| i.bytes_copied),
+            // Snapshots of the original script (no manifest) hold only what
+            // changed: partial.
+            status: match s.info.as_ref().map(|i| i.status) {
+                Some(SnapshotStatus::Complete) => "complete",
+                _ => "partial",
+            },
+        })
+        .collect();
+    if cli.json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("No snapshots of {} in {} yet.", profile.name, profile.destination.display());
+    } else {
+        println!("{:<40} {:<25} {:>8} {:>8} {:>10}  status", "name", "created", "files", "copied", "bytes");
+        for r in &rows {
+            let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            println!(
+                "{:<40} {:<25} {:>8} {:>8} {:>10}  {}",
+                r.name,
+                r.created,
+                n(r.files_total),
+                n(r.files_copied),
+                r.bytes_copied.map_or("-".into(), human_bytes),
+                r.status
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    profile: String,
+    source: String,
+    destination: String,
+    last_snapshot: Option<String>,
+    last_snapshot_created: Option<String>,
+    backup_due: bool,
+    once_per_day: bool,
+    lock_holder: Option<backup_core::LockHolder>,
+    destination_free_bytes: Option<u64>,
+    snapshots: usize,
+    max_backups: u32,
+}
+
+fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
+    let snaps = match wiring::snapshots(profile) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(error_chain(&e))),
+    };
+    let last = snaps.last();
+    let today = Local::now().date_naive();
+    let made_today = last.is_some_and(|s| s.created.with_timezone(&Local).date_naive() == today);
+    let lock_holder = RunLock::holder(&profile.lock_file).unwrap_or(None);
+    let mut probe = profile.destination.clone();
+    while !probe.exists() && probe.pop() {}
+    let status = StatusReport {
+        profile: profile.name.clone(),
+        source: profile.source.display().to_string(),
+        destination: profile.destination.display().to_string(),
+        last_snapshot: last.map(|s| s.name.clone()),
+        last_snapshot_created: last.map(|s| s.created.to_rfc3339()),
+        backup_due: !(profile.once_per_day && made_today),
+        once_per_day: profile.once_per_day,
+        lock_holder,
+        destination_free_bytes: backup_core::fsutil::free_space(&probe).ok(),
+        snapshots: snaps.len(),
+        max_backups: profile.max_backups,
+    };
+    if cli.json {
+        print_json(&status)?;
+    } else {
+        println!("profile:       {} ({})", status.profile, profile.path.display());
+        println!("source:        {}", status.source);
+        println!("destination:   {}", status.destination);
+        match (&status.last_snapshot, &status.last_snapshot_created) {
+            (Some(n), Some(c)) => println!("last snapshot: {n} ({c})"),
+            _ => println!("last snapshot: none yet"),
+        }
+        println!(
+            "backup due:    {}",
+            if status.backup_due { "yes" } else { "no (already made today; --force overrides)" }
+        );
+        match &status.lock_holder {
+            Some(h) => println!("running:       yes, {h}"),
+            None => println!("running:       no"),
+        }
+        if let Some(free) = status.destination_free_bytes {
+            println!("free space:    {}", human_bytes(free));
+        }
+        println!("snapshots:     {} of max {}", status.snapshots, status.max_backups);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_restore(
+    cli: &Cli,
+    profile: &Profile,
+    snapshot: &str,
+    to: &Path,
+    paths: &[std::path::PathBuf],
+    overwrite: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<ExitCode> {
+    let snaps = match wiring::snapshots(profile) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(error_chain(&e))),
+    };
+    let snap = match resolve_snapshot(&snaps, snapshot) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    let mut rel_paths = Vec::new();
+    for p in paths {
+        let trimmed: std::path::PathBuf = p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect();
+        match RelPath::new(trimmed) {
+            Ok(r) => rel_paths.push(r),
+            Err(e) => return Ok(usage_error(format!("--path {}: {e}", p.display()))),
+        }
+    }
+    let opts = backup_copy::RestoreOptions {
+        snapshot_dir: snap.path.clone(),
+        target: to.to_path_buf(),
+        paths: rel_paths,
+        overwrite,
+        threads: profile.worker_threads(),
+    };
+    let report = match backup_copy::restore(&opts, progress) {
+        Ok(r) => r,
+        Err(e @ (backup_copy::RestoreError::TargetNotEmpty(_) | backup_copy::RestoreError::PathNotFound(_))) => {
+            return Ok(usage_error(e))
+        }
+        Err(backup_copy::RestoreError::Core(e)) => {
+            tracing::error!("restore of {} failed: {}", snap.name, error_chain(&e));
+            anyhow::bail!("restore of {} failed: {}", snap.name, error_chain(&e));
+        }
+        Err(e) => anyhow::bail!("restore of {} failed: {e}", snap.name),
+    };
+    tracing::info!(
+        snapshot = %snap.name,
+        target = %to.display(),
+        files = report.files_restored,
+        mismatches = report.mismatches.len(),
+        errors = report.errors.len(),
+        "restore finished"
+    );
+    if cli.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            snapshot: &'a str,
+            #[serde(flatten)]
+            report: &'a backup_copy::RestoreReport,
+        }
+        print_json(&Out { snapshot: &snap.name, report: &report })?;
+    } else if !cli.quiet {
+        println!(
+            "Restored {} into {}: {} files ({}), {} folders, {} symlinks",
+            snap.name,
+            to.display(),
+            report.files_restored,
+            human_bytes(report.bytes_restored),
+            report.dirs_restored,
+            report.symlinks_restored
+        );
+        for m in &report.mismatches {
+            println!("  MISMATCH {}: {}", m.path, m.error);
+        }
+        for m in &report.errors {
+            println!("  error {}: {}", m.path, m.error);
+        }
+        for p in &report.not_in_snapshot {
+            println!("  not in snapshot (could not be read at backup time): {p}");
+        }
+    }
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_verify(
+    cli: &Cli,
+    profile: &Profile,
+    snapshot: Option<&str>,
+    all: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<ExitCode> {
+    let snaps = match wiring::snapshots(profile) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(error_chain(&e))),
+    };
+    let chosen: Vec<backup_core::SnapshotRef> = if all {
+        snaps.iter().filter(|s| s.info.is_some()).cloned().collect()
+    } else {
+        match resolve_snapshot(&snaps, snapshot.unwrap_or("latest")) {
+            Ok(s) => vec![s.clone()],
+            Err(e) => return Ok(usage_error(e)),
+        }
+    };
+    let report = backup_copy::verify(&chosen, profile.worker_threads(), progress)
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))
+        .context("verify failed")?;
+    tracing::info!(
+        snapshots = report.snapshots_checked,
+        files = report.files_checked,
+        corrupt = report.corrupt.len(),
+        missing = report.missing.len(),
+        unexpected = report.unexpected.len(),
+        "verify finished"
+    );
+    if cli.json {
+        print_json(&report)?;
+    } else if !cli.quiet || !report.is_clean() {
+        println!(
+            "Verified {} snapshot(s): {} files, {} read",
+            report.snapshots_checked,
+            report.files_checked,
+            human_bytes(report.bytes_checked)
+        );
+        for (label, list) in [("CORRUPT", &report.corrupt), ("MISSING", &report.missing), ("UNEXPECTED", &report.unexpected)] {
+            for p in list {
+                println!("  {label} {}/{}", p.snapshot, p.path);
+            }
+        }
+        if report.is_clean() {
+            println!("  all files match their manifests");
+        }
+    }
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_diff(
+    cli: &Cli,
+    profile: &Profile,
+    a: Option<&str>,
+    b: Option<&str>,
+    progress: Arc<dyn Progress>,
+) -> anyhow::Result<ExitCode> {
+    let snaps = match wiring::snapshots(profile) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(error_chain(&e))),
+    };
+    let older = match resolve_snapshot(&snaps, a.unwrap_or("latest")) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    let (diff, against) = match b {
+        Some(b) => {
+            let newer = match resolve_snapshot(&snaps, b) {
+                Ok(s) => s,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let d = diff_snapshots(&older.path, &newer.path).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            (d, newer.name.clone())
+        }
+        None => {
+            if let Err(e) = profile.check_source() {
+                return Ok(usage_error(e));
+            }
+            let stages = match wiring::stages(profile, progress) {
+                Ok(s) => s,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let opts = wiring::run_options(profile, false, true);
+            let d = diff_with_source(&older.path, &opts, &stages).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            (d, "the source now".to_string())
+        }
+    };
+    if cli.json {
+        print_json(&diff)?;
+    } else if !cli.quiet {
+        println!("Changes from {} to {}:", older.name, against);
+        for p in &diff.added {
+            println!("+ {p}");
+        }
+        for p in &diff.changed {
+            println!("M {p}");
+        }
+        for p in &diff.removed {
+            println!("- {p}");
+        }
+        if diff.is_empty() {
+            println!("  (none)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_init(
+    profile_path: &Path,
+    source: &Path,
+    destination: &Path,
+    name: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let name = name.map(str::to_owned).unwrap_or_else(|| {
+        std::path::absolute(source)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "backup".into())
+    });
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (source, destination) = (&abs(source), &abs(destination));
+    let esc = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let text = backup_config::TEMPLATE
+        .replace("{name}", &name.replace('"', ""))
+        .replace("{source}", &esc(source))
+        .replace("{destination}", &esc(destination));
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(profile_path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Ok(usage_error(format!(
+                "{} already exists; edit it, or choose another file name",
+                profile_path.display()
+            )))
+        }
+        Err(e) => return Ok(usage_error(format!("cannot create {}: {e}", profile_path.display()))),
+    };
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", profile_path.display()))?;
+    if let Err(e) = Profile::load(profile_path) {
+        let _ = std::fs::remove_file(profile_path);
+        return Ok(usage_error(e));
+    }
+    if !quiet {
+        println!("Wrote {}. Run: backup-cli --profile {}", profile_path.display(), profile_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,25 @@
+//! The `backup-cli` binary: parses the command line and hands over to
+//! [`backup_cli::run`]. Exit codes: 0 success or deliberate skip, 1 the run
+//! failed (rolled back), 2 usage or profile error, 3 a snapshot was made but
+//! some files could not be read.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = backup_cli::cli::Cli::parse();
+    match backup_cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed stdout (e.g. `| head`) is not an error.
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("backup-cli: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! [`restore`]: put a snapshot (or some of its paths) back into a folder,
+//! checking each file's SHA-256 against the manifest as it is written.
+//!
+//! Paths come from the snapshot's manifest, which only admits relative
+//! paths without `..`; nothing is ever written outside the target folder.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use backup_core::manifest::read_manifest;
+use backup_core::{CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath};
+use filetime::FileTime;
+use serde::Serialize;
+
+use crate::copy::{copy_hashed, CopyError};
+
+/// What to restore and where.
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    /// The snapshot folder.
+    pub snapshot_dir: PathBuf,
+    /// The folder to restore into (created if missing).
+    pub target: PathBuf,
+    /// Restore only these files/folders (all when empty).
+    pub paths: Vec<RelPath>,
+    /// Allow a non-empty target and replace files in it.
+    pub overwrite: bool,
+    /// Worker threads (at least 1).
+    pub threads: usize,
+}
+
+/// A path that did not restore cleanly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RestoreProblem {
+    /// Path relative to the snapshot.
+    pub path: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The result of a restore.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreReport {
+    /// The folder restored into.
+    pub target: String,
+    /// Files written.
+    pub files_restored: u64,
+    /// Folders created.
+    pub dirs_restored: u64,
+    /// Symlinks created.
+    pub symlinks_restored: u64,
+    /// Bytes written.
+    pub bytes_restored: u64,
+    /// Files whose content did not match the manifest's SHA-256.
+    pub mismatches: Vec<RestoreProblem>,
+    /// Paths that could not be written.
+    pub errors: Vec<RestoreProblem>,
+    /// Paths the snapshot holds no content for (they failed at backup time).
+    pub not_in_snapshot: Vec<String>,
+}
+
+impl RestoreReport {
+    /// Whether every requested path was restored intact.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// Why a restore did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The target folder has content and `overwrite` was not given.
+    #[error("{} is not empty; restore into an empty folder or pass --overwrite", .0.display())]
+    TargetNotEmpty(PathBuf),
+    /// A requested path is not in the snapshot.
+    #[error("{0} is not in the snapshot; `backup-cli diff` or the snapshot folder shows what it holds")]
+    PathNotFound(String),
+    /// Reading the snapshot or creating the target failed.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+fn file_time(ns: i64) -> FileTime {
+    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut p = fs::metadata(path)?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    fs::set_permissions(path, p)
+}
+
+/// Removes whatever stands at `path` unless it is a folder.
+fn clear_non_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a folder is in the way",
+        )),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Restores according to `opts`.
+pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport, RestoreError> {
+    let mut entries: Vec<ManifestEntry> = Vec::new();
+    for e in read_manifest(&opts.snapshot_dir)? {
+        let e = e?;
+        if opts.paths.is_empty()
+            || opts
+                .paths
+                .iter()
+                .any(|p| e.path == *p || e.path.as_path().starts_with(p.as_path()))
+        {
+            entries.push(e);
+        }
+    }
+    for p in &opts.paths {
+        if !entries
+            .iter()
+            .any(|e| e.path == *p || e.path.as_path().starts_with(p.as_path()))
+        {
+            return Err(RestoreError::PathNotFound(p.to_string()));
+        }
+    }
+    match fs::read_dir(&opts.target) {
+        Ok(mut it) => {
+            if it.next().is_some() && !opts.overwrite {
+                return Err(RestoreError::TargetNotEmpty(opts.target.clone()));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(&opts.target).map_err(|e| CoreError::io("create", &opts.target, e))?;
+        }
+        Err(e) => return Err(CoreError::io("read", &opts.target, e).into()),
+    }
+    let mut report = RestoreReport {
+        target: opts.target.display().to_string(),
+        ..RestoreReport::default()
+    };
+    // Parent folders of requested paths, and every folder entry, first.
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut dirs = Vec::new();
+    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        let dst = e.path.under(&opts.target);
+        match fs::create_dir_all(&dst) {
+            Ok(()) => {
+                report.dirs_restored += 1;
+                dirs.push((dst, e.mode, e.mtime_ns));
+            }
+            Err(err) => report.errors.push(RestoreProblem { path: e.path.to_string(), error: err.to_string() }),
+        }
+    }
+    let files: Vec<&ManifestEntry> = entries.iter().filter(|e| e.kind == EntryKind::File).collect();
+    let total_bytes: u64 = files.iter().map(|e| e.size).sum();
+    progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
+    let shared = Mutex::new(&mut report);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(e) = files.get(i) else { return };
+                let outcome = restore_file(opts, e);
+                progress.inc(1, e.size);
+                let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+                match outcome {
+                    FileOutcome::Written(bytes) => {
+                        r.files_restored += 1;
+                        r.bytes_restored += bytes;
+                    }
+                    FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem { path: e.path.to_string(), error: msg }),
+                    FileOutcome::Error(msg) => r.errors.push(RestoreProblem { path: e.path.to_string(), error: msg }),
+                    FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
+                }
+            });
+        }
+    });
+    progress.finish();
+    for e in entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
+        let dst = e.path.under(&opts.target);
+        let result = (|| {
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            clear_non_dir(&dst)?;
+            let target = e.target.clone().unwrap_or_default();
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&target, &dst)?;
+            #[cfg(windows)]
+            std::os::windows::fs::symlink_file(&target, &dst)?;
+            let t = file_time(e.mtime_ns);
+            let _ = filetime::set_symlink_file_times(&dst, t, t);
+            Ok::<(), io::Error>(())
+        })();
+        match result {
+            Ok(()) => report.symlinks_restored += 1,
+            Err(err) => report.errors.push(RestoreProblem { path: e.path.to_string(), error: err.to_string() }),
+        }
+    }
+    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+    for (dst, mode, mtime) in dirs {
+        let _ = filetime::set_file_mtime(&dst, file_time(mtime));
+        if let Err(err) = set_mode(&dst, mode) {
+            report.errors.push(RestoreProblem { path: dst.display().to_string(), error: err.to_string() });
+        }
+    }
+    report.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    report.not_in_snapshot.sort();
+    Ok(report)
+}
+
+enum FileOutcome {
+    Written(u64),
+    Mismatch(String),
+    Error(String),
+    NoContent,
+}
+
+fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
+    if e.status == Some(EntryStatus::Failed) || e.sha256.is_none() {
+        return FileOutcome::NoContent;
+    }
+    let src = e.path.under(&opts.snapshot_dir);
+    let dst = e.path.under(&opts.target);
+    if let Some(parent) = dst.parent() {
+        if let Err(err) = fs::create_dir_all(parent) {
+            return FileOutcome::Error(err.to_string());
+        }
+    }
+    if let Err(err) = clear_non_dir(&dst) {
+        return FileOutcome::Error(err.to_string());
+    }
+    let copied = match copy_hashed(&src, &dst) {
+        Ok(c) => c,
+        Err(CopyError::Source(err)) => return FileOutcome::Error(format!("cannot read {}: {err}", src.display())),
+        Err(CopyError::Destination(err)) => return FileOutcome::Error(format!("cannot write {}: {err}", dst.display())),
+    };
+    let _ = filetime::set_file_mtime(&dst, file_time(e.mtime_ns));
+    if let Err(err) = set_mode(&dst, e.mode) {
+        return FileOutcome::Error(format!("cannot set mode: {err}"));
+    }
+    if Some(copied.hash) != e.sha256 {
+        return FileOutcome::Mismatch(format!(
+            "content does not match the manifest (SHA-256 {} expected, {} read)",
+            e.sha256.map(|h| h.to_hex()).unwrap_or_default(),
+            copied.hash
+        ));
+    }
+    FileOutcome::Written(copied.bytes)
+}

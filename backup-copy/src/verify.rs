@@ -1,0 +1,220 @@
+//! [`verify`]: re-read snapshots and compare them with their manifests.
+//!
+//! Each file is hashed once per inode (snapshots share unchanged files as
+//! hard links), so verifying every snapshot costs little more than one.
+//! Reports files whose content differs (`corrupt`), paths the manifest
+//! lists but the folder lacks (`missing`) and paths the folder holds but
+//! the manifest does not list (`unexpected`).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use backup_core::manifest::{read_manifest, STATE_DIR};
+use backup_core::{ContentHash, CoreError, EntryKind, EntryStatus, Phase, Progress, SnapshotRef};
+use serde::Serialize;
+
+/// A path in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SnapshotPath {
+    /// The snapshot's name.
+    pub snapshot: String,
+    /// Path relative to the snapshot.
+    pub path: String,
+}
+
+/// The result of verifying snapshots.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Snapshots checked.
+    pub snapshots_checked: u64,
+    /// File entries checked.
+    pub files_checked: u64,
+    /// Bytes read and hashed.
+    pub bytes_checked: u64,
+    /// Files whose content or size differs from the manifest.
+    pub corrupt: Vec<SnapshotPath>,
+    /// Paths in the manifest but not in the folder.
+    pub missing: Vec<SnapshotPath>,
+    /// Paths in the folder but not in the manifest.
+    pub unexpected: Vec<SnapshotPath>,
+}
+
+impl VerifyReport {
+    /// Whether everything matched.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+type InodeKey = (u64, u64);
+
+#[cfg(unix)]
+fn inode_key(m: &fs::Metadata) -> Option<InodeKey> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn inode_key(_m: &fs::Metadata) -> Option<InodeKey> {
+    None
+}
+
+struct FileCheck {
+    snapshot: String,
+    rel: String,
+    path: PathBuf,
+    expected: ContentHash,
+    size: u64,
+    key: Option<InodeKey>,
+}
+
+/// Verifies `snapshots` with `threads` hashing threads.
+pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress) -> Result<VerifyReport, CoreError> {
+    let mut report = VerifyReport::default();
+    let mut checks: Vec<FileCheck> = Vec::new();
+    for snap in snapshots {
+        report.snapshots_checked += 1;
+        let mut listed: HashSet<PathBuf> = HashSet::new();
+        for e in read_manifest(&snap.path)? {
+            let e = e?;
+            listed.insert(e.path.as_path().to_path_buf());
+            if e.status == Some(EntryStatus::Failed) {
+                continue;
+            }
+            let full = e.path.under(&snap.path);
+            let sp = || SnapshotPath { snapshot: snap.name.clone(), path: e.path.to_string() };
+            let meta = match fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(_) => {
+                    report.missing.push(sp());
+                    continue;
+                }
+            };
+            match e.kind {
+                EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
+                EntryKind::Dir => {}
+                EntryKind::Symlink => {
+                    if !meta.file_type().is_symlink() {
+                        report.missing.push(sp());
+                    } else if fs::read_link(&full).ok() != e.target {
+                        report.corrupt.push(sp());
+                    }
+                }
+                EntryKind::File => {
+                    report.files_checked += 1;
+                    if !meta.is_file() {
+                        report.missing.push(sp());
+                    } else if meta.len() != e.size {
+                        report.corrupt.push(sp());
+                    } else if let Some(expected) = e.sha256 {
+                        checks.push(FileCheck {
+                            snapshot: snap.name.clone(),
+                            rel: e.path.to_string(),
+                            path: full,
+                            expected,
+                            size: e.size,
+                            key: inode_key(&meta),
+                        });
+                    }
+                }
+            }
+        }
+        find_unexpected(&snap.path, &snap.path, &listed, &snap.name, &mut report.unexpected)?;
+    }
+    // Hash each inode once.
+    let mut first_of: HashMap<InodeKey, usize> = HashMap::new();
+    let mut to_hash: Vec<usize> = Vec::new();
+    for (i, c) in checks.iter().enumerate() {
+        match c.key {
+            Some(k) => {
+                if let std::collections::hash_map::Entry::Vacant(v) = first_of.entry(k) {
+                    v.insert(i);
+                    to_hash.push(i);
+                }
+            }
+            None => to_hash.push(i),
+        }
+    }
+    let total: u64 = to_hash.iter().map(|&i| checks[i].size).sum();
+    progress.start(Phase::Verify, Some(to_hash.len() as u64), Some(total));
+    let results: Mutex<HashMap<usize, Option<ContentHash>>> = Mutex::new(HashMap::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let bytes = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = to_hash.get(n) else { return };
+                let h = backup_hash_file(&checks[i].path);
+                if let Some((_, len)) = h {
+                    bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+                }
+                progress.inc(1, checks[i].size);
+                results.lock().unwrap_or_else(|p| p.into_inner()).insert(i, h.map(|(h, _)| h));
+            });
+        }
+    });
+    progress.finish();
+    report.bytes_checked = bytes.into_inner();
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (i, c) in checks.iter().enumerate() {
+        let idx = c.key.and_then(|k| first_of.get(&k).copied()).unwrap_or(i);
+        let actual = results.get(&idx).copied().flatten();
+        if actual != Some(c.expected) {
+            report.corrupt.push(SnapshotPath { snapshot: c.snapshot.clone(), path: c.rel.clone() });
+        }
+    }
+    report.corrupt.sort();
+    report.missing.sort();
+    report.unexpected.sort();
+    Ok(report)
+}
+
+fn backup_hash_file(path: &Path) -> Option<(ContentHash, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some((ContentHash(hasher.finalize().into()), total))
+}
+
+fn find_unexpected(
+    root: &Path,
+    dir: &Path,
+    listed: &HashSet<PathBuf>,
+    snapshot: &str,
+    out: &mut Vec<SnapshotPath>,
+) -> Result<(), CoreError> {
+    let read = fs::read_dir(dir).map_err(|e| CoreError::io("read", dir, e))?;
+    for entry in read {
+        let entry = entry.map_err(|e| CoreError::io("read", dir, e))?;
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        if dir == root && entry.file_name() == STATE_DIR {
+            continue;
+        }
+        if !listed.contains(&rel) {
+            out.push(SnapshotPath { snapshot: snapshot.to_owned(), path: rel.display().to_string() });
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            find_unexpected(root, &path, listed, snapshot, out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! What changed between two snapshots, or between a snapshot and the
+//! source now: [`TreeDiff`]. Paths of files and symlinks only (folders are
+//! implied by their contents).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::entry::EntryKind;
+use crate::error::CoreError;
+use crate::manifest::{read_manifest, ManifestEntry};
+use crate::plan::Change;
+use crate::prev::PrevIndex;
+use crate::runner::{scan_and_diff, RunOptions, Stages};
+
+/// Paths added, changed (content, target, type or mode) and removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TreeDiff {
+    /// Paths only in the newer tree.
+    pub added: Vec<String>,
+    /// Paths in both whose content, symlink target, type or mode differ.
+    pub changed: Vec<String>,
+    /// Paths only in the older tree.
+    pub removed: Vec<String>,
+}
+
+impl TreeDiff {
+    /// Whether nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    fn sort(&mut self) {
+        self.added.sort();
+        self.changed.sort();
+        self.removed.sort();
+    }
+}
+
+fn leaf(m: &ManifestEntry) -> bool {
+    m.kind != EntryKind::Dir
+}
+
+/// Compares the manifests of two snapshot folders.
+pub fn diff_snapshots(older: &Path, newer: &Path) -> Result<TreeDiff, CoreError> {
+    let mut old: HashMap<_, ManifestEntry> = HashMap::new();
+    for e in read_manifest(older)? {
+        let e = e?;
+        if leaf(&e) {
+            old.insert(e.path.clone(), e);
+        }
+    }
+    let mut diff = TreeDiff::default();
+    for e in read_manifest(newer)? {
+        let e = e?;
+        if !leaf(&e) {
+            continue;
+        }
+        match old.remove(&e.path) {
+            None => diff.added.push(e.path.to_string()),
+            Some(o) => {
+                if o.kind != e.kind || o.sha256 != e.sha256 || o.target != e.target || o.mode != e.mode {
+                    diff.changed.push(e.path.to_string());
+                }
+            }
+        }
+    }
+    diff.removed = old.into_keys().map(|p| p.to_string()).collect();
+    diff.sort();
+    Ok(diff)
+}
+
+/// Compares a snapshot with the source now, using the scan and hash/diff
+/// stages (files whose size and times match are not read).
+pub fn diff_with_source(snapshot: &Path, opts: &RunOptions, stages: &Stages) -> Result<TreeDiff, CoreError> {
+    let prev = PrevIndex::from_snapshot(snapshot)?;
+    let collected = scan_and_diff(opts, stages, &prev)?;
+    let mut diff = TreeDiff::default();
+    for p in &collected.plan {
+        if p.entry.kind == EntryKind::Dir {
+            continue;
+        }
+        let path = p.entry.path.to_string();
+        match p.change {
+            Change::Added => diff.added.push(path),
+            Change::Modified | Change::ModeChanged | Change::TypeChanged => {
+                // A folder that became a file is new as a leaf.
+                let was_leaf = p
+                    .prev_index
+                    .and_then(|i| prev.at(i))
+                    .is_some_and(|e| e.kind != EntryKind::Dir);
+                if was_leaf {
+                    diff.changed.push(path)
+                } else {
+                    diff.added.push(path)
+                }
+            }
+            Change::Unchanged | Change::MetadataOnly | Change::Unreadable => {}
+        }
+    }
+    for (i, seen) in collected.seen.iter().enumerate() {
+        if let Some(e) = prev.at(i as u32) {
+            if !*seen && e.kind != EntryKind::Dir {
+                diff.removed.push(e.path.to_string());
+            }
+        }
+    }
+    // A leaf that became a folder: its path is removed as a leaf.
+    for p in &collected.plan {
+        if p.entry.kind == EntryKind::Dir && p.change == Change::TypeChanged {
+            diff.removed.push(p.entry.path.to_string());
+        }
+    }
+    diff.sort();
+    Ok(diff)
+}

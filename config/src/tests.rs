@@ -1,0 +1,125 @@
+use super::*;
+
+fn write_profile(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(&p, body).unwrap();
+    (dir, p)
+}
+
+fn err(body: &str) -> String {
+    let (_d, p) = write_profile(body);
+    Profile::load(&p).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_and_relative_paths() {
+    let (dir, p) = write_profile("name = \"X\"\nsource = \"src\"\ndestination = \"out/b\"\n");
+    let prof = Profile::load(&p).unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    assert_eq!(canonical_or_lexical(&prof.source), base.join("src"));
+    assert_eq!(canonical_or_lexical(&prof.destination), base.join("out/b"));
+    assert_eq!(prof.max_backups, 10);
+    assert!(prof.once_per_day && prof.default_excludes && prof.exclude_caches);
+    assert!(!prof.respect_gitignore);
+    assert!(prof.metadata_file.ends_with("src/backup_metadata.json"));
+    assert!(prof.lock_file.ends_with("src/backup_in_progress.lock"));
+    assert_eq!(prof.keep_rules(), KeepRules::last(10));
+    prof.check_source().unwrap();
+}
+
+#[test]
+fn tilde_is_home() {
+    let home = std::env::var("HOME").unwrap();
+    let (_d, p) = write_profile("source = \"src\"\ndestination = \"~/b\"\n");
+    let prof = Profile::load(&p).unwrap();
+    assert_eq!(prof.destination, Path::new(&home).join("b"));
+}
+
+#[test]
+fn unknown_key_names_it_with_line() {
+    let e = err("source = \"src\"\ndestination = \"b\"\nmax_backup = 3\n");
+    assert!(e.contains("max_backup") && e.contains("line 3"), "{e}");
+    assert!(e.contains("p.toml"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = err("source = \"src\"\ndestination = \"b\"\nmax_backups = \"ten\"\n");
+    assert!(e.contains("max_backups") && e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn malformed_toml_has_line_and_column() {
+    let e = err("source = \"src\"\ndestination = \n");
+    assert!(e.contains("line 2") && e.contains("column"), "{e}");
+}
+
+#[test]
+fn max_backups_zero_or_negative() {
+    for v in ["0", "-1"] {
+        let e = err(&format!("source = \"src\"\ndestination = \"b\"\nmax_backups = {v}\n"));
+        assert!(e.contains("`max_backups`") && e.contains("at least 1"), "{e}");
+    }
+}
+
+#[test]
+fn destination_equal_to_source() {
+    let e = err("source = \"src\"\ndestination = \"src/.\"\n");
+    assert!(e.contains("`destination`") && e.contains("is the source"), "{e}");
+}
+
+#[test]
+fn destination_inside_an_excluded_path() {
+    let e = err("source = \"src\"\ndestination = \"src/temp_processing/b\"\nexclude = [\"temp_processing/\"]\n");
+    assert!(e.contains("`destination`") && e.contains("excluded"), "{e}");
+    // Inside the source but not excluded: fine.
+    let (_d, p) = write_profile("source = \"src\"\ndestination = \"src/backups\"\n");
+    Profile::load(&p).unwrap();
+}
+
+#[test]
+fn missing_destination_and_bad_retention() {
+    let e = err("source = \"src\"\n");
+    assert!(e.contains("`destination`"), "{e}");
+    let e = err("source = \"src\"\ndestination = \"b\"\n[retention]\nkeep_hourly = 3\n");
+    assert!(e.contains("keep_hourly"), "{e}");
+    let e = err("source = \"src\"\ndestination = \"b\"\n[retention]\nkeep_daily = 0\n");
+    assert!(e.contains("retention.keep_daily"), "{e}");
+}
+
+#[test]
+fn retention_replaces_max_backups() {
+    let (_d, p) = write_profile("source = \"src\"\ndestination = \"b\"\nmax_backups = 2\n[retention]\nkeep_daily = 7\nkeep_weekly = 4\n");
+    let prof = Profile::load(&p).unwrap();
+    assert_eq!(prof.keep_rules().keep_daily, Some(7));
+    assert_eq!(prof.keep_rules().keep_last, None);
+}
+
+#[test]
+fn missing_source_is_reported_by_check_source() {
+    let (_d, p) = write_profile("source = \"nope\"\ndestination = \"b\"\n");
+    let prof = Profile::load(&p).unwrap();
+    let e = prof.check_source().unwrap_err().to_string();
+    assert!(e.contains("`source`") && e.contains("nope"), "{e}");
+}
+
+#[test]
+fn bad_exclude_glob_names_the_key() {
+    let e = err("source = \"src\"\ndestination = \"b\"\nexclude = [\"a[b\"]\n");
+    assert!(e.contains("`exclude`") && e.contains("a[b"), "{e}");
+}
+
+#[test]
+fn template_parses_after_substitution() {
+    let (dir, p) = write_profile("");
+    let text = TEMPLATE
+        .replace("{name}", "Demo")
+        .replace("{source}", "src")
+        .replace("{destination}", "backups");
+    std::fs::write(&p, text).unwrap();
+    let prof = Profile::load(&p).unwrap();
+    assert_eq!(prof.name, "Demo");
+    drop(dir);
+}

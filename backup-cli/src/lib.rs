@@ -26,7 +26,9 @@ use backup_config::Profile;
 use backup_core::diff::{diff_snapshots, diff_with_source};
 use backup_core::runner::error_chain;
 use backup_core::snapshot::resolve_snapshot;
-use backup_core::{run_backup, NoProgress, Outcome, Progress, RelPath, RunLock, RunReport, SnapshotStatus};
+use backup_core::{
+    run_backup, NoProgress, Outcome, Progress, RelPath, RunLock, RunReport, SnapshotStatus,
+};
 use chrono::Local;
 use serde::Serialize;
 
@@ -65,11 +67,25 @@ pub fn human_bytes(n: u64) -> String {
 
 /// Carries out a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(Command::Init { profile_path, source, destination, name }) = &cli.command {
-        return cmd_init(profile_path, source, destination, name.as_deref(), cli.quiet);
+    if let Some(Command::Init {
+        profile_path,
+        source,
+        destination,
+        name,
+    }) = &cli.command
+    {
+        return cmd_init(
+            profile_path,
+            source,
+            destination,
+            name.as_deref(),
+            cli.quiet,
+        );
     }
     let Some(profile_path) = cli.profile.clone() else {
-        return Ok(usage_error("--profile FILE is required (or use `backup-cli init` to write one)"));
+        return Ok(usage_error(
+            "--profile FILE is required (or use `backup-cli init` to write one)",
+        ));
     };
     let profile = match Profile::load(&profile_path) {
         Ok(p) => p,
@@ -88,16 +104,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None | Some(Command::Backup) => cmd_backup(&cli, &profile, progress),
         Some(Command::List) => cmd_list(&cli, &profile),
         Some(Command::Status) => cmd_status(&cli, &profile),
-        Some(Command::Restore { snapshot, to, paths, overwrite }) => {
-            cmd_restore(&cli, &profile, snapshot, to, paths, *overwrite, &*progress)
+        Some(Command::Restore {
+            snapshot,
+            to,
+            paths,
+            overwrite,
+        }) => cmd_restore(&cli, &profile, snapshot, to, paths, *overwrite, &*progress),
+        Some(Command::Verify { snapshot, all }) => {
+            cmd_verify(&cli, &profile, snapshot.as_deref(), *all, &*progress)
         }
-        Some(Command::Verify { snapshot, all }) => cmd_verify(&cli, &profile, snapshot.as_deref(), *all, &*progress),
-        Some(Command::Diff { a, b }) => cmd_diff(&cli, &profile, a.as_deref(), b.as_deref(), progress),
+        Some(Command::Diff { a, b }) => {
+            cmd_diff(&cli, &profile, a.as_deref(), b.as_deref(), progress)
+        }
         Some(Command::Init { .. }) => Ok(ExitCode::SUCCESS),
     }
 }
 
-fn cmd_backup(cli: &Cli, profile: &Profile, progress: Arc<dyn Progress>) -> anyhow::Result<ExitCode> {
+fn cmd_backup(
+    cli: &Cli,
+    profile: &Profile,
+    progress: Arc<dyn Progress>,
+) -> anyhow::Result<ExitCode> {
     if let Err(e) = profile.check_source() {
         tracing::error!("{e}");
         if cli.json {
@@ -234,9 +261,16 @@ fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
     if cli.json {
         print_json(&rows)?;
     } else if rows.is_empty() {
-        println!("No snapshots of {} in {} yet.", profile.name, profile.destination.display());
+        println!(
+            "No snapshots of {} in {} yet.",
+            profile.name,
+            profile.destination.display()
+        );
     } else {
-        println!("{:<40} {:<25} {:>8} {:>8} {:>10}  status", "name", "created", "files", "copied", "bytes");
+        println!(
+            "{:<40} {:<25} {:>8} {:>8} {:>10}  status",
+            "name", "created", "files", "copied", "bytes"
+        );
         for r in &rows {
             let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
             println!(
@@ -295,7 +329,11 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
     if cli.json {
         print_json(&status)?;
     } else {
-        println!("profile:       {} ({})", status.profile, profile.path.display());
+        println!(
+            "profile:       {} ({})",
+            status.profile,
+            profile.path.display()
+        );
         println!("source:        {}", status.source);
         println!("destination:   {}", status.destination);
         match (&status.last_snapshot, &status.last_snapshot_created) {
@@ -304,7 +342,11 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
         }
         println!(
             "backup due:    {}",
-            if status.backup_due { "yes" } else { "no (already made today; --force overrides)" }
+            if status.backup_due {
+                "yes"
+            } else {
+                "no (already made today; --force overrides)"
+            }
         );
         match &status.lock_holder {
             Some(h) => println!("running:       yes, {h}"),
@@ -313,7 +355,10 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
         if let Some(free) = status.destination_free_bytes {
             println!("free space:    {}", human_bytes(free));
         }
-        println!("snapshots:     {} of max {}", status.snapshots, status.max_backups);
+        println!(
+            "snapshots:     {} of max {}",
+            status.snapshots, status.max_backups
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -337,7 +382,10 @@ fn cmd_restore(
     };
     let mut rel_paths = Vec::new();
     for p in paths {
-        let trimmed: std::path::PathBuf = p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect();
+        let trimmed: std::path::PathBuf = p
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         match RelPath::new(trimmed) {
             Ok(r) => rel_paths.push(r),
             Err(e) => return Ok(usage_error(format!("--path {}: {e}", p.display()))),
@@ -352,9 +400,10 @@ fn cmd_restore(
     };
     let report = match backup_copy::restore(&opts, progress) {
         Ok(r) => r,
-        Err(e @ (backup_copy::RestoreError::TargetNotEmpty(_) | backup_copy::RestoreError::PathNotFound(_))) => {
-            return Ok(usage_error(e))
-        }
+        Err(
+            e @ (backup_copy::RestoreError::TargetNotEmpty(_)
+            | backup_copy::RestoreError::PathNotFound(_)),
+        ) => return Ok(usage_error(e)),
         Err(backup_copy::RestoreError::Core(e)) => {
             tracing::error!("restore of {} failed: {}", snap.name, error_chain(&e));
             anyhow::bail!("restore of {} failed: {}", snap.name, error_chain(&e));
@@ -376,7 +425,10 @@ fn cmd_restore(
             #[serde(flatten)]
             report: &'a backup_copy::RestoreReport,
         }
-        print_json(&Out { snapshot: &snap.name, report: &report })?;
+        print_json(&Out {
+            snapshot: &snap.name,
+            report: &report,
+        })?;
     } else if !cli.quiet {
         println!(
             "Restored {} into {}: {} files ({}), {} folders, {} symlinks",
@@ -397,7 +449,11 @@ fn cmd_restore(
             println!("  not in snapshot (could not be read at backup time): {p}");
         }
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_verify(
@@ -439,7 +495,11 @@ fn cmd_verify(
             report.files_checked,
             human_bytes(report.bytes_checked)
         );
-        for (label, list) in [("CORRUPT", &report.corrupt), ("MISSING", &report.missing), ("UNEXPECTED", &report.unexpected)] {
+        for (label, list) in [
+            ("CORRUPT", &report.corrupt),
+            ("MISSING", &report.missing),
+            ("UNEXPECTED", &report.unexpected),
+        ] {
             for p in list {
                 println!("  {label} {}/{}", p.snapshot, p.path);
             }
@@ -448,7 +508,11 @@ fn cmd_verify(
             println!("  all files match their manifests");
         }
     }
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_diff(
@@ -472,7 +536,8 @@ fn cmd_diff(
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(e)),
             };
-            let d = diff_snapshots(&older.path, &newer.path).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            let d = diff_snapshots(&older.path, &newer.path)
+                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
             (d, newer.name.clone())
         }
         None => {
@@ -484,7 +549,8 @@ fn cmd_diff(
                 Err(e) => return Ok(usage_error(e)),
             };
             let opts = wiring::run_options(profile, false, true);
-            let d = diff_with_source(&older.path, &opts, &stages).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            let d = diff_with_source(&older.path, &opts, &stages)
+                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
             (d, "the source now".to_string())
         }
     };
@@ -523,12 +589,20 @@ fn cmd_init(
     });
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (source, destination) = (&abs(source), &abs(destination));
-    let esc = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let esc = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    };
     let text = backup_config::TEMPLATE
         .replace("{name}", &name.replace('"', ""))
         .replace("{source}", &esc(source))
         .replace("{destination}", &esc(destination));
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(profile_path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(profile_path);
     let mut file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -537,7 +611,12 @@ fn cmd_init(
                 profile_path.display()
             )))
         }
-        Err(e) => return Ok(usage_error(format!("cannot create {}: {e}", profile_path.display()))),
+        Err(e) => {
+            return Ok(usage_error(format!(
+                "cannot create {}: {e}",
+                profile_path.display()
+            )))
+        }
     };
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())
@@ -547,7 +626,11 @@ fn cmd_init(
         return Ok(usage_error(e));
     }
     if !quiet {
-        println!("Wrote {}. Run: backup-cli --profile {}", profile_path.display(), profile_path.display());
+        println!(
+            "Wrote {}. Run: backup-cli --profile {}",
+            profile_path.display(),
+            profile_path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

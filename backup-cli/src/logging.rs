@@ -51,7 +51,11 @@ pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
             OpenOptions::new().create(true).append(true).open(p).ok()
         })
         .map(|f| {
-            let level = if verbose >= 2 { LevelFilter::DEBUG } else { LevelFilter::INFO };
+            let level = if verbose >= 2 {
+                LevelFilter::DEBUG
+            } else {
+                LevelFilter::INFO
+            };
             tracing_subscriber::fmt::layer()
                 .with_writer(Mutex::new(f))
                 .with_ansi(false)
@@ -75,7 +79,10 @@ mod tests {
         fs::write(&log, vec![b'x'; 100]).unwrap();
         rotate_if_large(&log, 50);
         assert!(!log.exists());
-        assert_eq!(fs::metadata(dir.path().join("ops.log.1")).unwrap().len(), 100);
+        assert_eq!(
+            fs::metadata(dir.path().join("ops.log.1")).unwrap().len(),
+            100
+        );
         fs::write(&log, b"small").unwrap();
         rotate_if_large(&log, 50);
         assert!(log.exists());

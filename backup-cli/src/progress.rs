@@ -40,8 +40,10 @@ impl Progress for BarProgress {
             None => {
                 let b = ProgressBar::with_draw_target(total_files, ProgressDrawTarget::stderr());
                 b.set_style(
-                    ProgressStyle::with_template("{prefix:>7} {spinner} {pos} entries {per_sec} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{prefix:>7} {spinner} {pos} entries {per_sec} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 b
             }

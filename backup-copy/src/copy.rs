@@ -73,7 +73,9 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
             Err(e) => return Err(CopyError::Source(e)),
         };
         hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).map_err(CopyError::Destination)?;
+        output
+            .write_all(&buf[..n])
+            .map_err(CopyError::Destination)?;
         bytes += n as u64;
     }
     output.flush().map_err(CopyError::Destination)?;
@@ -86,7 +88,10 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
     Ok(Copied {
         hash: ContentHash(hasher.finalize().into()),
         bytes,
-        stat: FileStat { size: bytes, ..stat },
+        stat: FileStat {
+            size: bytes,
+            ..stat
+        },
         changed_during_copy,
     })
 }

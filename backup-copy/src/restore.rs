@@ -76,7 +76,9 @@ pub enum RestoreError {
     #[error("{} is not empty; restore into an empty folder or pass --overwrite", .0.display())]
     TargetNotEmpty(PathBuf),
     /// A requested path is not in the snapshot.
-    #[error("{0} is not in the snapshot; `backup-cli diff` or the snapshot folder shows what it holds")]
+    #[error(
+        "{0} is not in the snapshot; `backup-cli diff` or the snapshot folder shows what it holds"
+    )]
     PathNotFound(String),
     /// Reading the snapshot or creating the target failed.
     #[error(transparent)]
@@ -84,7 +86,10 @@ pub enum RestoreError {
 }
 
 fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+    FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 #[cfg(unix)]
@@ -114,7 +119,10 @@ fn clear_non_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Restores according to `opts`.
-pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport, RestoreError> {
+pub fn restore(
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
     let mut entries: Vec<ManifestEntry> = Vec::new();
     for e in read_manifest(&opts.snapshot_dir)? {
         let e = e?;
@@ -142,7 +150,8 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(&opts.target).map_err(|e| CoreError::io("create", &opts.target, e))?;
+            fs::create_dir_all(&opts.target)
+                .map_err(|e| CoreError::io("create", &opts.target, e))?;
         }
         Err(e) => return Err(CoreError::io("read", &opts.target, e).into()),
     }
@@ -160,10 +169,16 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
                 report.dirs_restored += 1;
                 dirs.push((dst, e.mode, e.mtime_ns));
             }
-            Err(err) => report.errors.push(RestoreProblem { path: e.path.to_string(), error: err.to_string() }),
+            Err(err) => report.errors.push(RestoreProblem {
+                path: e.path.to_string(),
+                error: err.to_string(),
+            }),
         }
     }
-    let files: Vec<&ManifestEntry> = entries.iter().filter(|e| e.kind == EntryKind::File).collect();
+    let files: Vec<&ManifestEntry> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .collect();
     let total_bytes: u64 = files.iter().map(|e| e.size).sum();
     progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
     let shared = Mutex::new(&mut report);
@@ -181,8 +196,14 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
                         r.files_restored += 1;
                         r.bytes_restored += bytes;
                     }
-                    FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem { path: e.path.to_string(), error: msg }),
-                    FileOutcome::Error(msg) => r.errors.push(RestoreProblem { path: e.path.to_string(), error: msg }),
+                    FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
+                        path: e.path.to_string(),
+                        error: msg,
+                    }),
+                    FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
+                        path: e.path.to_string(),
+                        error: msg,
+                    }),
                     FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
                 }
             });
@@ -207,14 +228,20 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         })();
         match result {
             Ok(()) => report.symlinks_restored += 1,
-            Err(err) => report.errors.push(RestoreProblem { path: e.path.to_string(), error: err.to_string() }),
+            Err(err) => report.errors.push(RestoreProblem {
+                path: e.path.to_string(),
+                error: err.to_string(),
+            }),
         }
     }
     dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
     for (dst, mode, mtime) in dirs {
         let _ = filetime::set_file_mtime(&dst, file_time(mtime));
         if let Err(err) = set_mode(&dst, mode) {
-            report.errors.push(RestoreProblem { path: dst.display().to_string(), error: err.to_string() });
+            report.errors.push(RestoreProblem {
+                path: dst.display().to_string(),
+                error: err.to_string(),
+            });
         }
     }
     report.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
@@ -246,8 +273,12 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
     }
     let copied = match copy_hashed(&src, &dst) {
         Ok(c) => c,
-        Err(CopyError::Source(err)) => return FileOutcome::Error(format!("cannot read {}: {err}", src.display())),
-        Err(CopyError::Destination(err)) => return FileOutcome::Error(format!("cannot write {}: {err}", dst.display())),
+        Err(CopyError::Source(err)) => {
+            return FileOutcome::Error(format!("cannot read {}: {err}", src.display()))
+        }
+        Err(CopyError::Destination(err)) => {
+            return FileOutcome::Error(format!("cannot write {}: {err}", dst.display()))
+        }
     };
     let _ = filetime::set_file_mtime(&dst, file_time(e.mtime_ns));
     if let Err(err) = set_mode(&dst, e.mode) {

@@ -46,7 +46,11 @@ impl LocalStore {
 }
 
 impl SnapshotStore for LocalStore {
-    fn begin(&self, name: &str, previous: Option<&Path>) -> Result<Box<dyn SnapshotWriter>, CoreError> {
+    fn begin(
+        &self,
+        name: &str,
+        previous: Option<&Path>,
+    ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
         let tmp = self.destination.join(partial_name(name));
         fs::create_dir(&tmp).map_err(|e| CoreError::destination("create", &tmp, e))?;
         let manifest = match ManifestWriter::create(&tmp) {
@@ -85,7 +89,10 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+    FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 /// Read-only form of a file mode (no write bits, no set-id bits).
@@ -121,7 +128,11 @@ impl LocalWriter {
     }
 
     /// Copies the source file, retrying while it changes under us.
-    fn copy_source(&self, planned: &PlannedEntry, dst: &Path) -> Result<Result<WrittenEntry, String>, CoreError> {
+    fn copy_source(
+        &self,
+        planned: &PlannedEntry,
+        dst: &Path,
+    ) -> Result<Result<WrittenEntry, String>, CoreError> {
         let src = planned.entry.path.under(&self.source);
         let mut attempt = 0;
         loop {
@@ -170,7 +181,12 @@ impl LocalWriter {
     /// impossible (another file system, too many links, missing), copies the
     /// previous snapshot's file instead, then the source. Returns whether it
     /// linked, and the bytes copied otherwise.
-    fn link_previous(&self, planned: &PlannedEntry, from: &Path, dst: &Path) -> Result<(bool, u64, Option<backup_core::ContentHash>), CoreError> {
+    fn link_previous(
+        &self,
+        planned: &PlannedEntry,
+        from: &Path,
+        dst: &Path,
+    ) -> Result<(bool, u64, Option<backup_core::ContentHash>), CoreError> {
         match self.with_parent(dst, || fs::hard_link(from, dst)) {
             Ok(()) => return Ok((true, 0, None)),
             Err(e) if is_fatal_destination_error(&e) => return Err(self.dest_err("link", dst, e)),
@@ -194,13 +210,22 @@ impl LocalWriter {
             None => Err(CoreError::io(
                 "link or copy",
                 dst,
-                io::Error::other(format!("neither {} nor the source file can be read", from.display())),
+                io::Error::other(format!(
+                    "neither {} nor the source file can be read",
+                    from.display()
+                )),
             )),
         }
     }
 
     fn written(manifest: ManifestEntry) -> WrittenEntry {
-        WrittenEntry { manifest, bytes_copied: 0, copied: false, linked: false, failure: None }
+        WrittenEntry {
+            manifest,
+            bytes_copied: 0,
+            copied: false,
+            linked: false,
+            failure: None,
+        }
     }
 }
 
@@ -226,7 +251,9 @@ impl SnapshotWriter for LocalWriter {
                 match fs::create_dir(&dst) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => {}
-                    Err(_) => fs::create_dir_all(&dst).map_err(|e| self.dest_err("create", &dst, e))?,
+                    Err(_) => {
+                        fs::create_dir_all(&dst).map_err(|e| self.dest_err("create", &dst, e))?
+                    }
                 }
                 guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
                 Ok(Self::written(planned.to_manifest(None)))
@@ -243,16 +270,24 @@ impl SnapshotWriter for LocalWriter {
             }
             Action::Link { from, hash } => {
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                let (linked, bytes, copied_hash) = self.link_previous(planned, &from.under(prev_dir), &dst)?;
+                let (linked, bytes, copied_hash) =
+                    self.link_previous(planned, &from.under(prev_dir), &dst)?;
                 let mut m = planned.to_manifest(Some(copied_hash.unwrap_or(*hash)));
                 if copied_hash.is_some_and(|h| h != *hash) {
                     m.rehash = true;
                 }
-                Ok(WrittenEntry { manifest: m, bytes_copied: bytes, copied: !linked, linked, failure: None })
+                Ok(WrittenEntry {
+                    manifest: m,
+                    bytes_copied: bytes,
+                    copied: !linked,
+                    linked,
+                    failure: None,
+                })
             }
             Action::KeepStale { from, error, .. } => {
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                let (linked, bytes, _) = self.link_previous(planned, &from.under(prev_dir), &dst)?;
+                let (linked, bytes, _) =
+                    self.link_previous(planned, &from.under(prev_dir), &dst)?;
                 Ok(WrittenEntry {
                     manifest: planned.to_manifest(None),
                     bytes_copied: bytes,
@@ -270,19 +305,41 @@ impl SnapshotWriter for LocalWriter {
                 Err(error) => {
                     // The source could not be read now: keep the last good
                     // copy if there is one.
-                    if let (Some((from, hash)), Some(prev_dir)) = (&planned.previous_version, &self.previous) {
+                    if let (Some((from, hash)), Some(prev_dir)) =
+                        (&planned.previous_version, &self.previous)
+                    {
                         let stale = PlannedEntry {
-                            action: Action::KeepStale { from: from.clone(), hash: *hash, error: error.clone() },
+                            action: Action::KeepStale {
+                                from: from.clone(),
+                                hash: *hash,
+                                error: error.clone(),
+                            },
                             ..planned.clone()
                         };
-                        if let Ok((linked, bytes, _)) = self.link_previous(&stale, &from.under(prev_dir), &dst) {
+                        if let Ok((linked, bytes, _)) =
+                            self.link_previous(&stale, &from.under(prev_dir), &dst)
+                        {
                             let mut m = stale.to_manifest(None);
                             m.rehash = true;
-                            return Ok(WrittenEntry { manifest: m, bytes_copied: bytes, copied: false, linked, failure: Some(error) });
+                            return Ok(WrittenEntry {
+                                manifest: m,
+                                bytes_copied: bytes,
+                                copied: false,
+                                linked,
+                                failure: Some(error),
+                            });
                         }
                     }
-                    let failed = PlannedEntry { action: Action::Fail { error: error.clone() }, ..planned.clone() };
-                    Ok(WrittenEntry { failure: Some(error), ..Self::written(failed.to_manifest(None)) })
+                    let failed = PlannedEntry {
+                        action: Action::Fail {
+                            error: error.clone(),
+                        },
+                        ..planned.clone()
+                    };
+                    Ok(WrittenEntry {
+                        failure: Some(error),
+                        ..Self::written(failed.to_manifest(None))
+                    })
                 }
             },
         }
@@ -313,7 +370,10 @@ impl SnapshotWriter for LocalWriter {
                 return Err(CoreError::destination(
                     "rename a snapshot to",
                     &self.final_path,
-                    io::Error::new(io::ErrorKind::AlreadyExists, "a folder of that name appeared during the run"),
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a folder of that name appeared during the run",
+                    ),
                 ));
             }
             fs::rename(&self.tmp, &self.final_path)

@@ -71,7 +71,11 @@ struct FileCheck {
 }
 
 /// Verifies `snapshots` with `threads` hashing threads.
-pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress) -> Result<VerifyReport, CoreError> {
+pub fn verify(
+    snapshots: &[SnapshotRef],
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, CoreError> {
     let mut report = VerifyReport::default();
     let mut checks: Vec<FileCheck> = Vec::new();
     for snap in snapshots {
@@ -84,7 +88,10 @@ pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress
                 continue;
             }
             let full = e.path.under(&snap.path);
-            let sp = || SnapshotPath { snapshot: snap.name.clone(), path: e.path.to_string() };
+            let sp = || SnapshotPath {
+                snapshot: snap.name.clone(),
+                path: e.path.to_string(),
+            };
             let meta = match fs::symlink_metadata(&full) {
                 Ok(m) => m,
                 Err(_) => {
@@ -121,7 +128,13 @@ pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress
                 }
             }
         }
-        find_unexpected(&snap.path, &snap.path, &listed, &snap.name, &mut report.unexpected)?;
+        find_unexpected(
+            &snap.path,
+            &snap.path,
+            &listed,
+            &snap.name,
+            &mut report.unexpected,
+        )?;
     }
     // Hash each inode once.
     let mut first_of: HashMap<InodeKey, usize> = HashMap::new();
@@ -152,7 +165,10 @@ pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress
                     bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 }
                 progress.inc(1, checks[i].size);
-                results.lock().unwrap_or_else(|p| p.into_inner()).insert(i, h.map(|(h, _)| h));
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(i, h.map(|(h, _)| h));
             });
         }
     });
@@ -163,7 +179,10 @@ pub fn verify(snapshots: &[SnapshotRef], threads: usize, progress: &dyn Progress
         let idx = c.key.and_then(|k| first_of.get(&k).copied()).unwrap_or(i);
         let actual = results.get(&idx).copied().flatten();
         if actual != Some(c.expected) {
-            report.corrupt.push(SnapshotPath { snapshot: c.snapshot.clone(), path: c.rel.clone() });
+            report.corrupt.push(SnapshotPath {
+                snapshot: c.snapshot.clone(),
+                path: c.rel.clone(),
+            });
         }
     }
     report.corrupt.sort();
@@ -209,7 +228,10 @@ fn find_unexpected(
             continue;
         }
         if !listed.contains(&rel) {
-            out.push(SnapshotPath { snapshot: snapshot.to_owned(), path: rel.display().to_string() });
+            out.push(SnapshotPath {
+                snapshot: snapshot.to_owned(),
+                path: rel.display().to_string(),
+            });
             continue;
         }
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -60,7 +60,11 @@ pub fn diff_snapshots(older: &Path, newer: &Path) -> Result<TreeDiff, CoreError>
         match old.remove(&e.path) {
             None => diff.added.push(e.path.to_string()),
             Some(o) => {
-                if o.kind != e.kind || o.sha256 != e.sha256 || o.target != e.target || o.mode != e.mode {
+                if o.kind != e.kind
+                    || o.sha256 != e.sha256
+                    || o.target != e.target
+                    || o.mode != e.mode
+                {
                     diff.changed.push(e.path.to_string());
                 }
             }
@@ -73,7 +77,11 @@ pub fn diff_snapshots(older: &Path, newer: &Path) -> Result<TreeDiff, CoreError>
 
 /// Compares a snapshot with the source now, using the scan and hash/diff
 /// stages (files whose size and times match are not read).
-pub fn diff_with_source(snapshot: &Path, opts: &RunOptions, stages: &Stages) -> Result<TreeDiff, CoreError> {
+pub fn diff_with_source(
+    snapshot: &Path,
+    opts: &RunOptions,
+    stages: &Stages,
+) -> Result<TreeDiff, CoreError> {
     let prev = PrevIndex::from_snapshot(snapshot)?;
     let collected = scan_and_diff(opts, stages, &prev)?;
     let mut diff = TreeDiff::default();

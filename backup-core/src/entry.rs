@@ -63,7 +63,13 @@ impl FileStat {
             mtime_ns,
             ctime_ns: 0,
             ino: 0,
-            mode: if m.is_dir() { 0o755 } else if m.permissions().readonly() { 0o444 } else { 0o644 },
+            mode: if m.is_dir() {
+                0o755
+            } else if m.permissions().readonly() {
+                0o444
+            } else {
+                0o644
+            },
         }
     }
 

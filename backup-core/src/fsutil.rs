@@ -89,7 +89,9 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     #[cfg(not(unix))]
     {
         let _ = path;
-        Err(io::Error::other("free space is not available on this platform"))
+        Err(io::Error::other(
+            "free space is not available on this platform",
+        ))
     }
 }
 

@@ -194,12 +194,14 @@ pub fn read_manifest(
         match line {
             Err(e) => Some(Err(CoreError::io("read manifest", &path, e))),
             Ok(l) if l.iter().all(u8::is_ascii_whitespace) => None,
-            Ok(l) => Some(
-                serde_json::from_slice::<ManifestEntry>(&l).map_err(|e| CoreError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("line {line_no}: {e}"),
-                }),
-            ),
+            Ok(l) => {
+                Some(
+                    serde_json::from_slice::<ManifestEntry>(&l).map_err(|e| CoreError::Corrupt {
+                        path: path.clone(),
+                        reason: format!("line {line_no}: {e}"),
+                    }),
+                )
+            }
         }
     }))
 }
@@ -298,8 +300,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(state_dir(dir.path())).unwrap();
         std::fs::write(state_dir(dir.path()).join(MANIFEST_FILE), "{}\n").unwrap();
-        let err = read_manifest(dir.path()).unwrap().next().unwrap().unwrap_err();
+        let err = read_manifest(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("manifest.jsonl") && msg.contains("line 1"), "{msg}");
+        assert!(
+            msg.contains("manifest.jsonl") && msg.contains("line 1"),
+            "{msg}"
+        );
     }
 }

@@ -96,11 +96,9 @@ impl HistoryEntry {
     /// The snapshot's folder name: `snapshot`, or the last part of `backup_dir`
     /// (which may use `\` when written on Windows).
     pub fn folder_name(&self) -> Option<&str> {
-        self.snapshot.as_deref().or_else(|| {
-            self.backup_dir
-                .rsplit(['/', '\\'])
-                .find(|s| !s.is_empty())
-        })
+        self.snapshot
+            .as_deref()
+            .or_else(|| self.backup_dir.rsplit(['/', '\\']).find(|s| !s.is_empty()))
     }
 }
 
@@ -179,7 +177,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.json");
         std::fs::write(&p, "{not json").unwrap();
-        assert!(matches!(BackupMetadata::load(&p), MetadataLoad::Unreadable(_)));
+        assert!(matches!(
+            BackupMetadata::load(&p),
+            MetadataLoad::Unreadable(_)
+        ));
         assert!(matches!(
             BackupMetadata::load(&dir.path().join("none")),
             MetadataLoad::Missing

@@ -90,12 +90,17 @@ impl PrevIndex {
     /// there without making a snapshot).
     pub fn apply_metadata(&mut self, meta: &BackupMetadata) {
         for (path, rec) in &meta.file_checksums {
-            let (Some(mtime_ns), Some(ctime_ns), Some(ino)) = (rec.mtime_ns, rec.ctime_ns, rec.inode)
+            let (Some(mtime_ns), Some(ctime_ns), Some(ino)) =
+                (rec.mtime_ns, rec.ctime_ns, rec.inode)
             else {
                 continue;
             };
-            let Ok(rel) = RelPath::new(path) else { continue };
-            let Some(&idx) = self.by_path.get(&rel) else { continue };
+            let Ok(rel) = RelPath::new(path) else {
+                continue;
+            };
+            let Some(&idx) = self.by_path.get(&rel) else {
+                continue;
+            };
             let e = &mut self.entries[idx as usize];
             let same = e.kind == EntryKind::File
                 && e.stat.size == rec.size

@@ -269,7 +269,11 @@ pub(crate) struct Collected {
     skipped_special: u64,
 }
 
-fn run_locked(opts: &RunOptions, stages: &Stages, started: Instant) -> Result<RunReport, CoreError> {
+fn run_locked(
+    opts: &RunOptions,
+    stages: &Stages,
+    started: Instant,
+) -> Result<RunReport, CoreError> {
     let created: DateTime<Local> = Local::now();
     let mut report = RunReport::new(Outcome::NoChanges);
 
@@ -525,8 +529,10 @@ fn run_locked(opts: &RunOptions, stages: &Stages, started: Instant) -> Result<Ru
         stages.progress.finish();
         if !report.rotate.is_empty() {
             let gone: HashSet<&String> = report.rotate.iter().collect();
-            meta.backup_history
-                .retain(|h| h.folder_name().is_none_or(|n| !gone.contains(&n.to_string())));
+            meta.backup_history.retain(|h| {
+                h.folder_name()
+                    .is_none_or(|n| !gone.contains(&n.to_string()))
+            });
             meta.save(&opts.metadata_file)?;
         }
     }
@@ -571,7 +577,10 @@ fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
     m
 }
 
-fn set_file_records<'a>(meta: &mut BackupMetadata, entries: impl Iterator<Item = &'a ManifestEntry>) {
+fn set_file_records<'a>(
+    meta: &mut BackupMetadata,
+    entries: impl Iterator<Item = &'a ManifestEntry>,
+) {
     meta.file_checksums.clear();
     for m in entries {
         let (EntryKind::File, Some(hash), Some(path)) = (m.kind, m.sha256, m.path.to_str()) else {
@@ -593,7 +602,11 @@ fn set_file_records<'a>(meta: &mut BackupMetadata, entries: impl Iterator<Item =
     }
 }
 
-pub(crate) fn scan_and_diff(opts: &RunOptions, stages: &Stages, prev: &PrevIndex) -> Result<Collected, CoreError> {
+pub(crate) fn scan_and_diff(
+    opts: &RunOptions,
+    stages: &Stages,
+    prev: &PrevIndex,
+) -> Result<Collected, CoreError> {
     let cancel = AtomicBool::new(false);
     let threads = opts.threads.max(1);
     let (scan_tx, scan_rx) = bounded::<ScanEvent>(4096);

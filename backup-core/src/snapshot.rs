@@ -61,11 +61,18 @@ pub fn parse_snapshot_name(profile: &str, name: &str) -> Option<NaiveDateTime> {
 /// The name of the next snapshot: the minute's name, or the first free
 /// `-N` variant when that name (or its partial form) is taken.
 pub fn next_snapshot_name(destination: &Path, profile: &str, now: DateTime<Local>) -> String {
-    let base = format!("{}{}", snapshot_prefix(profile), now.format("%Y-%m-%d_%H-%M"));
+    let base = format!(
+        "{}{}",
+        snapshot_prefix(profile),
+        now.format("%Y-%m-%d_%H-%M")
+    );
     let taken = |n: &str| {
         destination.join(n).symlink_metadata().is_ok()
             || destination.join(partial_name(n)).symlink_metadata().is_ok()
-            || destination.join(deleting_name(n)).symlink_metadata().is_ok()
+            || destination
+                .join(deleting_name(n))
+                .symlink_metadata()
+                .is_ok()
     };
     if !taken(&base) {
         return base;
@@ -132,9 +139,7 @@ pub fn list_snapshots(
             info,
         });
     }
-    out.sort_by(|a, b| {
-        (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name)))
-    });
+    out.sort_by(|a, b| (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name))));
     Ok(out)
 }
 
@@ -144,10 +149,14 @@ fn name_order(name: &str) -> (usize, &str) {
 
 /// Picks a snapshot by `spec`: `latest`, an exact folder name, or a unique
 /// prefix of one.
-pub fn resolve_snapshot<'a>(snapshots: &'a [SnapshotRef], spec: &str) -> Result<&'a SnapshotRef, CoreError> {
+pub fn resolve_snapshot<'a>(
+    snapshots: &'a [SnapshotRef],
+    spec: &str,
+) -> Result<&'a SnapshotRef, CoreError> {
     if snapshots.is_empty() {
         return Err(CoreError::NotFound(
-            "there are no snapshots of this profile in the destination yet; run a backup first".into(),
+            "there are no snapshots of this profile in the destination yet; run a backup first"
+                .into(),
         ));
     }
     if spec == "latest" {
@@ -158,7 +167,10 @@ pub fn resolve_snapshot<'a>(snapshots: &'a [SnapshotRef], spec: &str) -> Result<
     if let Some(s) = snapshots.iter().find(|s| s.name == spec) {
         return Ok(s);
     }
-    let matches: Vec<&SnapshotRef> = snapshots.iter().filter(|s| s.name.starts_with(spec)).collect();
+    let matches: Vec<&SnapshotRef> = snapshots
+        .iter()
+        .filter(|s| s.name.starts_with(spec))
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one),
         [] => Err(CoreError::NotFound(format!(
@@ -167,7 +179,10 @@ pub fn resolve_snapshot<'a>(snapshots: &'a [SnapshotRef], spec: &str) -> Result<
         many => Err(CoreError::NotFound(format!(
             "{spec:?} matches {} snapshots ({}); give more of the name",
             many.len(),
-            many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

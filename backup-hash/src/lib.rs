@@ -80,24 +80,44 @@ impl HashDiffer {
         }
     }
 
-    fn plan_file(&self, entry: &ScanEntry, prev_entry: Option<&PrevEntry>, prev: &PrevIndex) -> (Change, Action) {
+    fn plan_file(
+        &self,
+        entry: &ScanEntry,
+        prev_entry: Option<&PrevEntry>,
+        prev: &PrevIndex,
+    ) -> (Change, Action) {
         let source_path = entry.path.under(&self.source);
         let same_path = prev_entry.filter(|p| p.kind == EntryKind::File && p.has_content);
         if let Some(p) = same_path {
             if let Some(old_hash) = p.sha256 {
                 let mode_change = p.stat.mode != entry.stat.mode;
-                let content_same = |base: Change| if mode_change { Change::ModeChanged } else { base };
-                let link_old = Action::Link { from: p.path.clone(), hash: old_hash };
+                let content_same = |base: Change| {
+                    if mode_change {
+                        Change::ModeChanged
+                    } else {
+                        base
+                    }
+                };
+                let link_old = Action::Link {
+                    from: p.path.clone(),
+                    hash: old_hash,
+                };
                 if !p.rehash && p.stat.same_content_key(&entry.stat) {
                     return (content_same(Change::Unchanged), link_old);
                 }
                 if p.stat.size == entry.stat.size {
                     return match hash_file(&source_path) {
-                        Ok((h, _)) if h == old_hash => (content_same(Change::MetadataOnly), link_old),
+                        Ok((h, _)) if h == old_hash => {
+                            (content_same(Change::MetadataOnly), link_old)
+                        }
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => (
                             Change::Unreadable,
-                            Action::KeepStale { from: p.path.clone(), hash: old_hash, error: e.to_string() },
+                            Action::KeepStale {
+                                from: p.path.clone(),
+                                hash: old_hash,
+                                error: e.to_string(),
+                            },
                         ),
                     };
                 }
@@ -106,18 +126,31 @@ impl HashDiffer {
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => (
                             Change::Unreadable,
-                            Action::KeepStale { from: p.path.clone(), hash: old_hash, error: e.to_string() },
+                            Action::KeepStale {
+                                from: p.path.clone(),
+                                hash: old_hash,
+                                error: e.to_string(),
+                            },
                         ),
                     };
                 }
                 return (Change::Modified, Action::Copy);
             }
         }
-        let change = if prev_entry.is_some() { Change::TypeChanged } else { Change::Added };
+        let change = if prev_entry.is_some() {
+            Change::TypeChanged
+        } else {
+            Change::Added
+        };
         if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
             return match hash_file(&source_path) {
                 Ok((h, _)) => (change, self.link_or_copy(h, prev)),
-                Err(e) => (Change::Unreadable, Action::Fail { error: e.to_string() }),
+                Err(e) => (
+                    Change::Unreadable,
+                    Action::Fail {
+                        error: e.to_string(),
+                    },
+                ),
             };
         }
         (change, Action::Copy)
@@ -125,7 +158,10 @@ impl HashDiffer {
 
     fn link_or_copy(&self, hash: ContentHash, prev: &PrevIndex) -> Action {
         match prev.find_content(&hash) {
-            Some(from) => Action::Link { from: from.clone(), hash },
+            Some(from) => Action::Link {
+                from: from.clone(),
+                hash,
+            },
             None => Action::Copy,
         }
     }
@@ -160,7 +196,13 @@ impl Differ for HashDiffer {
         let previous_version = prev_entry
             .filter(|p| p.kind == EntryKind::File && p.has_content)
             .and_then(|p| p.sha256.map(|h| (p.path.clone(), h)));
-        PlannedEntry { entry, change, action, prev_index, previous_version }
+        PlannedEntry {
+            entry,
+            change,
+            action,
+            prev_index,
+            previous_version,
+        }
     }
 }
 

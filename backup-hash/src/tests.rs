@@ -6,11 +6,22 @@ fn sha(bytes: &[u8]) -> ContentHash {
 }
 
 fn stat(size: u64, mtime_ns: i64) -> FileStat {
-    FileStat { size, mtime_ns, ctime_ns: 1, ino: 2, mode: 0o644 }
+    FileStat {
+        size,
+        mtime_ns,
+        ctime_ns: 1,
+        ino: 2,
+        mode: 0o644,
+    }
 }
 
 fn file_entry(path: &str, st: FileStat) -> ScanEntry {
-    ScanEntry { path: RelPath::new(path).unwrap(), kind: EntryKind::File, stat: st, link_target: None }
+    ScanEntry {
+        path: RelPath::new(path).unwrap(),
+        kind: EntryKind::File,
+        stat: st,
+        link_target: None,
+    }
 }
 
 fn prev_with(entries: &[(&str, FileStat, &[u8], bool)]) -> PrevIndex {
@@ -41,7 +52,10 @@ fn hash_file_matches_known_digest() {
     std::fs::write(&p, b"abc").unwrap();
     let (h, n) = hash_file(&p).unwrap();
     assert_eq!(n, 3);
-    assert_eq!(h.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        h.to_hex(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 }
 
 #[test]
@@ -52,7 +66,13 @@ fn matching_stat_is_trusted_without_reading() {
     let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
     let p = d.plan(file_entry("a.txt", stat(3, 100)), &prev);
     assert_eq!(p.change, Change::Unchanged);
-    assert_eq!(p.action, Action::Link { from: RelPath::new("a.txt").unwrap(), hash: sha(b"abc") });
+    assert_eq!(
+        p.action,
+        Action::Link {
+            from: RelPath::new("a.txt").unwrap(),
+            hash: sha(b"abc")
+        }
+    );
     assert_eq!(p.prev_index, Some(0));
 }
 
@@ -97,7 +117,13 @@ fn renamed_file_is_linked_not_copied() {
     let prev = prev_with(&[("old-name.txt", stat(8, 100), b"content!", false)]);
     let p = d.plan(file_entry("new-name.txt", stat(8, 100)), &prev);
     assert_eq!(p.change, Change::Added);
-    assert_eq!(p.action, Action::Link { from: RelPath::new("old-name.txt").unwrap(), hash: sha(b"content!") });
+    assert_eq!(
+        p.action,
+        Action::Link {
+            from: RelPath::new("old-name.txt").unwrap(),
+            hash: sha(b"content!")
+        }
+    );
 }
 
 #[test]

@@ -57,25 +57,30 @@ impl RetentionPolicy for KeepRules {
                 reasons[i].push(format!("last {n}"));
             }
         }
-        let mut bucket_rule = |n: Option<u32>, label: &str, key: &dyn Fn(&SnapshotRef) -> (i32, u32)| {
-            let Some(n) = n else { return };
-            let mut seen = HashSet::new();
-            for &i in &order {
-                if seen.len() >= n as usize {
-                    break;
+        let mut bucket_rule =
+            |n: Option<u32>, label: &str, key: &dyn Fn(&SnapshotRef) -> (i32, u32)| {
+                let Some(n) = n else { return };
+                let mut seen = HashSet::new();
+                for &i in &order {
+                    if seen.len() >= n as usize {
+                        break;
+                    }
+                    if seen.insert(key(&snapshots[i])) {
+                        reasons[i].push(label.to_owned());
+                    }
                 }
-                if seen.insert(key(&snapshots[i])) {
-                    reasons[i].push(label.to_owned());
-                }
-            }
-        };
+            };
         let local = |s: &SnapshotRef| s.created.with_timezone(&Local);
-        bucket_rule(self.keep_daily, "daily", &|s| (local(s).year(), local(s).ordinal()));
+        bucket_rule(self.keep_daily, "daily", &|s| {
+            (local(s).year(), local(s).ordinal())
+        });
         bucket_rule(self.keep_weekly, "weekly", &|s| {
             let w = local(s).iso_week();
             (w.year(), w.week())
         });
-        bucket_rule(self.keep_monthly, "monthly", &|s| (local(s).year(), local(s).month()));
+        bucket_rule(self.keep_monthly, "monthly", &|s| {
+            (local(s).year(), local(s).month())
+        });
         let mut plan = RotationPlan::default();
         for (s, why) in snapshots.iter().zip(reasons) {
             if why.is_empty() {
@@ -99,12 +104,12 @@ pub struct LocalRemover;
 
 impl SnapshotRemover for LocalRemover {
     fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
-        let parent = snapshot
-            .path
-            .parent()
-            .ok_or_else(|| CoreError::NotFound(format!("{} has no parent folder", snapshot.path.display())))?;
+        let parent = snapshot.path.parent().ok_or_else(|| {
+            CoreError::NotFound(format!("{} has no parent folder", snapshot.path.display()))
+        })?;
         let doomed = parent.join(deleting_name(&snapshot.name));
-        fs::rename(&snapshot.path, &doomed).map_err(|e| CoreError::io("rename for deletion", &snapshot.path, e))?;
+        fs::rename(&snapshot.path, &doomed)
+            .map_err(|e| CoreError::io("rename for deletion", &snapshot.path, e))?;
         remove_tree(&doomed).map_err(|e| CoreError::io("delete", &doomed, e))
     }
 }
@@ -155,8 +160,15 @@ mod tests {
         };
         let plan = rules.plan(&s);
         // 7 daily + up to 3 more weekly ones from older weeks.
-        assert!(plan.keep.len() >= 7 && plan.keep.len() <= 11, "{:?}", plan.keep);
-        assert!(plan.keep.iter().any(|k| k.reasons.contains(&"weekly".to_string())));
+        assert!(
+            plan.keep.len() >= 7 && plan.keep.len() <= 11,
+            "{:?}",
+            plan.keep
+        );
+        assert!(plan
+            .keep
+            .iter()
+            .any(|k| k.reasons.contains(&"weekly".to_string())));
         assert_eq!(plan.keep.len() + plan.delete.len(), 40);
     }
 

@@ -12,14 +12,8 @@ use std::path::Path;
 use globset::{Candidate, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// The exclusions every profile gets unless `default_excludes = false`.
-pub const DEFAULT_EXCLUDES: &[&str] = &[
-    "__pycache__/",
-    "*.pyc",
-    "*.log",
-    "*.tmp",
-    "*.temp",
-    ".git/",
-];
+pub const DEFAULT_EXCLUDES: &[&str] =
+    &["__pycache__/", "*.pyc", "*.log", "*.tmp", "*.temp", ".git/"];
 
 /// A pattern that is not a valid glob.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +158,9 @@ mod tests {
     use super::*;
 
     fn ex(pats: &[&str], path: &str, dir: bool) -> bool {
-        ExcludeSet::new(pats).unwrap().is_excluded(Path::new(path), dir)
+        ExcludeSet::new(pats)
+            .unwrap()
+            .is_excluded(Path::new(path), dir)
     }
 
     #[test]
@@ -192,7 +188,11 @@ mod tests {
         // Comments and blanks.
         assert!(!ex(&["# *.rs", ""], "main.rs", false));
         // Exact names.
-        assert!(ex(&["instagram_session.json"], "instagram_session.json", false));
+        assert!(ex(
+            &["instagram_session.json"],
+            "instagram_session.json",
+            false
+        ));
         assert!(ex(&["temp_processing/"], "temp_processing", true));
     }
 

@@ -82,7 +82,8 @@ type Walk = WalkDirGeneric<(DirState, EntryState)>;
 impl Scanner for JwalkScanner {
     fn scan(&self, out: Sender<ScanEvent>, cancel: &AtomicBool) -> Result<(), CoreError> {
         let root = self.opts.root.clone();
-        let meta = fs::metadata(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
+        let meta =
+            fs::metadata(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
         if !meta.is_dir() {
             return Err(CoreError::io(
                 "read source folder",
@@ -127,7 +128,7 @@ impl Scanner for JwalkScanner {
                     let name = child.file_name.clone();
                     let full = dir.join(&name);
                     if excluded_names.contains(&name)
-                        && opts.excluded_paths.iter().any(|p| *p == full)
+                        && opts.excluded_paths.contains(&full)
                     {
                         return false;
                     }
@@ -165,7 +166,10 @@ impl Scanner for JwalkScanner {
                     let rel = full.strip_prefix(&root).unwrap_or(&full).to_path_buf();
                     let state = entry.client_state;
                     if let Some(reason) = state.special {
-                        ScanEvent::Skipped { path: rel, reason: reason.into() }
+                        ScanEvent::Skipped {
+                            path: rel,
+                            reason: reason.into(),
+                        }
                     } else {
                         match state.stat {
                             // Vanished between reading its folder and lstat: not there.
@@ -178,7 +182,10 @@ impl Scanner for JwalkScanner {
                                     stat,
                                     link_target: state.link_target,
                                 }),
-                                Err(e) => ScanEvent::Error { path: rel, error: e.to_string() },
+                                Err(e) => ScanEvent::Error {
+                                    path: rel,
+                                    error: e.to_string(),
+                                },
                             },
                         }
                     }
@@ -192,7 +199,10 @@ impl Scanner for JwalkScanner {
                         Some(io) => io.to_string(),
                         None => e.to_string(),
                     };
-                    ScanEvent::Error { path, error: format!("cannot read folder: {error}") }
+                    ScanEvent::Error {
+                        path,
+                        error: format!("cannot read folder: {error}"),
+                    }
                 }
             };
             if out.send(event).is_err() {
@@ -205,7 +215,9 @@ impl Scanner for JwalkScanner {
 
 fn gitignored(stack: &[(PathBuf, Arc<ExcludeSet>)], rel: &Path, is_dir: bool) -> bool {
     for (base, set) in stack.iter().rev() {
-        let Ok(inner) = rel.strip_prefix(base) else { continue };
+        let Ok(inner) = rel.strip_prefix(base) else {
+            continue;
+        };
         if let Some(decision) = set.decide(inner, is_dir) {
             return decision;
         }

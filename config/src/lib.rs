@@ -161,7 +161,10 @@ impl Profile {
                 return Err(invalid(key, "must not be empty; give a folder path".into()));
             }
             expand(base, value).ok_or_else(|| {
-                invalid(key, "starts with `~` but HOME is not set; write the full path".into())
+                invalid(
+                    key,
+                    "starts with `~` but HOME is not set; write the full path".into(),
+                )
             })
         };
         let source = resolve("source", raw.source.as_deref().unwrap_or("."))?;
@@ -183,7 +186,9 @@ impl Profile {
         };
         if name.is_empty()
             || name.starts_with('.')
-            || name.chars().any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
+            || name
+                .chars()
+                .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
         {
             return Err(invalid(
                 "name",
@@ -199,18 +204,22 @@ impl Profile {
         }
         let threads = raw.threads.unwrap_or(0);
         if !(0..=1024).contains(&threads) {
-            return Err(invalid("threads", format!("is {threads}; use 0 (one per core) to 1024")));
+            return Err(invalid(
+                "threads",
+                format!("is {threads}; use 0 (one per core) to 1024"),
+            ));
         }
         let retention = match raw.retention {
             None => None,
             Some(r) => {
-                let check = |key: &'static str, v: Option<i64>| -> Result<Option<u32>, ConfigError> {
-                    match v {
-                        None => Ok(None),
-                        Some(n) if (1..=u32::MAX as i64).contains(&n) => Ok(Some(n as u32)),
-                        Some(n) => Err(invalid(key, format!("is {n}; it must be at least 1"))),
-                    }
-                };
+                let check =
+                    |key: &'static str, v: Option<i64>| -> Result<Option<u32>, ConfigError> {
+                        match v {
+                            None => Ok(None),
+                            Some(n) if (1..=u32::MAX as i64).contains(&n) => Ok(Some(n as u32)),
+                            Some(n) => Err(invalid(key, format!("is {n}; it must be at least 1"))),
+                        }
+                    };
                 let rules = KeepRules {
                     keep_last: check("retention.keep_last", r.keep_last)?,
                     keep_daily: check("retention.keep_daily", r.keep_daily)?,
@@ -220,7 +229,8 @@ impl Profile {
                 if rules == KeepRules::default() {
                     return Err(invalid(
                         "retention",
-                        "keeps nothing; set keep_last, keep_daily, keep_weekly or keep_monthly".into(),
+                        "keeps nothing; set keep_last, keep_daily, keep_weekly or keep_monthly"
+                            .into(),
                     ));
                 }
                 Some(rules)
@@ -288,7 +298,11 @@ impl Profile {
 
     /// The default and profile exclusions, compiled.
     pub fn exclude_set(&self) -> Result<ExcludeSet, ConfigError> {
-        let defaults: &[&str] = if self.default_excludes { DEFAULT_EXCLUDES } else { &[] };
+        let defaults: &[&str] = if self.default_excludes {
+            DEFAULT_EXCLUDES
+        } else {
+            &[]
+        };
         let all = defaults
             .iter()
             .map(|s| s.to_string())
@@ -363,7 +377,10 @@ impl Profile {
 
 /// Where the operations log is moved when it grows past its limit.
 pub fn rotated_log(log: &Path) -> PathBuf {
-    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = log
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".1");
     log.with_file_name(name)
 }
@@ -372,7 +389,10 @@ pub fn rotated_log(log: &Path) -> PathBuf {
 fn expand(base: &Path, value: &str) -> Option<PathBuf> {
     let p = if value == "~" {
         home()?
-    } else if let Some(rest) = value.strip_prefix("~/").or_else(|| value.strip_prefix("~\\")) {
+    } else if let Some(rest) = value
+        .strip_prefix("~/")
+        .or_else(|| value.strip_prefix("~\\"))
+    {
         home()?.join(rest)
     } else {
         base.join(value)
@@ -420,7 +440,10 @@ pub fn canonical_or_lexical(p: &Path) -> PathBuf {
             }
             return out;
         }
-        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
             (Some(name), Some(parent)) => {
                 rest.push(name);
                 existing = parent.to_path_buf();

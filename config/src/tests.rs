@@ -59,15 +59,23 @@ fn malformed_toml_has_line_and_column() {
 #[test]
 fn max_backups_zero_or_negative() {
     for v in ["0", "-1"] {
-        let e = err(&format!("source = \"src\"\ndestination = \"b\"\nmax_backups = {v}\n"));
-        assert!(e.contains("`max_backups`") && e.contains("at least 1"), "{e}");
+        let e = err(&format!(
+            "source = \"src\"\ndestination = \"b\"\nmax_backups = {v}\n"
+        ));
+        assert!(
+            e.contains("`max_backups`") && e.contains("at least 1"),
+            "{e}"
+        );
     }
 }
 
 #[test]
 fn destination_equal_to_source() {
     let e = err("source = \"src\"\ndestination = \"src/.\"\n");
-    assert!(e.contains("`destination`") && e.contains("is the source"), "{e}");
+    assert!(
+        e.contains("`destination`") && e.contains("is the source"),
+        "{e}"
+    );
 }
 
 #[test]

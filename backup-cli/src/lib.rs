@@ -14,7 +14,10 @@
 pub mod cli;
 pub mod logging;
 pub mod progress;
+pub mod startup;
 pub mod wiring;
+
+pub use startup::{trigger_startup_backup, trigger_startup_backup_with, StartupBackup};
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

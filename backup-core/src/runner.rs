@@ -157,7 +157,8 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    fn new(outcome: Outcome) -> Self {
+    /// An empty report with `outcome`.
+    pub fn new(outcome: Outcome) -> Self {
         RunReport {
             outcome,
             snapshot: None,

@@ -248,13 +248,11 @@ impl SnapshotWriter for LocalWriter {
         let dst = entry.path.under(&self.tmp);
         match &planned.action {
             Action::CreateDir => {
-                match fs::create_dir(&dst) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => {}
-                    Err(_) => {
-                        fs::create_dir_all(&dst).map_err(|e| self.dest_err("create", &dst, e))?
-                    }
-                }
+                self.with_parent(&dst, || match fs::create_dir(&dst) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => Ok(()),
+                    other => other,
+                })
+                .map_err(|e| self.dest_err("create", &dst, e))?;
                 guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
                 Ok(Self::written(planned.to_manifest(None)))
             }

@@ -127,9 +127,7 @@ impl Scanner for JwalkScanner {
                     let Ok(child) = child else { return true };
                     let name = child.file_name.clone();
                     let full = dir.join(&name);
-                    if excluded_names.contains(&name)
-                        && opts.excluded_paths.contains(&full)
-                    {
+                    if excluded_names.contains(&name) && opts.excluded_paths.contains(&full) {
                         return false;
                     }
                     let rel = rel_dir.join(&name);
@@ -290,4 +288,160 @@ fn special_kind(ft: &fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_ft: &fs::FileType) -> &'static str {
     "special file not backed up"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DEFAULT_EXCLUDES;
+
+    fn scan(opts: ScanOptions) -> (Vec<(String, EntryKind)>, Vec<String>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        JwalkScanner::new(opts)
+            .scan(tx, &AtomicBool::new(false))
+            .unwrap();
+        let mut entries = Vec::new();
+        let mut skipped = Vec::new();
+        for ev in rx {
+            match ev {
+                ScanEvent::Entry(e) => entries.push((e.path.to_string(), e.kind)),
+                ScanEvent::Skipped { path, .. } => skipped.push(path.display().to_string()),
+                ScanEvent::Error { path, error } => panic!("{}: {error}", path.display()),
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        (entries, skipped)
+    }
+
+    fn names(v: &[(String, EntryKind)]) -> Vec<&str> {
+        v.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn touch(root: &Path, rel: &str, content: &[u8]) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn opts(root: &Path) -> ScanOptions {
+        ScanOptions {
+            root: root.to_path_buf(),
+            excludes: ExcludeSet::new(DEFAULT_EXCLUDES).unwrap(),
+            exclude_caches: true,
+            threads: 2,
+            ..ScanOptions::default()
+        }
+    }
+
+    #[test]
+    fn excluded_folders_are_not_entered_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        touch(r, "app.py", b"x");
+        touch(r, "pkg/__pycache__/m.cpython.pyc", b"x");
+        touch(r, "pkg/mod.py", b"x");
+        touch(r, "pkg/old.pyc", b"x");
+        touch(r, ".git/objects/ab/cdef", b"x");
+        touch(r, "logs/server.log", b"x");
+        touch(r, "a.tmp", b"x");
+        touch(r, "b.temp", b"x");
+        let (entries, _) = scan(opts(r));
+        assert_eq!(names(&entries), ["app.py", "logs", "pkg", "pkg/mod.py"]);
+    }
+
+    #[test]
+    fn destination_and_state_paths_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().canonicalize().unwrap();
+        touch(&r, "backups/P_backup_x/file", b"x");
+        touch(&r, "backup_metadata.json", b"{}");
+        touch(&r, "keep.txt", b"x");
+        touch(&r, ".backup-snapshot/manifest.jsonl", b"");
+        let mut o = opts(&r);
+        o.excluded_paths = vec![r.join("backups"), r.join("backup_metadata.json")];
+        let (entries, _) = scan(o);
+        assert_eq!(names(&entries), ["keep.txt"]);
+    }
+
+    #[test]
+    fn tagged_folders_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let mut tag = CACHEDIR_SIGNATURE.to_vec();
+        tag.extend_from_slice(b"\n# a cache\n");
+        touch(r, "cache/CACHEDIR.TAG", &tag);
+        touch(r, "cache/blob", b"x");
+        touch(r, "fake/CACHEDIR.TAG", b"not the signature");
+        touch(r, "private/.nobackup", b"");
+        touch(r, "private/secret", b"x");
+        let mut o = opts(r);
+        o.exclude_if_present = vec![".nobackup".into()];
+        let (entries, _) = scan(o);
+        assert_eq!(names(&entries), ["fake", "fake/CACHEDIR.TAG"]);
+    }
+
+    #[test]
+    fn gitignore_files_are_honoured_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        touch(r, ".gitignore", b"*.out\n/build/\n");
+        touch(r, "sub/.gitignore", b"local.txt\n!keep.out\n");
+        touch(r, "a.out", b"x");
+        touch(r, "build/x", b"x");
+        touch(r, "sub/build/y", b"x");
+        touch(r, "sub/local.txt", b"x");
+        touch(r, "sub/keep.out", b"x");
+        touch(r, "local.txt", b"x");
+        let (all, _) = scan(opts(r));
+        assert_eq!(all.len(), 11, "{all:?}");
+        let mut o = opts(r);
+        o.respect_gitignore = true;
+        let (entries, _) = scan(o);
+        assert_eq!(
+            names(&entries),
+            [
+                ".gitignore",
+                "local.txt",
+                "sub",
+                "sub/.gitignore",
+                "sub/build",
+                "sub/build/y",
+                "sub/keep.out"
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_not_followed_and_fifos_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        touch(r, "real/f", b"x");
+        std::os::unix::fs::symlink("real", r.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("outside")).unwrap();
+        std::os::unix::fs::symlink("loop2", r.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", r.join("loop2")).unwrap();
+        let fifo_made = std::process::Command::new("mkfifo")
+            .arg(r.join("pipe"))
+            .status()
+            .is_ok_and(|s| s.success());
+        let (entries, skipped) = scan(opts(r));
+        assert!(entries.contains(&("link".into(), EntryKind::Symlink)));
+        assert!(entries.contains(&("outside".into(), EntryKind::Symlink)));
+        assert!(entries.contains(&("loop1".into(), EntryKind::Symlink)));
+        assert!(!names(&entries).iter().any(|n| n.starts_with("link/")));
+        if fifo_made {
+            assert_eq!(skipped, ["pipe"]);
+        }
+    }
+
+    #[test]
+    fn missing_source_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let err = JwalkScanner::new(opts(&dir.path().join("nope")))
+            .scan(tx, &AtomicBool::new(false))
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
 }

@@ -393,7 +393,7 @@ fn run_locked(
         }
         add_plan_failures(&collected.plan, &mut report);
         if any_change {
-            let name = next_snapshot_name(&opts.destination, &opts.profile, created);
+            let name = next_snapshot_name(&opts.destination, &opts.profile, created, &history);
             let mut with_new = snapshots.clone();
             with_new.push(SnapshotRef {
                 name: name.clone(),
@@ -428,7 +428,7 @@ fn run_locked(
     }
 
     // Write the snapshot.
-    let name = next_snapshot_name(&opts.destination, &opts.profile, created);
+    let name = next_snapshot_name(&opts.destination, &opts.profile, created, &history);
     std::fs::create_dir_all(&opts.destination)
         .map_err(|e| CoreError::destination("create", &opts.destination, e))?;
     let writer = stages.store.begin(&name, prev.snapshot_dir())?;

@@ -58,29 +58,43 @@ pub fn parse_snapshot_name(profile: &str, name: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d_%H-%M").ok()
 }
 
-/// The name of the next snapshot: the minute's name, or the first free
-/// `-N` variant when that name (or its partial form) is taken.
-pub fn next_snapshot_name(destination: &Path, profile: &str, now: DateTime<Local>) -> String {
+/// The name of the next snapshot: the minute's name, or — when that minute
+/// already has snapshots (existing, being written or deleted, or listed in
+/// the metadata `history`) — a `-N` suffix higher than any used, so a name
+/// is never reused, not even after rotation deleted its first holder.
+pub fn next_snapshot_name(
+    destination: &Path,
+    profile: &str,
+    now: DateTime<Local>,
+    history: &HashSet<String>,
+) -> String {
     let base = format!(
         "{}{}",
         snapshot_prefix(profile),
         now.format("%Y-%m-%d_%H-%M")
     );
-    let taken = |n: &str| {
-        destination.join(n).symlink_metadata().is_ok()
-            || destination.join(partial_name(n)).symlink_metadata().is_ok()
-            || destination
-                .join(deleting_name(n))
-                .symlink_metadata()
-                .is_ok()
+    let suffix_of = |name: &str| -> Option<u32> {
+        let name = name.strip_prefix('.').unwrap_or(name);
+        let name = name
+            .strip_suffix(PARTIAL_SUFFIX)
+            .or_else(|| name.strip_suffix(DELETING_SUFFIX))
+            .unwrap_or(name);
+        let rest = name.strip_prefix(&base)?;
+        if rest.is_empty() {
+            return Some(1);
+        }
+        rest.strip_prefix('-')?.parse().ok()
     };
-    if !taken(&base) {
-        return base;
+    let on_disk = std::fs::read_dir(destination)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(suffix_of));
+    let used = history.iter().filter_map(|n| suffix_of(n));
+    match on_disk.chain(used).max() {
+        None => base,
+        Some(n) => format!("{base}-{}", n + 1),
     }
-    (2u32..)
-        .map(|i| format!("{base}-{i}"))
-        .find(|n| !taken(n))
-        .unwrap_or(base)
 }
 
 /// The temporary name a snapshot is written under.
@@ -233,12 +247,26 @@ mod tests {
     fn next_name_never_reuses_a_folder() {
         let dir = tempfile::tempdir().unwrap();
         let now = Local::now();
-        let a = next_snapshot_name(dir.path(), "P", now);
+        let none = HashSet::new();
+        let a = next_snapshot_name(dir.path(), "P", now, &none);
         std::fs::create_dir(dir.path().join(&a)).unwrap();
-        let b = next_snapshot_name(dir.path(), "P", now);
+        let b = next_snapshot_name(dir.path(), "P", now, &none);
         assert_eq!(b, format!("{a}-2"));
         std::fs::create_dir(dir.path().join(partial_name(&b))).unwrap();
-        assert_eq!(next_snapshot_name(dir.path(), "P", now), format!("{a}-3"));
+        assert_eq!(
+            next_snapshot_name(dir.path(), "P", now, &none),
+            format!("{a}-3")
+        );
+        // After rotation deleted `a` and `b`, the history still reserves them.
+        std::fs::remove_dir(dir.path().join(&a)).unwrap();
+        std::fs::remove_dir(dir.path().join(partial_name(&b))).unwrap();
+        let history: HashSet<String> = [a.clone(), b.clone()].into();
+        assert_eq!(
+            next_snapshot_name(dir.path(), "P", now, &history),
+            format!("{a}-3")
+        );
+        // Without any trace the minute's name is free again.
+        assert_eq!(next_snapshot_name(dir.path(), "P", now, &none), a);
     }
 
     #[test]

@@ -12,25 +12,39 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// Path of the `backup-cli` binary built by this cargo invocation.
+/// Path of the `backup-cli` binary, brought up to date (with the
+/// examples) once per test process, so `cargo test -p backup-tests` never
+/// runs a stale binary.
 pub fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(format!("backup-cli{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "backup-cli", "--bin", "backup-cli"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cannot build backup-cli");
-    }
-    assert!(
-        bin.exists(),
-        "backup-cli binary not found at {}",
-        bin.display()
-    );
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test-binary>
+            let dir = exe.parent().and_then(Path::parent).expect("target dir");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args([
+                "build",
+                "--quiet",
+                "-p",
+                "backup-cli",
+                "--bins",
+                "--examples",
+            ]);
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "cannot build backup-cli");
+            let bin = dir.join(format!("backup-cli{}", std::env::consts::EXE_SUFFIX));
+            assert!(
+                bin.exists(),
+                "backup-cli binary not found at {}",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
 }
 
 /// A temporary world: `root/src` (the project), `root/dest` (backups) and

@@ -10,17 +10,10 @@ use std::time::{Duration, Instant};
 
 use backup_tests::{binary, World};
 
-/// Path of a cargo example of `backup-cli`, built by `cargo test --workspace`.
+/// Path of a cargo example of `backup-cli` (built with the binary).
 fn example(name: &str) -> PathBuf {
-    let bin = binary();
-    let path = bin.parent().unwrap().join("examples").join(name);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "backup-cli", "--example", name])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    let path = binary().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "example {} was not built", path.display());
     path
 }
 

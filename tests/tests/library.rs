@@ -2,6 +2,8 @@
 //! servers), a custom filter and a custom retention policy plugged in
 //! through the stage traits, and the profile's `[retention]` table.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

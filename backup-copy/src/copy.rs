@@ -2,7 +2,7 @@
 //! notice when the source changes during the copy.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use backup_core::{ContentHash, FileStat};
@@ -73,11 +73,20 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
             Err(e) => return Err(CopyError::Source(e)),
         };
         hasher.update(&buf[..n]);
-        output
-            .write_all(&buf[..n])
-            .map_err(CopyError::Destination)?;
+        if is_zero(&buf[..n]) {
+            // Leave a hole: sparse files stay sparse in snapshots and restores.
+            output
+                .seek(SeekFrom::Current(n as i64))
+                .map_err(CopyError::Destination)?;
+        } else {
+            output
+                .write_all(&buf[..n])
+                .map_err(CopyError::Destination)?;
+        }
         bytes += n as u64;
     }
+    // A trailing hole has to be made explicit.
+    output.set_len(bytes).map_err(CopyError::Destination)?;
     output.flush().map_err(CopyError::Destination)?;
     let after = input
         .metadata()
@@ -94,6 +103,13 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
         },
         changed_during_copy,
     })
+}
+
+/// Whether a block is all zero bytes (checked cheaply: most blocks fail on
+/// their first bytes).
+fn is_zero(block: &[u8]) -> bool {
+    let head = block.len().min(64);
+    block[..head].iter().all(|&b| b == 0) && block.iter().fold(0u8, |acc, &b| acc | b) == 0
 }
 
 /// Whether a destination error must stop the run (no space, read-only,
@@ -124,6 +140,32 @@ mod tests {
         assert_eq!(std::fs::read(&dst).unwrap(), data);
         let expect: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(c.hash.0, expect);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sparse_files_stay_sparse_and_identical() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse");
+        let f = File::create(&src).unwrap();
+        f.set_len(64 << 20).unwrap();
+        drop(f);
+        let mut f = OpenOptions::new().write(true).open(&src).unwrap();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"data in the middle").unwrap();
+        drop(f);
+        let dst = dir.path().join("copy");
+        let c = copy_hashed(&src, &dst).unwrap();
+        assert_eq!(c.bytes, 64 << 20);
+        let m = std::fs::metadata(&dst).unwrap();
+        assert_eq!(m.len(), 64 << 20);
+        assert!(
+            m.blocks() * 512 < 8 << 20,
+            "copy is not sparse: {} blocks",
+            m.blocks()
+        );
+        assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&src).unwrap());
     }
 
     #[test]

@@ -17,8 +17,8 @@ use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
 use backup_core::manifest::{write_info, ManifestWriter};
 use backup_core::snapshot::partial_name;
 use backup_core::{
-    Action, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo, SnapshotStore,
-    SnapshotWriter, WrittenEntry,
+    Action, ContentHash, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo,
+    SnapshotStore, SnapshotWriter, WrittenEntry,
 };
 use filetime::FileTime;
 use tracing::{debug, warn};
@@ -70,6 +70,15 @@ impl SnapshotStore for LocalStore {
             dirs: Mutex::new(Vec::new()),
         }))
     }
+}
+
+/// How [`LocalWriter::link_previous`] got the file in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkOutcome {
+    /// A hard link to the previous snapshot's file.
+    Linked,
+    /// A copy (hard link impossible), with what was copied.
+    Copied { bytes: u64, hash: ContentHash },
 }
 
 /// A snapshot being written to a local folder.
@@ -177,44 +186,63 @@ impl LocalWriter {
         }
     }
 
-    /// Hard-links `from` (in the previous snapshot) at `dst`; where that is
+    /// Hard-links `from` (in the previous snapshot) at `dst`. Where that is
     /// impossible (another file system, too many links, missing), copies the
-    /// previous snapshot's file instead, then the source. Returns whether it
-    /// linked, and the bytes copied otherwise.
+    /// previous snapshot's file instead if it still has the `expected`
+    /// content, else the `source` file. `Err` is fatal (the destination
+    /// failed); `Ok(Err(_))` means no copy could be had for this file.
     fn link_previous(
         &self,
-        planned: &PlannedEntry,
         from: &Path,
         dst: &Path,
-    ) -> Result<(bool, u64, Option<backup_core::ContentHash>), CoreError> {
+        expected: ContentHash,
+        attrs: (u32, i64),
+        source: Option<&Path>,
+    ) -> Result<Result<LinkOutcome, String>, CoreError> {
         match self.with_parent(dst, || fs::hard_link(from, dst)) {
-            Ok(()) => return Ok((true, 0, None)),
+            Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
             Err(e) if is_fatal_destination_error(&e) => return Err(self.dest_err("link", dst, e)),
             Err(e) => debug!(from = %from.display(), error = %e, "hard link impossible; copying"),
         }
-        let copy_from = |src: &Path| match copy_hashed(src, dst) {
-            Ok(c) => Ok(Some(c)),
-            Err(CopyError::Source(_)) => Ok(None),
-            Err(CopyError::Destination(e)) => Err(self.dest_err("write", dst, e)),
-        };
-        let copied = match copy_from(from)? {
-            Some(c) => Some(c),
-            None => copy_from(&planned.entry.path.under(&self.source))?,
-        };
-        match copied {
-            Some(c) => {
-                self.finish_file(dst, planned.entry.stat.mode, planned.entry.stat.mtime_ns)
-                    .map_err(|e| self.dest_err("set attributes of", dst, e))?;
-                Ok((false, c.bytes, Some(c.hash)))
+        let candidates = std::iter::once((from, true)).chain(source.map(|s| (s, false)));
+        for (src, must_match) in candidates {
+            match self.with_parent(dst, || match copy_hashed(src, dst) {
+                Ok(c) => Ok(Ok(c)),
+                Err(CopyError::Source(e)) => Ok(Err(e)),
+                Err(CopyError::Destination(e)) => Err(e),
+            }) {
+                Err(e) => return Err(self.dest_err("write", dst, e)),
+                Ok(Err(_)) => continue,
+                Ok(Ok(c)) if must_match && c.hash != expected => {
+                    fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
+                }
+                Ok(Ok(c)) => {
+                    self.finish_file(dst, attrs.0, attrs.1)
+                        .map_err(|e| self.dest_err("set attributes of", dst, e))?;
+                    return Ok(Ok(LinkOutcome::Copied {
+                        bytes: c.bytes,
+                        hash: c.hash,
+                    }));
+                }
             }
-            None => Err(CoreError::io(
-                "link or copy",
-                dst,
-                io::Error::other(format!(
-                    "neither {} nor the source file can be read",
-                    from.display()
-                )),
-            )),
+        }
+        Ok(Err(format!(
+            "{} cannot be linked or copied, and the source cannot be read",
+            from.display()
+        )))
+    }
+
+    /// A file that could not be backed up at all: recorded, no content.
+    fn failed(&self, planned: &PlannedEntry, error: String) -> WrittenEntry {
+        let failed = PlannedEntry {
+            action: Action::Fail {
+                error: error.clone(),
+            },
+            ..planned.clone()
+        };
+        WrittenEntry {
+            failure: Some(error),
+            ..Self::written(failed.to_manifest(None))
         }
     }
 
@@ -268,76 +296,83 @@ impl SnapshotWriter for LocalWriter {
             }
             Action::Link { from, hash } => {
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                let (linked, bytes, copied_hash) =
-                    self.link_previous(planned, &from.under(prev_dir), &dst)?;
-                let mut m = planned.to_manifest(Some(copied_hash.unwrap_or(*hash)));
-                if copied_hash.is_some_and(|h| h != *hash) {
-                    m.rehash = true;
+                let source = entry.path.under(&self.source);
+                let attrs = (entry.stat.mode, entry.stat.mtime_ns);
+                match self.link_previous(
+                    &from.under(prev_dir),
+                    &dst,
+                    *hash,
+                    attrs,
+                    Some(&source),
+                )? {
+                    Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
+                        linked: true,
+                        ..Self::written(planned.to_manifest(Some(*hash)))
+                    }),
+                    Ok(LinkOutcome::Copied { bytes, hash: got }) => {
+                        let mut m = planned.to_manifest(Some(got));
+                        // Copied from the source, which may have changed since
+                        // it was hashed: make the next run look again.
+                        m.rehash |= got != *hash;
+                        Ok(WrittenEntry {
+                            manifest: m,
+                            bytes_copied: bytes,
+                            copied: true,
+                            linked: false,
+                            failure: None,
+                        })
+                    }
+                    Err(error) => Ok(self.failed(planned, error)),
                 }
-                Ok(WrittenEntry {
-                    manifest: m,
-                    bytes_copied: bytes,
-                    copied: !linked,
-                    linked,
-                    failure: None,
-                })
             }
-            Action::KeepStale { from, error, .. } => {
+            Action::KeepStale {
+                from,
+                hash,
+                stat,
+                error,
+            } => {
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                let (linked, bytes, _) =
-                    self.link_previous(planned, &from.under(prev_dir), &dst)?;
-                Ok(WrittenEntry {
-                    manifest: planned.to_manifest(None),
-                    bytes_copied: bytes,
-                    copied: false,
-                    linked,
-                    failure: Some(error.clone()),
-                })
+                match self.link_previous(
+                    &from.under(prev_dir),
+                    &dst,
+                    *hash,
+                    (stat.mode, stat.mtime_ns),
+                    None,
+                )? {
+                    Ok(outcome) => Ok(WrittenEntry {
+                        failure: Some(error.clone()),
+                        linked: outcome == LinkOutcome::Linked,
+                        ..Self::written(planned.to_manifest(None))
+                    }),
+                    Err(more) => Ok(self.failed(planned, format!("{error}; {more}"))),
+                }
             }
-            Action::Fail { error } => Ok(WrittenEntry {
-                failure: Some(error.clone()),
-                ..Self::written(planned.to_manifest(None))
-            }),
+            Action::Fail { error } => Ok(self.failed(planned, error.clone())),
             Action::Copy => match self.copy_source(planned, &dst)? {
                 Ok(w) => Ok(w),
                 Err(error) => {
                     // The source could not be read now: keep the last good
                     // copy if there is one.
-                    if let (Some((from, hash)), Some(prev_dir)) =
+                    if let (Some(prev), Some(prev_dir)) =
                         (&planned.previous_version, &self.previous)
                     {
                         let stale = PlannedEntry {
-                            action: Action::KeepStale {
-                                from: from.clone(),
-                                hash: *hash,
-                                error: error.clone(),
-                            },
+                            action: prev.keep_stale(&entry.path, error.clone()),
                             ..planned.clone()
                         };
-                        if let Ok((linked, bytes, _)) =
-                            self.link_previous(&stale, &from.under(prev_dir), &dst)
+                        let from = entry.path.under(prev_dir);
+                        let attrs = (prev.stat.mode, prev.stat.mtime_ns);
+                        if let Ok(outcome) =
+                            self.link_previous(&from, &dst, prev.hash, attrs, None)?
                         {
-                            let mut m = stale.to_manifest(None);
-                            m.rehash = true;
                             return Ok(WrittenEntry {
-                                manifest: m,
-                                bytes_copied: bytes,
-                                copied: false,
-                                linked,
                                 failure: Some(error),
+                                linked: outcome == LinkOutcome::Linked,
+                                ..Self::written(stale.to_manifest(None))
                             });
                         }
                     }
-                    let failed = PlannedEntry {
-                        action: Action::Fail {
-                            error: error.clone(),
-                        },
-                        ..planned.clone()
-                    };
-                    Ok(WrittenEntry {
-                        failure: Some(error),
-                        ..Self::written(failed.to_manifest(None))
-                    })
+                    Ok(self.failed(planned, error))
                 }
             },
         }

@@ -1,7 +1,7 @@
 //! The hash/diff stage's answer for each entry: what [`Change`] it is
 //! against the previous snapshot and what [`Action`] writes it.
 
-use crate::entry::ScanEntry;
+use crate::entry::{FileStat, ScanEntry};
 use crate::{ContentHash, RelPath};
 
 /// How an entry compares with the previous snapshot.
@@ -57,6 +57,9 @@ pub enum Action {
         from: RelPath,
         /// Its SHA-256.
         hash: ContentHash,
+        /// Its recorded facts (size, mtime, mode…), which the manifest keeps:
+        /// the source's current ones describe content we do not have.
+        stat: FileStat,
         /// Why the source could not be read.
         error: String,
     },
@@ -78,9 +81,30 @@ pub struct PlannedEntry {
     pub action: Action,
     /// Index of the same path in the previous snapshot's index, if present.
     pub prev_index: Option<u32>,
-    /// The last good copy of this path in the previous snapshot (path and
-    /// hash), kept (marked stale) if the source cannot be read when copied.
-    pub previous_version: Option<(RelPath, ContentHash)>,
+    /// The last good copy of this path in the previous snapshot, kept
+    /// (marked stale) if the source cannot be read when it is copied.
+    pub previous_version: Option<PreviousVersion>,
+}
+
+/// The previous snapshot's copy of a file (at the same path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreviousVersion {
+    /// Its SHA-256.
+    pub hash: ContentHash,
+    /// Its recorded facts.
+    pub stat: FileStat,
+}
+
+impl PreviousVersion {
+    /// The action that keeps this copy, stale, because of `error`.
+    pub fn keep_stale(&self, path: &RelPath, error: String) -> Action {
+        Action::KeepStale {
+            from: path.clone(),
+            hash: self.hash,
+            stat: self.stat,
+            error,
+        }
+    }
 }
 
 impl PlannedEntry {
@@ -89,6 +113,10 @@ impl PlannedEntry {
     pub fn to_manifest(&self, sha256: Option<ContentHash>) -> crate::manifest::ManifestEntry {
         use crate::manifest::{EntryStatus, ManifestEntry};
         let e = &self.entry;
+        let stat = match &self.action {
+            Action::KeepStale { stat, .. } => *stat,
+            _ => e.stat,
+        };
         let (status, error) = match &self.action {
             Action::KeepStale { error, .. } => (Some(EntryStatus::Stale), Some(error.clone())),
             Action::Fail { error } => (Some(EntryStatus::Failed), Some(error.clone())),
@@ -101,13 +129,13 @@ impl PlannedEntry {
         ManifestEntry {
             path: e.path.clone(),
             kind: e.kind,
-            size: e.stat.size,
-            mtime_ns: e.stat.mtime_ns,
-            mode: e.stat.mode,
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            mode: stat.mode,
             sha256,
             target: e.link_target.clone(),
-            ctime_ns: e.stat.ctime_ns,
-            ino: e.stat.ino,
+            ctime_ns: stat.ctime_ns,
+            ino: stat.ino,
             rehash: status.is_some(),
             status,
             error,

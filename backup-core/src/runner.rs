@@ -722,6 +722,7 @@ fn carry_over_unreadable(prev: &PrevIndex, c: &mut Collected) {
             (EntryKind::File, Some(hash)) => Action::KeepStale {
                 from: e.path.clone(),
                 hash,
+                stat: e.stat,
                 error,
             },
             (EntryKind::Dir, _) => Action::CreateDir,

@@ -39,7 +39,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use backup_core::{
-    Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex, ScanEntry,
+    Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex,
+    PreviousVersion, ScanEntry,
 };
 use sha2::{Digest, Sha256};
 
@@ -116,6 +117,7 @@ impl HashDiffer {
                             Action::KeepStale {
                                 from: p.path.clone(),
                                 hash: old_hash,
+                                stat: p.stat,
                                 error: e.to_string(),
                             },
                         ),
@@ -129,6 +131,7 @@ impl HashDiffer {
                             Action::KeepStale {
                                 from: p.path.clone(),
                                 hash: old_hash,
+                                stat: p.stat,
                                 error: e.to_string(),
                             },
                         ),
@@ -195,7 +198,7 @@ impl Differ for HashDiffer {
         };
         let previous_version = prev_entry
             .filter(|p| p.kind == EntryKind::File && p.has_content)
-            .and_then(|p| p.sha256.map(|h| (p.path.clone(), h)));
+            .and_then(|p| p.sha256.map(|hash| PreviousVersion { hash, stat: p.stat }));
         PlannedEntry {
             entry,
             change,

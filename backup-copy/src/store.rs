@@ -437,3 +437,180 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 fn symlink(target: &Path, link: &Path) -> io::Result<()> {
     std::os::windows::fs::symlink_file(target, link)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::{Change, EntryKind, FileStat, PreviousVersion, RelPath, ScanEntry};
+
+    fn planned(path: &str, action: Action, previous: Option<PreviousVersion>) -> PlannedEntry {
+        PlannedEntry {
+            entry: ScanEntry {
+                path: RelPath::new(path).unwrap(),
+                kind: EntryKind::File,
+                stat: FileStat {
+                    size: 3,
+                    mtime_ns: 1_000_000_000,
+                    mode: 0o644,
+                    ..FileStat::default()
+                },
+                link_target: None,
+            },
+            change: Change::Modified,
+            action,
+            prev_index: None,
+            previous_version: previous,
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        src: PathBuf,
+        dest: PathBuf,
+        prev: PathBuf,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let dest = dir.path().join("dest");
+        let prev = dest.join("P_backup_2026-01-01_00-00");
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&prev).unwrap();
+        fs::write(prev.join("a.txt"), b"old").unwrap();
+        Fixture {
+            _dir: dir,
+            src,
+            dest,
+            prev,
+        }
+    }
+
+    fn sha(b: &[u8]) -> ContentHash {
+        use sha2::Digest;
+        ContentHash(sha2::Sha256::digest(b).into())
+    }
+
+    #[test]
+    fn source_replaced_by_a_folder_keeps_the_previous_copy_marked_stale() {
+        let f = fixture();
+        fs::create_dir(f.src.join("a.txt")).unwrap();
+        let store = LocalStore::new(&f.src, &f.dest);
+        let w = store
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .unwrap();
+        let prev = PreviousVersion {
+            hash: sha(b"old"),
+            stat: FileStat {
+                size: 3,
+                mtime_ns: 5,
+                mode: 0o600,
+                ..FileStat::default()
+            },
+        };
+        let out = w
+            .write(&planned("a.txt", Action::Copy, Some(prev)))
+            .unwrap();
+        assert!(out.failure.is_some());
+        assert!(out.linked);
+        assert_eq!(out.manifest.status, Some(EntryStatus::Stale));
+        assert_eq!(out.manifest.size, 3);
+        assert_eq!(out.manifest.mode, 0o600, "the last good copy's mode");
+        assert_eq!(out.manifest.sha256, Some(sha(b"old")));
+        w.abort();
+    }
+
+    #[test]
+    fn vanished_source_without_earlier_copy_is_recorded_failed() {
+        let f = fixture();
+        let store = LocalStore::new(&f.src, &f.dest);
+        let w = store
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .unwrap();
+        let out = w.write(&planned("gone.txt", Action::Copy, None)).unwrap();
+        assert!(out.failure.unwrap().contains("No such file"));
+        assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
+        assert_eq!(out.manifest.sha256, None);
+        w.abort();
+        assert_eq!(
+            fs::read_dir(&f.dest).unwrap().count(),
+            1,
+            "partial folder removed"
+        );
+    }
+
+    #[test]
+    fn destination_removed_mid_run_is_fatal_with_advice_and_not_recreated() {
+        let f = fixture();
+        fs::create_dir(f.src.join("sub")).unwrap();
+        fs::write(f.src.join("sub/b.txt"), b"new").unwrap();
+        let store = LocalStore::new(&f.src, &f.dest);
+        let w = store
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .unwrap();
+        backup_core::fsutil::remove_tree(&f.dest).unwrap();
+        let err = w
+            .write(&planned("sub/b.txt", Action::Copy, None))
+            .unwrap_err();
+        assert!(err.to_string().contains("vanished"), "{err}");
+        assert!(!f.dest.exists(), "the destination must not be recreated");
+        w.abort();
+    }
+
+    #[test]
+    fn commit_makes_the_snapshot_appear_under_its_final_name_only() {
+        let f = fixture();
+        fs::write(f.src.join("b.txt"), b"new").unwrap();
+        let store = LocalStore::new(&f.src, &f.dest);
+        let name = "P_backup_2026-01-02_00-00";
+        let w = store.begin(name, Some(&f.prev)).unwrap();
+        assert!(!f.dest.join(name).exists());
+        assert!(f.dest.join(partial_name(name)).is_dir());
+        let out = w.write(&planned("b.txt", Action::Copy, None)).unwrap();
+        w.record(&out.manifest).unwrap();
+        let linked = w
+            .write(&planned(
+                "a.txt",
+                Action::Link {
+                    from: RelPath::new("a.txt").unwrap(),
+                    hash: sha(b"old"),
+                },
+                None,
+            ))
+            .unwrap();
+        assert!(linked.linked);
+        let info = backup_core::SnapshotInfo {
+            format: backup_core::manifest::SNAPSHOT_FORMAT.into(),
+            version: 1,
+            profile: "P".into(),
+            name: name.into(),
+            created: "2026-01-02T00:00:00+00:00".into(),
+            scan_started_ns: 0,
+            source: f.src.display().to_string(),
+            files_total: 2,
+            files_copied: 1,
+            files_linked: 1,
+            files_failed: 0,
+            bytes_copied: 3,
+            bytes_total: 6,
+            status: backup_core::SnapshotStatus::Complete,
+            duration_ms: 1,
+        };
+        let path = w.commit(&info).unwrap();
+        assert_eq!(path, f.dest.join(name));
+        assert!(!f.dest.join(partial_name(name)).exists());
+        assert_eq!(fs::read(path.join("b.txt")).unwrap(), b"new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let a = fs::metadata(path.join("a.txt")).unwrap();
+            assert_eq!(a.ino(), fs::metadata(f.prev.join("a.txt")).unwrap().ino());
+            assert_eq!(
+                fs::metadata(path.join("b.txt")).unwrap().mode() & 0o222,
+                0,
+                "read-only"
+            );
+        }
+        assert_eq!(backup_core::manifest::read_info(&path).unwrap(), info);
+    }
+}

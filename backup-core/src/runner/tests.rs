@@ -1,0 +1,178 @@
+//! Runner tests with test doubles for every stage.
+
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+use crate::entry::FileStat;
+use crate::stage::{Kept, RotationPlan, SnapshotWriter};
+use crate::{RelPath, SnapshotInfo};
+
+struct OneFileScanner {
+    panic: bool,
+}
+
+impl Scanner for OneFileScanner {
+    fn scan(
+        &self,
+        out: crossbeam_channel::Sender<ScanEvent>,
+        _cancel: &AtomicBool,
+    ) -> Result<(), CoreError> {
+        if self.panic {
+            panic!("scanner bug");
+        }
+        let _ = out.send(ScanEvent::Entry(ScanEntry {
+            path: RelPath::new("a.txt").unwrap(),
+            kind: EntryKind::File,
+            stat: FileStat {
+                size: 1,
+                ..FileStat::default()
+            },
+            link_target: None,
+        }));
+        Ok(())
+    }
+}
+
+struct CopyAll;
+
+impl Differ for CopyAll {
+    fn plan(&self, entry: ScanEntry, _prev: &PrevIndex) -> PlannedEntry {
+        PlannedEntry {
+            entry,
+            change: Change::Added,
+            action: Action::Copy,
+            prev_index: None,
+            previous_version: None,
+        }
+    }
+}
+
+/// A store whose writes fail like a full disk; counts aborts.
+struct FullDisk {
+    aborted: Arc<AtomicUsize>,
+}
+
+struct FullDiskWriter {
+    aborted: Arc<AtomicUsize>,
+}
+
+impl SnapshotStore for FullDisk {
+    fn begin(
+        &self,
+        _name: &str,
+        _previous: Option<&std::path::Path>,
+    ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
+        Ok(Box::new(FullDiskWriter {
+            aborted: Arc::clone(&self.aborted),
+        }))
+    }
+}
+
+impl SnapshotWriter for FullDiskWriter {
+    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        Err(CoreError::destination(
+            "write",
+            planned.entry.path.as_path(),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ))
+    }
+    fn record(&self, _entry: &ManifestEntry) -> Result<(), CoreError> {
+        Ok(())
+    }
+    fn commit(self: Box<Self>, _info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+        panic!("must not commit after a fatal error")
+    }
+    fn abort(self: Box<Self>) {
+        self.aborted.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct KeepAll;
+
+impl RetentionPolicy for KeepAll {
+    fn plan(&self, snapshots: &[SnapshotRef]) -> RotationPlan {
+        RotationPlan {
+            keep: snapshots
+                .iter()
+                .map(|s| Kept {
+                    name: s.name.clone(),
+                    reasons: vec!["all".into()],
+                })
+                .collect(),
+            delete: Vec::new(),
+        }
+    }
+}
+
+struct NoRemove;
+
+impl SnapshotRemover for NoRemove {
+    fn remove(&self, _snapshot: &SnapshotRef) -> Result<(), CoreError> {
+        Ok(())
+    }
+}
+
+fn setup(panic: bool, aborted: Arc<AtomicUsize>) -> (tempfile::TempDir, RunOptions, Stages) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).unwrap();
+    let opts = RunOptions {
+        profile: "T".into(),
+        source: source.clone(),
+        destination: dir.path().join("dest"),
+        metadata_file: source.join("backup_metadata.json"),
+        lock_file: source.join("backup_in_progress.lock"),
+        once_per_day: true,
+        force: false,
+        dry_run: false,
+        threads: 2,
+    };
+    let stages = Stages {
+        scanner: Box::new(OneFileScanner { panic }),
+        filters: Vec::new(),
+        differ: Box::new(CopyAll),
+        store: Box::new(FullDisk { aborted }),
+        retention: Box::new(KeepAll),
+        remover: Box::new(NoRemove),
+        progress: Arc::new(crate::NoProgress),
+    };
+    (dir, opts, stages)
+}
+
+#[test]
+fn a_panicking_stage_fails_the_run_and_releases_the_lock() {
+    let (_dir, opts, stages) = setup(true, Arc::default());
+    let report = run_backup(&opts, &stages);
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.error.as_deref().unwrap().contains("panicked"));
+    assert!(!opts.lock_file.exists(), "lock file left behind");
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn a_fatal_destination_error_aborts_the_snapshot_and_writes_no_metadata() {
+    let aborted = Arc::new(AtomicUsize::new(0));
+    let (_dir, opts, stages) = setup(false, Arc::clone(&aborted));
+    let report = run_backup(&opts, &stages);
+    assert_eq!(report.outcome, Outcome::Failed);
+    let err = report.error.unwrap();
+    assert!(err.contains("full"), "{err}");
+    assert_eq!(aborted.load(Ordering::SeqCst), 1);
+    assert!(!opts.metadata_file.exists());
+    assert!(!opts.lock_file.exists());
+}
+
+#[test]
+fn a_held_lock_skips_the_run() {
+    let (_dir, opts, stages) = setup(false, Arc::default());
+    let LockAttempt::Acquired(_held) = RunLock::try_acquire(&opts.lock_file).unwrap() else {
+        panic!("lock")
+    };
+    let report = run_backup(&opts, &stages);
+    assert_eq!(report.outcome, Outcome::SkippedLocked);
+    assert_eq!(
+        report.lock_holder.as_ref().unwrap().pid,
+        Some(std::process::id())
+    );
+    assert_eq!(report.exit_code(), 0);
+}

@@ -45,11 +45,18 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(USAGE)
 }
 
+/// Prints `value` as JSON on stdout. A reader that closed the pipe early is
+/// not an error: the command's own outcome decides the exit code.
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Human-readable byte count.

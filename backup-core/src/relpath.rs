@@ -12,8 +12,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A path relative to the root of a source tree or snapshot, never absolute
 /// and never containing `..`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Equality and hashing work on the path's bytes (the paths are normalized,
+/// so this agrees with component-wise comparison and is much faster).
+#[derive(Clone, PartialOrd, Ord)]
 pub struct RelPath(PathBuf);
+
+impl PartialEq for RelPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_os_str().as_encoded_bytes() == other.0.as_os_str().as_encoded_bytes()
+    }
+}
+
+impl Eq for RelPath {}
+
+impl std::hash::Hash for RelPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_os_str().as_encoded_bytes().hash(state);
+    }
+}
 
 /// A path that cannot be a [`RelPath`]: absolute, or climbing out with `..`.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +40,18 @@ pub struct UnsafePathError(pub PathBuf);
 impl RelPath {
     /// Checks that `path` stays inside its root and wraps it.
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, UnsafePathError> {
-        let path = path.into();
+        let path: PathBuf = path.into();
         let safe = !path.as_os_str().is_empty()
             && path.components().all(|c| matches!(c, Component::Normal(_)));
         if safe {
-            Ok(RelPath(path))
+            // Normalize (drop `//`, a trailing `/`) so byte equality holds.
+            let bytes = path.as_os_str().as_encoded_bytes();
+            let clean = !bytes.ends_with(b"/") && !bytes.windows(2).any(|w| w == b"//");
+            Ok(RelPath(if clean {
+                path
+            } else {
+                path.components().collect()
+            }))
         } else {
             Err(UnsafePathError(path))
         }
@@ -163,6 +187,7 @@ mod tests {
         assert!(RelPath::new("a/../../b").is_err());
         assert!(RelPath::new("/etc/passwd").is_err());
         assert!(RelPath::new("").is_err());
+        assert_eq!(RelPath::new("a//b/").unwrap(), RelPath::new("a/b").unwrap());
         let err: Result<RelPath, _> = serde_json::from_str("\"../x\"");
         assert!(err.is_err());
     }

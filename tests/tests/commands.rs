@@ -1438,3 +1438,37 @@ fn rfc3339_checker_accepts_and_rejects() {
     assert!(!is_rfc3339("INFO backup run started"));
     assert!(!is_rfc3339("2026-11-26T17:20:57"));
 }
+
+/// A reader that closes the pipe early (`| head`, `| true`) is not a
+/// failure: the exit code still says what happened to the backup.
+#[test]
+fn closed_stdout_does_not_turn_a_good_backup_into_a_failure() {
+    let w = World::new("");
+    w.write("a.txt", "hello");
+    let mut child = Command::new(binary())
+        .arg("--profile")
+        .arg(&w.profile)
+        .args(["backup", "--force", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.snapshot_names().len(), 1);
+    let mut list = Command::new(binary())
+        .arg("--profile")
+        .arg(&w.profile)
+        .args(["list", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take());
+    assert_eq!(list.wait().unwrap().code(), Some(0));
+}

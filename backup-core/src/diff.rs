@@ -83,7 +83,7 @@ pub fn diff_with_source(
     stages: &Stages,
 ) -> Result<TreeDiff, CoreError> {
     let prev = PrevIndex::from_snapshot(snapshot)?;
-    let collected = scan_and_diff(opts, stages, &prev)?;
+    let (collected, prev) = scan_and_diff(opts, stages, move || prev)?;
     let mut diff = TreeDiff::default();
     for p in &collected.plan {
         if p.entry.kind == EntryKind::Dir {

@@ -14,20 +14,35 @@ use crate::error::CoreError;
 /// Writes `bytes` to `path` so that a crash leaves either the old file or
 /// the new one: write a temporary sibling, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+    write_atomic_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// Like [`write_atomic`], with the content produced by `fill` into a
+/// buffered writer (so large files are streamed, not built in memory).
+pub fn write_atomic_with<F>(path: &Path, fill: F) -> Result<(), CoreError>
+where
+    F: FnOnce(&mut dyn Write) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+{
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
+    let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        fill(&mut out)?;
+        let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(CoreError::io("write", path, e));
+        let io = match e.downcast::<io::Error>() {
+            Ok(io) => *io,
+            Err(other) => io::Error::other(other),
+        };
+        return Err(CoreError::io("write", path, io));
     }
     if let Some(parent) = path.parent() {
         sync_dir(parent).map_err(|e| CoreError::io("sync", parent, e))?;

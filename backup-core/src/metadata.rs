@@ -13,26 +13,61 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 
 /// The whole metadata file.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+///
+/// Deserialized by hand (not with `#[serde(flatten)]`, which would buffer
+/// the whole document, a large one for big projects) while still keeping
+/// fields written by other versions in `extra`.
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct BackupMetadata {
     /// When the last snapshot was created (RFC 3339).
-    #[serde(default)]
     pub last_backup_date: Option<String>,
     /// Every backed-up file by relative path (UTF-8 paths only).
-    #[serde(default)]
     pub file_checksums: BTreeMap<String, FileRecord>,
     /// One entry per snapshot made, oldest first.
-    #[serde(default)]
     pub backup_history: Vec<HistoryEntry>,
     /// When the last run's scan started, nanoseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_scan_started_ns: Option<i64>,
     /// The profile name that writes this file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Fields written by other versions, kept untouched.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for BackupMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = BackupMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a backup metadata object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut m = BackupMetadata::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "last_backup_date" => m.last_backup_date = map.next_value()?,
+                        "file_checksums" => {
+                            m.file_checksums = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        "backup_history" => {
+                            m.backup_history = map.next_value::<Option<_>>()?.unwrap_or_default()
+                        }
+                        "last_scan_started_ns" => m.last_scan_started_ns = map.next_value()?,
+                        "profile" => m.profile = map.next_value()?,
+                        other => {
+                            let v: serde_json::Value = map.next_value()?;
+                            m.extra.insert(other.to_owned(), v);
+                        }
+                    }
+                }
+                Ok(m)
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// One file's record in `file_checksums`.
@@ -132,9 +167,47 @@ impl BackupMetadata {
 
     /// Writes the file atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CoreError> {
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| CoreError::io("encode", path, std::io::Error::other(e)))?;
-        crate::fsutil::write_atomic(path, &bytes)
+        self.save_with_files(path, self.file_checksums.iter().map(|(k, v)| (k.as_str(), v.clone())))
+    }
+
+    /// Writes the file atomically with `files` as `file_checksums` (instead
+    /// of [`BackupMetadata::file_checksums`]), streamed: the records of a
+    /// large project are never all held as a map.
+    pub fn save_with_files<'a, I>(&self, path: &Path, files: I) -> Result<(), CoreError>
+    where
+        I: Iterator<Item = (&'a str, FileRecord)>,
+    {
+        use serde::ser::SerializeMap;
+        use serde::Serializer;
+
+        struct Files<I>(std::cell::RefCell<Option<I>>);
+        impl<'a, I: Iterator<Item = (&'a str, FileRecord)>> Serialize for Files<I> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0.borrow_mut().take() {
+                    Some(it) => s.collect_map(it),
+                    None => s.collect_map(std::iter::empty::<(&str, FileRecord)>()),
+                }
+            }
+        }
+
+        crate::fsutil::write_atomic_with(path, |out| {
+            let mut ser = serde_json::Serializer::new(out);
+            let mut map = ser.serialize_map(None)?;
+            map.serialize_entry("last_backup_date", &self.last_backup_date)?;
+            if let Some(p) = &self.profile {
+                map.serialize_entry("profile", p)?;
+            }
+            if let Some(ns) = self.last_scan_started_ns {
+                map.serialize_entry("last_scan_started_ns", &ns)?;
+            }
+            map.serialize_entry("backup_history", &self.backup_history)?;
+            for (k, v) in &self.extra {
+                map.serialize_entry(k, v)?;
+            }
+            map.serialize_entry("file_checksums", &Files(std::cell::RefCell::new(Some(files))))?;
+            map.end()?;
+            Ok(())
+        })
     }
 }
 

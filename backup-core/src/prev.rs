@@ -104,8 +104,8 @@ impl PrevIndex {
             let e = &mut self.entries[idx as usize];
             let same = e.kind == EntryKind::File
                 && e.stat.size == rec.size
-                && e.sha256.is_some_and(|h| h.to_hex() == rec.checksum)
-                && e.status_ok();
+                && e.status_ok()
+                && e.sha256.is_some_and(|h| rec.checksum.parse::<ContentHash>().ok() == Some(h));
             if same {
                 e.stat.mtime_ns = mtime_ns;
                 e.stat.ctime_ns = ctime_ns;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, Local};
 use crossbeam_channel::bounded;
 use serde::Serialize;
-use tracing::{debug, info, info_span, warn};
+use tracing::{info, info_span, warn};
 
 use crate::entry::{EntryKind, ScanEntry};
 use crate::error::CoreError;
@@ -27,8 +27,8 @@ use crate::prev::PrevIndex;
 use crate::progress::{Phase, Progress};
 use crate::snapshot::{list_snapshots, next_snapshot_name, remove_leftovers, SnapshotRef};
 use crate::stage::{
-    Differ, EntryFilter, RetentionPolicy, ScanEvent, Scanner, SnapshotRemover, SnapshotStore,
-    WrittenEntry,
+    Differ, EntryFilter, RetentionPolicy, ScanBatch, ScanEvent, Scanner, SnapshotRemover,
+    SnapshotStore, WrittenEntry,
 };
 
 /// A file modified this close to (or after) the start of the scan that
@@ -314,35 +314,44 @@ fn run_locked(
         }
     }
 
-    let mut prev = match snapshots.iter().rev().find(|s| s.info.is_some()) {
-        Some(s) => match PrevIndex::from_snapshot(&s.path) {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = format!(
-                    "cannot use the previous snapshot {}: {}; copying everything",
-                    s.name,
-                    error_chain(&e)
-                );
-                warn!("{msg}");
-                report.warnings.push(msg);
-                PrevIndex::empty()
-            }
-        },
-        None => PrevIndex::empty(),
+    let newest = snapshots.iter().rev().find(|s| s.info.is_some());
+    let mut load_warnings = Vec::new();
+    let load_prev = || {
+        let mut prev = match newest {
+            Some(s) => match PrevIndex::from_snapshot(&s.path) {
+                Ok(p) => p,
+                Err(e) => {
+                    load_warnings.push(format!(
+                        "cannot use the previous snapshot {}: {}; copying everything",
+                        s.name,
+                        error_chain(&e)
+                    ));
+                    PrevIndex::empty()
+                }
+            },
+            None => PrevIndex::empty(),
+        };
+        if meta_ok {
+            prev.apply_metadata(&meta);
+        } else if !prev.is_empty() && !opts.metadata_file.exists() {
+            load_warnings.push(format!(
+                "{} is missing; using the newest snapshot's manifest instead",
+                opts.metadata_file.display()
+            ));
+        }
+        prev
     };
-    if meta_ok {
-        prev.apply_metadata(&meta);
-    } else if !prev.is_empty() && !opts.metadata_file.exists() {
-        warn!(
-            "{} is missing; using the newest snapshot's manifest instead",
-            opts.metadata_file.display()
-        );
-    }
 
     let scan_started_ns = now_ns();
     stages.progress.start(Phase::Scan, None, None);
-    let mut collected = scan_and_diff(opts, stages, &prev)?;
+    let (mut collected, prev) = scan_and_diff(opts, stages, load_prev)?;
     stages.progress.finish();
+    for msg in load_warnings {
+        warn!("{msg}");
+        report.warnings.push(msg);
+    }
+    // The records are rebuilt from this run's entries when saved.
+    meta.file_checksums = Default::default();
     carry_over_unreadable(&prev, &mut collected);
 
     // Tally.
@@ -418,10 +427,9 @@ fn run_locked(
             for p in &collected.plan {
                 records.push(mark_racy(p.to_manifest(None), scan_started_ns));
             }
-            set_file_records(&mut meta, records.iter());
             meta.last_scan_started_ns = Some(scan_started_ns);
             meta.profile = Some(opts.profile.clone());
-            meta.save(&opts.metadata_file)?;
+            meta.save_with_files(&opts.metadata_file, file_records(&records))?;
         }
         info!("nothing changed since the last snapshot; no snapshot made");
         return Ok(report);
@@ -486,7 +494,6 @@ fn run_locked(
     report.snapshot_path = Some(path.display().to_string());
 
     // Metadata.
-    set_file_records(&mut meta, applied.records.iter());
     meta.last_backup_date = Some(info.created.clone());
     meta.last_scan_started_ns = Some(scan_started_ns);
     meta.profile = Some(opts.profile.clone());
@@ -502,7 +509,7 @@ fn run_locked(
         duration_ms: Some(info.duration_ms),
         extra: Default::default(),
     });
-    meta.save(&opts.metadata_file)?;
+    meta.save_with_files(&opts.metadata_file, file_records(&applied.records))?;
 
     // Rotation.
     let mut history: HashSet<String> = history;
@@ -578,17 +585,15 @@ fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
     m
 }
 
-fn set_file_records<'a>(
-    meta: &mut BackupMetadata,
-    entries: impl Iterator<Item = &'a ManifestEntry>,
-) {
-    meta.file_checksums.clear();
-    for m in entries {
+/// `file_checksums` records of a run's manifest entries (files with a
+/// hash and a UTF-8 path).
+fn file_records(entries: &[ManifestEntry]) -> impl Iterator<Item = (&str, FileRecord)> {
+    entries.iter().filter_map(|m| {
         let (EntryKind::File, Some(hash), Some(path)) = (m.kind, m.sha256, m.path.to_str()) else {
-            continue;
+            return None;
         };
-        meta.file_checksums.insert(
-            path.to_owned(),
+        Some((
+            path,
             FileRecord {
                 size: m.size,
                 modified_time: m.mtime_ns as f64 / 1e9,
@@ -599,22 +604,31 @@ fn set_file_records<'a>(
                 mode: Some(m.mode),
                 rehash: m.rehash,
             },
-        );
-    }
+        ))
+    })
 }
 
-pub(crate) fn scan_and_diff(
+/// Scans and compares. The scan starts at once; `load_prev` (reading the
+/// previous manifest and metadata) runs meanwhile on this thread, and the
+/// hash/diff workers start when it is done. Batches are numbered as the
+/// workers take them and put back in scan order (parents before children).
+pub(crate) fn scan_and_diff<F>(
     opts: &RunOptions,
     stages: &Stages,
-    prev: &PrevIndex,
-) -> Result<Collected, CoreError> {
+    load_prev: F,
+) -> Result<(Collected, PrevIndex), CoreError>
+where
+    F: FnOnce() -> PrevIndex,
+{
     let cancel = AtomicBool::new(false);
     let threads = opts.threads.max(1);
-    let (scan_tx, scan_rx) = bounded::<ScanEvent>(4096);
-    let (plan_tx, plan_rx) = bounded::<ScanOutput>(4096);
+    let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
+    let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(64);
+    let prev_slot: std::sync::OnceLock<PrevIndex> = std::sync::OnceLock::new();
+    let taker = Mutex::new((0u64, scan_rx));
     let mut collected = Collected {
         plan: Vec::new(),
-        seen: vec![false; prev.len()],
+        seen: Vec::new(),
         failed: Vec::new(),
         unreadable_dirs: Vec::new(),
         skipped_special: 0,
@@ -629,8 +643,10 @@ pub(crate) fn scan_and_diff(
                 scanner.scan(scan_tx, cancel_ref)
             })
             .map_err(|e| CoreError::io("start scan thread", &opts.source, e))?;
+        let prev = prev_slot.get_or_init(load_prev);
+        collected.seen = vec![false; prev.len()];
         for i in 0..threads {
-            let rx = scan_rx.clone();
+            let taker = &taker;
             let tx = plan_tx.clone();
             let filters = &stages.filters;
             let differ = &stages.differ;
@@ -638,20 +654,31 @@ pub(crate) fn scan_and_diff(
                 .name(format!("backup-hash-{i}"))
                 .spawn_scoped(s, move || {
                     let _span = info_span!("hash", worker = i).entered();
-                    for ev in rx {
-                        let out = match ev {
-                            ScanEvent::Entry(e) => {
-                                if !filters.iter().all(|f| f.keep(&e)) {
-                                    continue;
-                                }
-                                ScanOutput::Planned(Box::new(differ.plan(e, prev)))
-                            }
-                            ScanEvent::Skipped { path, reason } => {
-                                ScanOutput::Skipped { path, reason }
-                            }
-                            ScanEvent::Error { path, error } => ScanOutput::Error { path, error },
+                    loop {
+                        let (seq, batch) = {
+                            let mut t = lock(taker);
+                            let Ok(batch) = t.1.recv() else { return };
+                            t.0 += 1;
+                            (t.0, batch)
                         };
-                        if tx.send(out).is_err() {
+                        let mut out = Vec::with_capacity(batch.len());
+                        for ev in batch {
+                            out.push(match ev {
+                                ScanEvent::Entry(e) => {
+                                    if !filters.iter().all(|f| f.keep(&e)) {
+                                        continue;
+                                    }
+                                    ScanOutput::Planned(differ.plan(e, prev))
+                                }
+                                ScanEvent::Skipped { path, reason } => {
+                                    ScanOutput::Skipped { path, reason }
+                                }
+                                ScanEvent::Error { path, error } => {
+                                    ScanOutput::Error { path, error }
+                                }
+                            });
+                        }
+                        if tx.send((seq, out)).is_err() {
                             return;
                         }
                     }
@@ -659,42 +686,59 @@ pub(crate) fn scan_and_diff(
                 .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
         }
         drop(plan_tx);
-        drop(scan_rx);
-        for out in plan_rx {
-            match out {
-                ScanOutput::Planned(p) => {
-                    if let Some(i) = p.prev_index {
-                        if let Some(seen) = collected.seen.get_mut(i as usize) {
-                            *seen = true;
-                        }
-                    }
-                    stages.progress.inc(1, 0);
-                    collected.plan.push(*p);
-                }
-                ScanOutput::Skipped { path, reason } => {
-                    info!(path = %path.display(), reason = %reason, "skipped");
-                    collected.skipped_special += 1;
-                }
-                ScanOutput::Error { path, error } => {
-                    warn!(path = %path.display(), error = %error, "cannot read");
-                    collected.failed.push(FailedPath {
-                        path: path.display().to_string(),
-                        error,
-                    });
-                    collected.unreadable_dirs.push(path);
-                }
+        let mut next = 1u64;
+        let mut waiting = std::collections::BTreeMap::new();
+        for (seq, batch) in plan_rx {
+            waiting.insert(seq, batch);
+            while let Some(batch) = waiting.remove(&next) {
+                next += 1;
+                collect_batch(&mut collected, batch, stages);
             }
+        }
+        for (_, batch) in std::mem::take(&mut waiting) {
+            collect_batch(&mut collected, batch, stages);
         }
         scan_handle
             .join()
             .map_err(|_| CoreError::Panicked("scan"))?
     });
     scan_result?;
-    Ok(collected)
+    let prev = prev_slot.into_inner().unwrap_or_default();
+    Ok((collected, prev))
 }
 
+fn collect_batch(collected: &mut Collected, batch: Vec<ScanOutput>, stages: &Stages) {
+    stages.progress.inc(batch.len() as u64, 0);
+    for out in batch {
+        match out {
+            ScanOutput::Planned(p) => {
+                if let Some(i) = p.prev_index {
+                    if let Some(seen) = collected.seen.get_mut(i as usize) {
+                        *seen = true;
+                    }
+                }
+                collected.plan.push(p);
+            }
+            ScanOutput::Skipped { path, reason } => {
+                info!(path = %path.display(), reason = %reason, "skipped");
+                collected.skipped_special += 1;
+            }
+            ScanOutput::Error { path, error } => {
+                warn!(path = %path.display(), error = %error, "cannot read");
+                collected.failed.push(FailedPath {
+                    path: path.display().to_string(),
+                    error,
+                });
+                collected.unreadable_dirs.push(path);
+            }
+        }
+    }
+}
+
+/// What a hash/diff worker passes on (short-lived, one batch at a time).
+#[allow(clippy::large_enum_variant)]
 enum ScanOutput {
-    Planned(Box<PlannedEntry>),
+    Planned(PlannedEntry),
     Skipped { path: PathBuf, reason: String },
     Error { path: PathBuf, error: String },
 }
@@ -752,6 +796,9 @@ struct Applied {
     records: Vec<ManifestEntry>,
 }
 
+/// Largest batch of entries handed to one copy worker.
+const COPY_BATCH: usize = 256;
+
 fn apply_plan(
     opts: &RunOptions,
     writer: &dyn crate::stage::SnapshotWriter,
@@ -761,8 +808,15 @@ fn apply_plan(
 ) -> Result<Applied, CoreError> {
     let cancel = AtomicBool::new(false);
     let first_error: Mutex<Option<CoreError>> = Mutex::new(None);
-    let (work_tx, work_rx) = bounded::<&PlannedEntry>(1024);
-    let (done_tx, done_rx) = bounded::<WrittenEntry>(1024);
+    let fail = |e: CoreError| {
+        let mut slot = lock(&first_error);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        cancel.store(true, Ordering::Relaxed);
+    };
+    let (work_tx, work_rx) = bounded::<&[PlannedEntry]>(64);
+    let (done_tx, done_rx) = bounded::<Vec<WrittenEntry>>(64);
     let mut applied = Applied {
         files_copied: 0,
         files_linked: 0,
@@ -773,19 +827,45 @@ fn apply_plan(
     let mut record_error = None;
     std::thread::scope(|s| {
         let cancel = &cancel;
-        let first_error = &first_error;
+        let fail = &fail;
+        // The feeder creates folders itself, in plan order (parents first),
+        // and hands the rest to the workers in batches of one folder's
+        // entries, so two workers rarely contend for one folder.
+        let feeder_done = done_tx.clone();
         let feeder = std::thread::Builder::new()
             .name("backup-feed".into())
             .spawn_scoped(s, move || {
-                for p in plan {
-                    if cancel.load(Ordering::Relaxed) || work_tx.send(p).is_err() {
+                let mut i = 0;
+                while i < plan.len() && !cancel.load(Ordering::Relaxed) {
+                    if plan[i].action == Action::CreateDir {
+                        match writer.write(&plan[i]) {
+                            Ok(w) => {
+                                if feeder_done.send(vec![w]).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => return fail(e),
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    let parent = plan[i].entry.path.as_path().parent();
+                    let mut j = i + 1;
+                    while j < plan.len()
+                        && j - i < COPY_BATCH
+                        && plan[j].action != Action::CreateDir
+                        && plan[j].entry.path.as_path().parent() == parent
+                    {
+                        j += 1;
+                    }
+                    if work_tx.send(&plan[i..j]).is_err() {
                         return;
                     }
+                    i = j;
                 }
             });
         if let Err(e) = feeder {
-            *lock(first_error) = Some(CoreError::io("start copy thread", &opts.destination, e));
-            cancel.store(true, Ordering::Relaxed);
+            fail(CoreError::io("start copy thread", &opts.destination, e));
         }
         for i in 0..opts.threads.max(1) {
             let rx = work_rx.clone();
@@ -794,59 +874,57 @@ fn apply_plan(
                 .name(format!("backup-copy-{i}"))
                 .spawn_scoped(s, move || {
                     let _span = info_span!("copy", worker = i).entered();
-                    for p in rx {
-                        if cancel.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        match writer.write(p) {
-                            Ok(w) => {
-                                if tx.send(w).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                let mut slot = lock(first_error);
-                                if slot.is_none() {
-                                    *slot = Some(e);
-                                }
-                                cancel.store(true, Ordering::Relaxed);
+                    for batch in rx {
+                        let mut out = Vec::with_capacity(batch.len());
+                        for p in batch {
+                            if cancel.load(Ordering::Relaxed) {
                                 return;
                             }
+                            match writer.write(p) {
+                                Ok(w) => out.push(w),
+                                Err(e) => return fail(e),
+                            }
+                        }
+                        if tx.send(out).is_err() {
+                            return;
                         }
                     }
                 });
             if let Err(e) = spawned {
-                *lock(first_error) = Some(CoreError::io("start copy thread", &opts.destination, e));
-                cancel.store(true, Ordering::Relaxed);
+                fail(CoreError::io("start copy thread", &opts.destination, e));
             }
         }
         drop(done_tx);
         drop(work_rx);
-        for w in done_rx {
-            let m = mark_racy(w.manifest, scan_started_ns);
-            if w.copied {
-                applied.files_copied += 1;
-                applied.bytes_copied += w.bytes_copied;
-            }
-            if w.linked {
-                applied.files_linked += 1;
-            }
-            if let Some(err) = &w.failure {
-                warn!(path = %m.path, error = %err, "cannot back up");
-                applied.failed.push(FailedPath {
-                    path: m.path.to_string(),
-                    error: err.clone(),
-                });
-            }
-            stages.progress.inc(1, w.bytes_copied);
-            if record_error.is_none() {
-                if let Err(e) = writer.record(&m) {
-                    record_error = Some(e);
-                    cancel.store(true, Ordering::Relaxed);
+        for batch in done_rx {
+            let mut bytes = 0;
+            let files = batch.len() as u64;
+            for w in batch {
+                let m = mark_racy(w.manifest, scan_started_ns);
+                if w.copied {
+                    applied.files_copied += 1;
+                    applied.bytes_copied += w.bytes_copied;
+                    bytes += w.bytes_copied;
                 }
+                if w.linked {
+                    applied.files_linked += 1;
+                }
+                if let Some(err) = &w.failure {
+                    warn!(path = %m.path, error = %err, "cannot back up");
+                    applied.failed.push(FailedPath {
+                        path: m.path.to_string(),
+                        error: err.clone(),
+                    });
+                }
+                if record_error.is_none() {
+                    if let Err(e) = writer.record(&m) {
+                        record_error = Some(e);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                applied.records.push(m);
             }
-            debug!(path = %m.path, copied = w.copied, linked = w.linked, "written");
-            applied.records.push(m);
+            stages.progress.inc(files, bytes);
         }
     });
     if let Some(e) = lock(&first_error).take().or(record_error) {

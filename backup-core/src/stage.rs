@@ -36,12 +36,20 @@ pub enum ScanEvent {
     },
 }
 
+/// Events sent together: one channel operation per batch, not per entry.
+pub type ScanBatch = Vec<ScanEvent>;
+
+/// How many events a scanner should put in one [`ScanBatch`].
+pub const SCAN_BATCH: usize = 512;
+
 /// Stage 1: walks the source and sends what it finds.
 pub trait Scanner: Send + Sync {
-    /// Walks the source, sending events on `out` until done or `cancel` is
-    /// set. A failed `send` means downstream stopped: return quietly.
-    /// Returns an error only when the walk cannot start (e.g. no source).
-    fn scan(&self, out: Sender<ScanEvent>, cancel: &AtomicBool) -> Result<(), CoreError>;
+    /// Walks the source, sending events on `out` in walk order (a folder
+    /// before its content), in batches of up to [`SCAN_BATCH`], until done or
+    /// `cancel` is set. A failed `send` means downstream stopped: return
+    /// quietly. Returns an error only when the walk cannot start (e.g. no
+    /// source).
+    fn scan(&self, out: Sender<ScanBatch>, cancel: &AtomicBool) -> Result<(), CoreError>;
 }
 
 /// A filter between scan and hash/diff: entries for which `keep` is false

@@ -22,7 +22,7 @@
 //! });
 //! let (tx, rx) = crossbeam_channel::bounded(16);
 //! scanner.scan(tx, &AtomicBool::new(false)).unwrap();
-//! let names: Vec<String> = rx.iter().filter_map(|e| match e {
+//! let names: Vec<String> = rx.iter().flatten().filter_map(|e| match e {
 //!     ScanEvent::Entry(e) => Some(e.path.to_string()),
 //!     _ => None,
 //! }).collect();
@@ -31,6 +31,7 @@
 
 pub mod exclude;
 pub mod scanner;
+mod sys;
 
 pub use exclude::{ExcludeSet, PatternError, DEFAULT_EXCLUDES};
 pub use scanner::{JwalkScanner, ScanOptions, CACHEDIR_SIGNATURE};

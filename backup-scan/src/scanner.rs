@@ -6,18 +6,21 @@
 //! The iterator then yields entries parent-first on the scan thread, which
 //! sends them down a bounded channel.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use backup_core::{CoreError, EntryKind, FileStat, RelPath, ScanEntry, ScanEvent, Scanner};
+use backup_core::{
+    CoreError, EntryKind, FileStat, RelPath, ScanBatch, ScanEntry, ScanEvent, Scanner, SCAN_BATCH,
+};
 use crossbeam_channel::Sender;
 use jwalk::{Parallelism, WalkDirGeneric};
 
 use crate::exclude::ExcludeSet;
+use crate::sys::{ChildKind, DirHandle};
 
 /// The signature a `CACHEDIR.TAG` file starts with
 /// (<https://bford.info/cachedir/>).
@@ -80,7 +83,7 @@ struct EntryState {
 type Walk = WalkDirGeneric<(DirState, EntryState)>;
 
 impl Scanner for JwalkScanner {
-    fn scan(&self, out: Sender<ScanEvent>, cancel: &AtomicBool) -> Result<(), CoreError> {
+    fn scan(&self, out: Sender<ScanBatch>, cancel: &AtomicBool) -> Result<(), CoreError> {
         let root = self.opts.root.clone();
         let meta =
             fs::metadata(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
@@ -123,27 +126,36 @@ impl Scanner for JwalkScanner {
                         }
                     }
                 }
+                let handle = DirHandle::open(dir);
                 children.retain_mut(|child| {
                     let Ok(child) = child else { return true };
                     let name = child.file_name.clone();
-                    let full = dir.join(&name);
-                    if excluded_names.contains(&name) && opts.excluded_paths.contains(&full) {
+                    if excluded_names.contains(&name)
+                        && opts.excluded_paths.contains(&dir.join(&name))
+                    {
                         return false;
                     }
-                    let rel = rel_dir.join(&name);
                     if rel_dir.as_os_str().is_empty() && name == SNAPSHOT_STATE_DIR {
                         return false;
                     }
+                    let rel = rel_dir.join(&name);
                     let is_dir = child.file_type.is_dir();
                     if opts.excludes.is_excluded(&rel, is_dir)
                         || gitignored(&state.gitignores, &rel, is_dir)
                     {
                         return false;
                     }
-                    if is_dir && tagged_folder(&full, &opts) {
+                    let handle = match &handle {
+                        Ok(h) => h,
+                        Err(e) => {
+                            child.client_state.stat = Some(Err(e.to_string()));
+                            return true;
+                        }
+                    };
+                    if is_dir && tagged_folder(handle, dir, &name, &opts) {
                         return false;
                     }
-                    child.client_state = facts(&full, child.file_type);
+                    child.client_state = facts(handle, &name);
                     if child.client_state.special.is_some() {
                         child.read_children = None;
                     }
@@ -151,6 +163,7 @@ impl Scanner for JwalkScanner {
                 });
             });
 
+        let mut batch: ScanBatch = Vec::with_capacity(SCAN_BATCH);
         for item in walk {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(());
@@ -203,9 +216,16 @@ impl Scanner for JwalkScanner {
                     }
                 }
             };
-            if out.send(event).is_err() {
-                return Ok(());
+            batch.push(event);
+            if batch.len() >= SCAN_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
+                if out.send(full).is_err() {
+                    return Ok(());
+                }
             }
+        }
+        if !batch.is_empty() {
+            let _ = out.send(batch);
         }
         Ok(())
     }
@@ -223,10 +243,17 @@ fn gitignored(stack: &[(PathBuf, Arc<ExcludeSet>)], rel: &Path, is_dir: bool) ->
     false
 }
 
-/// Whether a folder holds a cache tag or one of the `exclude_if_present` names.
-fn tagged_folder(dir: &Path, opts: &ScanOptions) -> bool {
-    if opts.exclude_caches {
-        if let Ok(mut f) = fs::File::open(dir.join("CACHEDIR.TAG")) {
+/// Whether the child folder `name` of `dir` holds a cache tag or one of the
+/// `exclude_if_present` names (looked up relative to the open parent).
+fn tagged_folder(handle: &DirHandle, dir: &Path, name: &OsStr, opts: &ScanOptions) -> bool {
+    let inside = |file: &str| {
+        let mut p = name.to_os_string();
+        p.push("/");
+        p.push(file);
+        p
+    };
+    if opts.exclude_caches && handle.lstat(&inside("CACHEDIR.TAG")).is_ok() {
+        if let Ok(mut f) = fs::File::open(dir.join(name).join("CACHEDIR.TAG")) {
             let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
             if f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE {
                 return true;
@@ -235,59 +262,29 @@ fn tagged_folder(dir: &Path, opts: &ScanOptions) -> bool {
     }
     opts.exclude_if_present
         .iter()
-        .any(|name| dir.join(name).symlink_metadata().is_ok())
+        .any(|marker| handle.lstat(&inside(marker)).is_ok())
 }
 
-fn facts(full: &Path, file_type: fs::FileType) -> EntryState {
+fn facts(handle: &DirHandle, name: &OsStr) -> EntryState {
     let mut state = EntryState::default();
-    let meta = match fs::symlink_metadata(full) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return state,
-        Err(e) => {
-            state.stat = Some(Err(e.to_string()));
-            return state;
-        }
-    };
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_symlink() {
-        match fs::read_link(full) {
-            Ok(t) => state.link_target = Some(t),
-            Err(e) => {
-                state.stat = Some(Err(e.to_string()));
-                return state;
+    match handle.lstat(name) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => state.stat = Some(Err(e.to_string())),
+        Ok(ChildKind::Special(reason)) => state.special = Some(reason),
+        Ok(ChildKind::Regular(kind, stat)) => {
+            if kind == EntryKind::Symlink {
+                match handle.readlink(name) {
+                    Ok(t) => state.link_target = Some(t),
+                    Err(e) => {
+                        state.stat = Some(Err(e.to_string()));
+                        return state;
+                    }
+                }
             }
+            state.stat = Some(Ok((kind, stat)));
         }
-        EntryKind::Symlink
-    } else {
-        state.special = Some(special_kind(&ft));
-        return state;
-    };
-    let _ = file_type;
-    state.stat = Some(Ok((kind, FileStat::from_metadata(&meta))));
-    state
-}
-
-#[cfg(unix)]
-fn special_kind(ft: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "named pipe (FIFO) not backed up"
-    } else if ft.is_socket() {
-        "socket not backed up"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "device file not backed up"
-    } else {
-        "special file not backed up"
     }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_ft: &fs::FileType) -> &'static str {
-    "special file not backed up"
+    state
 }
 
 #[cfg(test)]
@@ -302,7 +299,7 @@ mod tests {
             .unwrap();
         let mut entries = Vec::new();
         let mut skipped = Vec::new();
-        for ev in rx {
+        for ev in rx.into_iter().flatten() {
             match ev {
                 ScanEvent::Entry(e) => entries.push((e.path.to_string(), e.kind)),
                 ScanEvent::Skipped { path, .. } => skipped.push(path.display().to_string()),

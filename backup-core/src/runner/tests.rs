@@ -14,13 +14,13 @@ struct OneFileScanner {
 impl Scanner for OneFileScanner {
     fn scan(
         &self,
-        out: crossbeam_channel::Sender<ScanEvent>,
+        out: crossbeam_channel::Sender<ScanBatch>,
         _cancel: &AtomicBool,
     ) -> Result<(), CoreError> {
         if self.panic {
             panic!("scanner bug");
         }
-        let _ = out.send(ScanEvent::Entry(ScanEntry {
+        let _ = out.send(vec![ScanEvent::Entry(ScanEntry {
             path: RelPath::new("a.txt").unwrap(),
             kind: EntryKind::File,
             stat: FileStat {
@@ -28,7 +28,7 @@ impl Scanner for OneFileScanner {
                 ..FileStat::default()
             },
             link_target: None,
-        }));
+        })]);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
 use backup_core::manifest::{write_info, ManifestWriter};
 use backup_core::snapshot::partial_name;
 use backup_core::{
-    Action, ContentHash, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo,
+    Action, ContentHash, CoreError, EntryStatus, StaleCopy, ManifestEntry, PlannedEntry, SnapshotInfo,
     SnapshotStore, SnapshotWriter, WrittenEntry,
 };
 use filetime::FileTime;
@@ -325,12 +325,13 @@ impl SnapshotWriter for LocalWriter {
                     Err(error) => Ok(self.failed(planned, error)),
                 }
             }
-            Action::KeepStale {
-                from,
-                hash,
-                stat,
-                error,
-            } => {
+            Action::KeepStale(stale) => {
+                let StaleCopy {
+                    from,
+                    hash,
+                    stat,
+                    error,
+                } = &**stale;
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
                 match self.link_previous(
                     &from.under(prev_dir),
@@ -444,6 +445,7 @@ mod tests {
     use backup_core::{Change, EntryKind, FileStat, PreviousVersion, RelPath, ScanEntry};
 
     fn planned(path: &str, action: Action, previous: Option<PreviousVersion>) -> PlannedEntry {
+        let previous = previous.map(Box::new);
         PlannedEntry {
             entry: ScanEntry {
                 path: RelPath::new(path).unwrap(),

@@ -49,7 +49,7 @@ pub use hash::ContentHash;
 pub use lock::{LockAttempt, LockHolder, RunLock};
 pub use manifest::{EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
 pub use metadata::BackupMetadata;
-pub use plan::{Action, Change, PlannedEntry, PreviousVersion};
+pub use plan::{Action, Change, PlannedEntry, PreviousVersion, StaleCopy};
 pub use prev::{PrevEntry, PrevIndex};
 pub use progress::{NoProgress, Phase, Progress};
 pub use relpath::RelPath;

@@ -51,23 +51,27 @@ pub enum Action {
     /// Copy the source file, hashing exactly the bytes written.
     Copy,
     /// The source could not be read; keep the previous snapshot's copy and
-    /// mark it stale.
-    KeepStale {
-        /// Path of the last good copy in the previous snapshot.
-        from: RelPath,
-        /// Its SHA-256.
-        hash: ContentHash,
-        /// Its recorded facts (size, mtime, mode…), which the manifest keeps:
-        /// the source's current ones describe content we do not have.
-        stat: FileStat,
-        /// Why the source could not be read.
-        error: String,
-    },
+    /// mark it stale. (Boxed: rare, and it keeps every plan entry small.)
+    KeepStale(Box<StaleCopy>),
     /// The source could not be read and there is no earlier copy.
     Fail {
         /// Why the source could not be read.
         error: String,
     },
+}
+
+/// The last good copy kept for a file that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleCopy {
+    /// Path of the last good copy in the previous snapshot.
+    pub from: RelPath,
+    /// Its SHA-256.
+    pub hash: ContentHash,
+    /// Its recorded facts (size, mtime, mode…), which the manifest keeps:
+    /// the source's current ones describe content we do not have.
+    pub stat: FileStat,
+    /// Why the source could not be read.
+    pub error: String,
 }
 
 /// One entry with its verdict.
@@ -81,9 +85,10 @@ pub struct PlannedEntry {
     pub action: Action,
     /// Index of the same path in the previous snapshot's index, if present.
     pub prev_index: Option<u32>,
-    /// The last good copy of this path in the previous snapshot, kept
-    /// (marked stale) if the source cannot be read when it is copied.
-    pub previous_version: Option<PreviousVersion>,
+    /// For a [`Action::Copy`]: the last good copy of this path in the
+    /// previous snapshot, kept (marked stale) if the source cannot be read
+    /// when it is copied.
+    pub previous_version: Option<Box<PreviousVersion>>,
 }
 
 /// The previous snapshot's copy of a file (at the same path).
@@ -98,12 +103,12 @@ pub struct PreviousVersion {
 impl PreviousVersion {
     /// The action that keeps this copy, stale, because of `error`.
     pub fn keep_stale(&self, path: &RelPath, error: String) -> Action {
-        Action::KeepStale {
+        Action::KeepStale(Box::new(StaleCopy {
             from: path.clone(),
             hash: self.hash,
             stat: self.stat,
             error,
-        }
+        }))
     }
 }
 
@@ -114,16 +119,17 @@ impl PlannedEntry {
         use crate::manifest::{EntryStatus, ManifestEntry};
         let e = &self.entry;
         let stat = match &self.action {
-            Action::KeepStale { stat, .. } => *stat,
+            Action::KeepStale(s) => s.stat,
             _ => e.stat,
         };
         let (status, error) = match &self.action {
-            Action::KeepStale { error, .. } => (Some(EntryStatus::Stale), Some(error.clone())),
+            Action::KeepStale(s) => (Some(EntryStatus::Stale), Some(s.error.clone())),
             Action::Fail { error } => (Some(EntryStatus::Failed), Some(error.clone())),
             _ => (None, None),
         };
         let sha256 = sha256.or(match &self.action {
-            Action::Link { hash, .. } | Action::KeepStale { hash, .. } => Some(*hash),
+            Action::Link { hash, .. } => Some(*hash),
+            Action::KeepStale(s) => Some(s.hash),
             _ => None,
         });
         ManifestEntry {

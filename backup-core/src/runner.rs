@@ -396,7 +396,7 @@ fn run_locked(
                     report.files_copied += 1;
                     report.bytes_copied += p.entry.stat.size;
                 }
-                Action::Link { .. } | Action::KeepStale { .. } => report.files_linked += 1,
+                Action::Link { .. } | Action::KeepStale(_) => report.files_linked += 1,
                 _ => {}
             }
         }
@@ -561,12 +561,15 @@ fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<Snapsho
 
 fn add_plan_failures(plan: &[PlannedEntry], report: &mut RunReport) {
     for p in plan {
-        if let Action::KeepStale { error, .. } | Action::Fail { error } = &p.action {
-            report.failed.push(FailedPath {
-                path: p.entry.path.to_string(),
-                error: error.clone(),
-            });
-        }
+        let error = match &p.action {
+            Action::KeepStale(s) => &s.error,
+            Action::Fail { error } => error,
+            _ => continue,
+        };
+        report.failed.push(FailedPath {
+            path: p.entry.path.to_string(),
+            error: error.clone(),
+        });
     }
     report.files_failed = report.failed.len() as u64;
 }
@@ -763,12 +766,12 @@ fn carry_over_unreadable(prev: &PrevIndex, c: &mut Collected) {
         c.seen[i] = true;
         let error = "its folder could not be read; kept from the previous snapshot".to_string();
         let action = match (e.kind, e.sha256) {
-            (EntryKind::File, Some(hash)) => Action::KeepStale {
+            (EntryKind::File, Some(hash)) => Action::KeepStale(Box::new(crate::plan::StaleCopy {
                 from: e.path.clone(),
                 hash,
                 stat: e.stat,
                 error,
-            },
+            })),
             (EntryKind::Dir, _) => Action::CreateDir,
             (EntryKind::Symlink, _) => Action::CreateSymlink,
             (EntryKind::File, None) => continue,

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use backup_core::{
     Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex,
-    PreviousVersion, ScanEntry,
+    PreviousVersion, ScanEntry, StaleCopy,
 };
 use sha2::{Digest, Sha256};
 
@@ -114,12 +114,8 @@ impl HashDiffer {
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => (
                             Change::Unreadable,
-                            Action::KeepStale {
-                                from: p.path.clone(),
-                                hash: old_hash,
-                                stat: p.stat,
-                                error: e.to_string(),
-                            },
+                            Action::KeepStale(Box::new(StaleCopy {
+                                from: p.path.clone(),                                hash: old_hash,                                stat: p.stat,                                error: e.to_string(),                            })),
                         ),
                     };
                 }
@@ -128,12 +124,8 @@ impl HashDiffer {
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => (
                             Change::Unreadable,
-                            Action::KeepStale {
-                                from: p.path.clone(),
-                                hash: old_hash,
-                                stat: p.stat,
-                                error: e.to_string(),
-                            },
+                            Action::KeepStale(Box::new(StaleCopy {
+                                from: p.path.clone(),                                hash: old_hash,                                stat: p.stat,                                error: e.to_string(),                            })),
                         ),
                     };
                 }
@@ -197,8 +189,8 @@ impl Differ for HashDiffer {
             EntryKind::File => self.plan_file(&entry, prev_entry, prev),
         };
         let previous_version = prev_entry
-            .filter(|p| p.kind == EntryKind::File && p.has_content)
-            .and_then(|p| p.sha256.map(|hash| PreviousVersion { hash, stat: p.stat }));
+            .filter(|p| action == Action::Copy && p.kind == EntryKind::File && p.has_content)
+            .and_then(|p| p.sha256.map(|hash| Box::new(PreviousVersion { hash, stat: p.stat })));
         PlannedEntry {
             entry,
             change,

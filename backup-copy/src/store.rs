@@ -17,8 +17,8 @@ use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
 use backup_core::manifest::{write_info, ManifestWriter};
 use backup_core::snapshot::partial_name;
 use backup_core::{
-    Action, ContentHash, CoreError, EntryStatus, StaleCopy, ManifestEntry, PlannedEntry, SnapshotInfo,
-    SnapshotStore, SnapshotWriter, WrittenEntry,
+    Action, ContentHash, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo,
+    SnapshotStore, SnapshotWriter, StaleCopy, WrittenEntry,
 };
 use filetime::FileTime;
 use tracing::{debug, warn};
@@ -386,7 +386,7 @@ impl SnapshotWriter for LocalWriter {
         }
     }
 
-    fn commit(self: Box<Self>, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
         let result = (|| {
             let mut dirs = std::mem::take(&mut *guard(&self.dirs));
             dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
@@ -421,7 +421,7 @@ impl SnapshotWriter for LocalWriter {
         result
     }
 
-    fn abort(self: Box<Self>) {
+    fn abort(&self) {
         guard(&self.manifest).take();
         if let Err(e) = remove_tree(&self.tmp) {
             warn!(path = %self.tmp.display(), error = %e, "cannot remove the partial snapshot; the next run removes it");

@@ -83,41 +83,42 @@ pub fn diff_with_source(
     stages: &Stages,
 ) -> Result<TreeDiff, CoreError> {
     let prev = PrevIndex::from_snapshot(snapshot)?;
-    let (collected, prev) = scan_and_diff(opts, stages, move || prev)?;
     let mut diff = TreeDiff::default();
-    for p in &collected.plan {
-        if p.entry.kind == EntryKind::Dir {
-            continue;
-        }
-        let path = p.entry.path.to_string();
-        match p.change {
-            Change::Added => diff.added.push(path),
-            Change::Modified | Change::ModeChanged | Change::TypeChanged => {
-                // A folder that became a file is new as a leaf.
-                let was_leaf = p
-                    .prev_index
-                    .and_then(|i| prev.at(i))
-                    .is_some_and(|e| e.kind != EntryKind::Dir);
-                if was_leaf {
-                    diff.changed.push(path)
-                } else {
-                    diff.added.push(path)
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let (summary, prev) = scan_and_diff(
+        opts,
+        stages,
+        &cancel,
+        move || prev,
+        |prev, p| {
+            let path = p.entry.path.to_string();
+            let was_leaf = p
+                .prev_index
+                .and_then(|i| prev.at(i))
+                .is_some_and(|e| e.kind != EntryKind::Dir);
+            match (p.entry.kind, p.change) {
+                // A leaf that became a folder: its path is removed as a leaf.
+                (EntryKind::Dir, Change::TypeChanged) if was_leaf => diff.removed.push(path),
+                (EntryKind::Dir, _) => {}
+                (_, Change::Added) => diff.added.push(path),
+                (_, Change::Modified | Change::ModeChanged | Change::TypeChanged) => {
+                    // A folder that became a file is new as a leaf.
+                    if was_leaf {
+                        diff.changed.push(path)
+                    } else {
+                        diff.added.push(path)
+                    }
                 }
+                (_, Change::Unchanged | Change::MetadataOnly | Change::Unreadable) => {}
             }
-            Change::Unchanged | Change::MetadataOnly | Change::Unreadable => {}
-        }
-    }
-    for (i, seen) in collected.seen.iter().enumerate() {
+            Ok(())
+        },
+    )?;
+    for (i, seen) in summary.seen.iter().enumerate() {
         if let Some(e) = prev.at(i as u32) {
             if !*seen && e.kind != EntryKind::Dir {
                 diff.removed.push(e.path.to_string());
             }
-        }
-    }
-    // A leaf that became a folder: its path is removed as a leaf.
-    for p in &collected.plan {
-        if p.entry.kind == EntryKind::Dir && p.change == Change::TypeChanged {
-            diff.removed.push(p.entry.path.to_string());
         }
     }
     diff.sort();

@@ -55,7 +55,7 @@ pub use progress::{NoProgress, Phase, Progress};
 pub use relpath::RelPath;
 pub use runner::{run_backup, FailedPath, Outcome, RunOptions, RunReport, Stages};
 pub use snapshot::SnapshotRef;
-pub use stage::{SCAN_BATCH, 
-    Differ, EntryFilter, Kept, RetentionPolicy, RotationPlan, ScanBatch, ScanEvent, Scanner, SnapshotRemover,
-    SnapshotStore, SnapshotWriter, WrittenEntry,
+pub use stage::{
+    Differ, EntryFilter, Kept, RetentionPolicy, RotationPlan, ScanBatch, ScanEvent, Scanner,
+    SnapshotRemover, SnapshotStore, SnapshotWriter, WrittenEntry, SCAN_BATCH,
 };

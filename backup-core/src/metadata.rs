@@ -44,7 +44,10 @@ impl<'de> Deserialize<'de> for BackupMetadata {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a backup metadata object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut m = BackupMetadata::default();
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
@@ -167,7 +170,12 @@ impl BackupMetadata {
 
     /// Writes the file atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CoreError> {
-        self.save_with_files(path, self.file_checksums.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        self.save_with_files(
+            path,
+            self.file_checksums
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone())),
+        )
     }
 
     /// Writes the file atomically with `files` as `file_checksums` (instead
@@ -204,11 +212,239 @@ impl BackupMetadata {
             for (k, v) in &self.extra {
                 map.serialize_entry(k, v)?;
             }
-            map.serialize_entry("file_checksums", &Files(std::cell::RefCell::new(Some(files))))?;
+            map.serialize_entry(
+                "file_checksums",
+                &Files(std::cell::RefCell::new(Some(files))),
+            )?;
             map.end()?;
             Ok(())
         })
     }
+}
+
+/// Streams `file_checksums` into a new metadata file as records arrive, so
+/// a large project's records are never all held in memory. The records go
+/// to a side file first; [`MetadataWriter::finish`] writes the summary
+/// fields, then the records (so readers of the summary can stop early), and
+/// renames the result into place atomically.
+pub struct MetadataWriter {
+    path: std::path::PathBuf,
+    records_path: std::path::PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    count: u64,
+}
+
+fn sibling(path: &Path, kind: &str) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup_metadata.json".into());
+    path.with_file_name(format!(".{name}.{kind}-{}", std::process::id()))
+}
+
+impl MetadataWriter {
+    /// Starts a new metadata file next to `path`.
+    pub fn create(path: &Path) -> Result<Self, CoreError> {
+        let records_path = sibling(path, "records");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&records_path)
+            .map_err(|e| CoreError::io("create", &records_path, e))?;
+        Ok(MetadataWriter {
+            path: path.to_path_buf(),
+            records_path,
+            out: Some(std::io::BufWriter::with_capacity(1 << 16, file)),
+            count: 0,
+        })
+    }
+
+    /// Adds one file's record.
+    pub fn add(&mut self, rel_path: &str, record: &FileRecord) -> Result<(), CoreError> {
+        use std::io::Write;
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let r = (|| -> std::io::Result<()> {
+            if self.count > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, rel_path)?;
+            out.write_all(b":")?;
+            serde_json::to_writer(&mut *out, record)?;
+            Ok(())
+        })();
+        self.count += 1;
+        r.map_err(|e| CoreError::io("write", &self.records_path, e))
+    }
+
+    /// Writes the other fields of `meta` (its `file_checksums` are ignored)
+    /// followed by the records, syncs and renames the file into place.
+    pub fn finish(mut self, meta: &BackupMetadata) -> Result<(), CoreError> {
+        use serde::ser::SerializeMap;
+        use serde::Serializer;
+        use std::io::Seek;
+        let Some(records) = self.out.take() else {
+            return Ok(());
+        };
+        let records_path = self.records_path.clone();
+        let result = crate::fsutil::write_atomic_with(&self.path, |out| {
+            let mut head = Vec::new();
+            {
+                let mut ser = serde_json::Serializer::new(&mut head);
+                let mut map = ser.serialize_map(None)?;
+                map.serialize_entry("last_backup_date", &meta.last_backup_date)?;
+                if let Some(p) = &meta.profile {
+                    map.serialize_entry("profile", p)?;
+                }
+                if let Some(ns) = meta.last_scan_started_ns {
+                    map.serialize_entry("last_scan_started_ns", &ns)?;
+                }
+                map.serialize_entry("backup_history", &meta.backup_history)?;
+                for (k, v) in &meta.extra {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()?;
+            }
+            // `head` is `{...}`: reopen it for the records.
+            head.pop();
+            out.write_all(&head)?;
+            out.write_all(b",\"file_checksums\":{")?;
+            let mut file = records.into_inner().map_err(|e| e.into_error())?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            std::io::copy(&mut file, out)?;
+            out.write_all(b"}}")?;
+            Ok(())
+        });
+        let _ = std::fs::remove_file(&records_path);
+        result
+    }
+}
+
+impl Drop for MetadataWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.records_path);
+        }
+    }
+}
+
+/// Reads the metadata file without its `file_checksums` (fast: they are
+/// skipped, and reading stops at them when they come last, as this tool
+/// writes them); see [`for_each_file_record`] for those.
+pub fn load_summary(path: &Path) -> MetadataLoad {
+    let file = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return MetadataLoad::Missing,
+        Err(e) => return MetadataLoad::Unreadable(CoreError::io("read", path, e)),
+        Ok(f) => f,
+    };
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+    let mut slot = None;
+    let result = serde::Deserializer::deserialize_map(&mut de, SummaryVisitor(&mut slot));
+    match (result, slot) {
+        (_, Some(m)) => MetadataLoad::Loaded(m),
+        (Err(e), None) => MetadataLoad::Unreadable(CoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+        (Ok(()), None) => MetadataLoad::Missing,
+    }
+}
+
+/// Collects the summary into its slot; stops with an error at a trailing
+/// `file_checksums` (the slot tells success from failure).
+struct SummaryVisitor<'a>(&'a mut Option<BackupMetadata>);
+
+impl<'de> serde::de::Visitor<'de> for SummaryVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a backup metadata object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut m = BackupMetadata::default();
+        let mut seen_history = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "last_backup_date" => m.last_backup_date = map.next_value()?,
+                "file_checksums" if seen_history => {
+                    // Written last by this tool: nothing else follows.
+                    *self.0 = Some(m);
+                    return Err(serde::de::Error::custom("summary complete"));
+                }
+                "file_checksums" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                "backup_history" => {
+                    m.backup_history = map.next_value::<Option<_>>()?.unwrap_or_default();
+                    seen_history = true;
+                }
+                "last_scan_started_ns" => m.last_scan_started_ns = map.next_value()?,
+                "profile" => m.profile = map.next_value()?,
+                other => {
+                    let v: serde_json::Value = map.next_value()?;
+                    m.extra.insert(other.to_owned(), v);
+                }
+            }
+        }
+        *self.0 = Some(m);
+        Ok(())
+    }
+}
+
+/// Calls `f` for each record of the metadata file's `file_checksums`,
+/// streaming (the records are never all in memory).
+pub fn for_each_file_record(
+    path: &Path,
+    mut f: impl FnMut(&str, FileRecord),
+) -> Result<(), CoreError> {
+    use serde::de::{DeserializeSeed, MapAccess, Visitor};
+    struct Files<'f, F>(&'f mut F);
+    impl<'de, F: FnMut(&str, FileRecord)> Visitor<'de> for Files<'_, F> {
+        type Value = ();
+        fn expecting(&self, fm: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            fm.write_str("file records")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let rec: FileRecord = map.next_value()?;
+                (self.0)(&k, rec);
+            }
+            Ok(())
+        }
+    }
+    impl<'de, F: FnMut(&str, FileRecord)> DeserializeSeed<'de> for Files<'_, F> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    struct Top<'f, F>(&'f mut F);
+    impl<'de, F: FnMut(&str, FileRecord)> Visitor<'de> for Top<'_, F> {
+        type Value = ();
+        fn expecting(&self, fm: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            fm.write_str("a backup metadata object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if k == "file_checksums" {
+                    map.next_value_seed(Files(&mut *self.0))?;
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let file = std::fs::File::open(path).map_err(|e| CoreError::io("read", path, e))?;
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+    serde::Deserializer::deserialize_map(&mut de, Top(&mut f)).map_err(|e| CoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -243,6 +479,60 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         assert_eq!(v["future_field"], serde_json::json!([1, 2]));
         assert_eq!(v["backup_history"][0]["total_files"], 9);
+    }
+
+    #[test]
+    fn streamed_file_round_trips_and_summary_stops_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("backup_metadata.json");
+        let mut w = MetadataWriter::create(&p).unwrap();
+        let rec = FileRecord {
+            size: 3,
+            modified_time: 1.5,
+            checksum: "ab".repeat(32),
+            mtime_ns: Some(1_500_000_000),
+            ctime_ns: Some(2),
+            inode: Some(3),
+            mode: Some(0o644),
+            rehash: false,
+        };
+        w.add("a.txt", &rec).unwrap();
+        w.add("dir/b \"q\".txt", &rec).unwrap();
+        let meta = BackupMetadata {
+            last_backup_date: Some("2026-01-01T00:00:00+00:00".into()),
+            profile: Some("P".into()),
+            ..BackupMetadata::default()
+        };
+        w.finish(&meta).unwrap();
+        let MetadataLoad::Loaded(full) = BackupMetadata::load(&p) else {
+            panic!("must parse")
+        };
+        assert_eq!(full.file_checksums.len(), 2);
+        assert_eq!(full.file_checksums["dir/b \"q\".txt"], rec);
+        assert_eq!(full.profile.as_deref(), Some("P"));
+        let MetadataLoad::Loaded(sum) = load_summary(&p) else {
+            panic!("summary must parse")
+        };
+        assert!(sum.file_checksums.is_empty());
+        assert_eq!(sum.last_backup_date, meta.last_backup_date);
+        let mut n = 0;
+        for_each_file_record(&p, |_, r| {
+            assert_eq!(r, rec);
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        // No temporary file is left behind, and the summary comes first.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.find("last_backup_date") < text.find("file_checksums"),
+            "{text}"
+        );
+        // A writer dropped without finish leaves nothing.
+        let w = MetadataWriter::create(&dir.path().join("other.json")).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

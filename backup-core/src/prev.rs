@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::entry::{EntryKind, FileStat};
 use crate::error::CoreError;
 use crate::manifest::{read_manifest, ManifestEntry};
-use crate::metadata::BackupMetadata;
+use crate::metadata::{BackupMetadata, FileRecord};
 use crate::{ContentHash, RelPath};
 
 /// One path of the previous snapshot.
@@ -34,13 +34,19 @@ pub struct PrevEntry {
 }
 
 /// The previous snapshot, indexed by path and by content.
+///
+/// The path index maps a 64-bit hash of the path to the entry (the path is
+/// stored once, in the entry); the rare second path with the same hash goes
+/// to a small exact map.
 #[derive(Debug, Default)]
 pub struct PrevIndex {
     snapshot_dir: Option<PathBuf>,
     entries: Vec<PrevEntry>,
-    by_path: HashMap<RelPath, u32>,
+    by_path: HashMap<u64, u32>,
+    collided: HashMap<RelPath, u32>,
     by_hash: HashMap<ContentHash, u32>,
     sizes: HashSet<u64>,
+    hasher: std::hash::RandomState,
 }
 
 impl PrevIndex {
@@ -72,7 +78,18 @@ impl PrevIndex {
             }
         }
         let stat = m.stat();
-        self.by_path.insert(m.path.clone(), idx);
+        let key = self.key(&m.path);
+        match self.by_path.get(&key).copied() {
+            None => {
+                self.by_path.insert(key, idx);
+            }
+            Some(other) if self.entries[other as usize].path == m.path => {
+                self.by_path.insert(key, idx);
+            }
+            Some(_) => {
+                self.collided.insert(m.path.clone(), idx);
+            }
+        }
         self.entries.push(PrevEntry {
             path: m.path,
             kind: m.kind,
@@ -84,34 +101,51 @@ impl PrevIndex {
         });
     }
 
+    fn key(&self, path: &RelPath) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(path)
+    }
+
+    fn index_of(&self, path: &RelPath) -> Option<u32> {
+        let idx = *self.by_path.get(&self.key(path))?;
+        if self.entries[idx as usize].path == *path {
+            Some(idx)
+        } else {
+            self.collided.get(path).copied()
+        }
+    }
+
     /// Refreshes fast-path facts from the metadata file: where a record's
     /// checksum and size match the snapshot's, its newer mtime/ctime/inode
     /// replace the snapshot's (a run that only saw mtime changes records them
     /// there without making a snapshot).
     pub fn apply_metadata(&mut self, meta: &BackupMetadata) {
         for (path, rec) in &meta.file_checksums {
-            let (Some(mtime_ns), Some(ctime_ns), Some(ino)) =
-                (rec.mtime_ns, rec.ctime_ns, rec.inode)
-            else {
-                continue;
-            };
-            let Ok(rel) = RelPath::new(path) else {
-                continue;
-            };
-            let Some(&idx) = self.by_path.get(&rel) else {
-                continue;
-            };
-            let e = &mut self.entries[idx as usize];
-            let same = e.kind == EntryKind::File
-                && e.stat.size == rec.size
-                && e.status_ok()
-                && e.sha256.is_some_and(|h| rec.checksum.parse::<ContentHash>().ok() == Some(h));
-            if same {
-                e.stat.mtime_ns = mtime_ns;
-                e.stat.ctime_ns = ctime_ns;
-                e.stat.ino = ino;
-                e.rehash = rec.rehash;
-            }
+            self.apply_record(path, rec);
+        }
+    }
+
+    /// [`PrevIndex::apply_metadata`] for one record.
+    pub fn apply_record(&mut self, path: &str, rec: &FileRecord) {
+        let (Some(mtime_ns), Some(ctime_ns), Some(ino)) = (rec.mtime_ns, rec.ctime_ns, rec.inode)
+        else {
+            return;
+        };
+        let Ok(rel) = RelPath::new(path) else { return };
+        let Some(idx) = self.index_of(&rel) else {
+            return;
+        };
+        let e = &mut self.entries[idx as usize];
+        let same = e.kind == EntryKind::File
+            && e.stat.size == rec.size
+            && e.status_ok()
+            && e.sha256
+                .is_some_and(|h| rec.checksum.parse::<ContentHash>().ok() == Some(h));
+        if same {
+            e.stat.mtime_ns = mtime_ns;
+            e.stat.ctime_ns = ctime_ns;
+            e.stat.ino = ino;
+            e.rehash = rec.rehash;
         }
     }
 
@@ -122,7 +156,7 @@ impl PrevIndex {
 
     /// Looks a path up; returns its index and entry.
     pub fn get(&self, path: &RelPath) -> Option<(u32, &PrevEntry)> {
-        let idx = *self.by_path.get(path)?;
+        let idx = self.index_of(path)?;
         Some((idx, &self.entries[idx as usize]))
     }
 

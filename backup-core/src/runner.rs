@@ -1,19 +1,21 @@
 //! The pipeline runner: lock → once-per-day check → scan → hash/diff →
-//! (plan) → copy → commit → metadata → rotation.
+//! copy → commit → metadata → rotation.
 //!
-//! Stages run on named threads joined by bounded crossbeam channels under
-//! `std::thread::scope`. The first fatal error sets a shared cancel flag;
-//! the partial snapshot is then removed and nothing else changes.
+//! Stages run on named threads joined by bounded crossbeam channels. The
+//! scan streams into hash/diff; entries are held (compactly) only until the
+//! first change shows a snapshot is needed, then everything streams into
+//! the copy workers while the scan goes on. The first fatal error sets a
+//! shared cancel flag; the partial snapshot is then removed and nothing
+//! else changes.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Local};
-use crossbeam_channel::bounded;
 use serde::Serialize;
 use tracing::{info, info_span, warn};
 
@@ -26,10 +28,7 @@ use crate::plan::{Action, Change, PlannedEntry};
 use crate::prev::PrevIndex;
 use crate::progress::{Phase, Progress};
 use crate::snapshot::{list_snapshots, next_snapshot_name, remove_leftovers, SnapshotRef};
-use crate::stage::{
-    Differ, EntryFilter, RetentionPolicy, ScanBatch, ScanEvent, Scanner, SnapshotRemover,
-    SnapshotStore, WrittenEntry,
-};
+use crate::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotRemover, SnapshotStore};
 
 /// A file modified this close to (or after) the start of the scan that
 /// recorded it is "racily clean": its mtime cannot prove it unchanged, so
@@ -261,13 +260,230 @@ fn failed_report(e: &CoreError, started: Instant) -> RunReport {
     r
 }
 
-/// What scan + hash/diff produced.
-pub(crate) struct Collected {
-    pub(crate) plan: Vec<PlannedEntry>,
-    pub(crate) seen: Vec<bool>,
-    failed: Vec<FailedPath>,
-    unreadable_dirs: Vec<PathBuf>,
-    skipped_special: u64,
+mod apply;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use scan::scan_and_diff;
+
+use apply::{Applied, Applier};
+
+/// An entry held until the run knows whether it makes a snapshot. Most are
+/// unchanged and kept as an index into the previous snapshot plus their
+/// new facts, not as a whole plan entry.
+enum Held {
+    /// Same path, kind, target and content as previous entry `prev`.
+    Same {
+        prev: u32,
+        stat: crate::entry::FileStat,
+        change: Change,
+    },
+    /// Anything else.
+    Full(PlannedEntry),
+}
+
+impl Held {
+    fn new(p: PlannedEntry, prev: &PrevIndex) -> Held {
+        let same = p
+            .prev_index
+            .and_then(|i| prev.at(i).map(|e| (i, e)))
+            .filter(|(_, e)| {
+                e.kind == p.entry.kind
+                    && e.target == p.entry.link_target
+                    && matches!(p.change, Change::Unchanged | Change::MetadataOnly)
+                    && match &p.action {
+                        Action::Link { from, hash } => *from == e.path && Some(*hash) == e.sha256,
+                        Action::CreateDir | Action::CreateSymlink => true,
+                        _ => false,
+                    }
+            });
+        match same {
+            Some((i, _)) => Held::Same {
+                prev: i,
+                stat: p.entry.stat,
+                change: p.change,
+            },
+            None => Held::Full(p),
+        }
+    }
+
+    fn into_planned(self, prev: &PrevIndex) -> Option<PlannedEntry> {
+        match self {
+            Held::Full(p) => Some(p),
+            Held::Same {
+                prev: i,
+                stat,
+                change,
+            } => {
+                let e = prev.at(i)?;
+                let action = match (e.kind, e.sha256) {
+                    (EntryKind::File, Some(hash)) => Action::Link {
+                        from: e.path.clone(),
+                        hash,
+                    },
+                    (EntryKind::Dir, _) => Action::CreateDir,
+                    (EntryKind::Symlink, _) => Action::CreateSymlink,
+                    (EntryKind::File, None) => return None,
+                };
+                Some(PlannedEntry {
+                    entry: ScanEntry {
+                        path: e.path.clone(),
+                        kind: e.kind,
+                        stat,
+                        link_target: e.target.clone(),
+                    },
+                    change,
+                    action,
+                    prev_index: Some(i),
+                    previous_version: None,
+                })
+            }
+        }
+    }
+}
+
+/// Where planned entries go while the scan runs.
+enum Sink {
+    /// No change seen yet: hold entries.
+    Holding(Vec<Held>),
+    /// A snapshot is being written.
+    Writing(Applier, Vec<PlannedEntry>),
+    /// A dry run: only count.
+    Counting,
+}
+
+/// Entries per batch handed to the copy stage.
+const FEED_BATCH: usize = 512;
+
+/// The per-run state the collector updates for every planned entry.
+struct Collector<'a> {
+    opts: &'a RunOptions,
+    stages: &'a Stages,
+    report: RunReport,
+    sink: Sink,
+    any_change: bool,
+    metadata_only: bool,
+    scan_started_ns: i64,
+    snapshot_name: Option<String>,
+    history: &'a HashSet<String>,
+    created: DateTime<Local>,
+    previous_dir: Option<PathBuf>,
+    dry_copy_bytes: u64,
+}
+
+impl Collector<'_> {
+    fn tally(&mut self, p: &PlannedEntry) {
+        let r = &mut self.report;
+        match p.change {
+            Change::Added => r.changes.added += 1,
+            Change::Modified | Change::ModeChanged | Change::TypeChanged => r.changes.modified += 1,
+            Change::MetadataOnly => {
+                r.changes.metadata_only += 1;
+                self.metadata_only = true;
+            }
+            Change::Unchanged | Change::Unreadable => {}
+        }
+        if p.entry.kind == EntryKind::File {
+            r.files_total += 1;
+            r.bytes_total += p.entry.stat.size;
+        }
+        self.any_change |= p.change.is_change();
+    }
+
+    fn accept(&mut self, prev: &PrevIndex, p: PlannedEntry) -> Result<(), CoreError> {
+        self.tally(&p);
+        if matches!(self.sink, Sink::Counting) {
+            match &p.action {
+                Action::Copy => {
+                    self.report.files_copied += 1;
+                    self.dry_copy_bytes += p.entry.stat.size;
+                }
+                Action::Link { .. } | Action::KeepStale(_) => self.report.files_linked += 1,
+                _ => {}
+            }
+            add_failure(&p, &mut self.report.failed);
+            return Ok(());
+        }
+        if p.change.is_change() && matches!(self.sink, Sink::Holding(_)) {
+            self.start_writing(prev)?;
+        }
+        match &mut self.sink {
+            Sink::Holding(held) => held.push(Held::new(p, prev)),
+            Sink::Writing(applier, pending) => {
+                pending.push(p);
+                if pending.len() >= FEED_BATCH {
+                    let batch = std::mem::replace(pending, Vec::with_capacity(FEED_BATCH));
+                    applier.send(batch);
+                }
+            }
+            Sink::Counting => {}
+        }
+        Ok(())
+    }
+
+    /// Begins the snapshot and hands it everything held so far.
+    fn start_writing(&mut self, prev: &PrevIndex) -> Result<(), CoreError> {
+        let name = next_snapshot_name(
+            &self.opts.destination,
+            &self.opts.profile,
+            self.created,
+            self.history,
+        );
+        std::fs::create_dir_all(&self.opts.destination)
+            .map_err(|e| CoreError::destination("create", &self.opts.destination, e))?;
+        let writer = self
+            .stages
+            .store
+            .begin(&name, self.previous_dir.as_deref())?;
+        let metadata = crate::metadata::MetadataWriter::create(&self.opts.metadata_file)
+            .inspect_err(|_| writer.abort())?;
+        self.stages.progress.finish();
+        self.stages.progress.start(Phase::Copy, None, None);
+        let applier = Applier::start(
+            Arc::from(writer),
+            metadata,
+            self.opts.threads.max(1),
+            Arc::clone(&self.stages.progress),
+            self.scan_started_ns,
+        )?;
+        info!(snapshot = %name, "changes found; writing a new snapshot");
+        self.snapshot_name = Some(name);
+        let held = match std::mem::replace(&mut self.sink, Sink::Writing(applier, Vec::new())) {
+            Sink::Holding(h) => h,
+            _ => Vec::new(),
+        };
+        if let Sink::Writing(applier, _) = &mut self.sink {
+            let mut batch = Vec::with_capacity(FEED_BATCH);
+            for h in held {
+                if let Some(p) = h.into_planned(prev) {
+                    batch.push(p);
+                }
+                if batch.len() >= FEED_BATCH {
+                    applier.send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(FEED_BATCH),
+                    ));
+                }
+            }
+            if !batch.is_empty() {
+                applier.send(batch);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_failure(p: &PlannedEntry, failed: &mut Vec<FailedPath>) {
+    let error = match &p.action {
+        Action::KeepStale(s) => &s.error,
+        Action::Fail { error } => error,
+        _ => return,
+    };
+    failed.push(FailedPath {
+        path: p.entry.path.to_string(),
+        error: error.clone(),
+    });
 }
 
 fn run_locked(
@@ -276,9 +492,9 @@ fn run_locked(
     started: Instant,
 ) -> Result<RunReport, CoreError> {
     let created: DateTime<Local> = Local::now();
-    let mut report = RunReport::new(Outcome::NoChanges);
+    let mut warnings = Vec::new();
 
-    let (mut meta, meta_ok) = match BackupMetadata::load(&opts.metadata_file) {
+    let (mut meta, meta_ok) = match crate::metadata::load_summary(&opts.metadata_file) {
         MetadataLoad::Loaded(m) => (m, true),
         MetadataLoad::Missing => (BackupMetadata::default(), false),
         MetadataLoad::Unreadable(e) => {
@@ -287,11 +503,11 @@ fn run_locked(
                 error_chain(&e)
             );
             warn!("{msg}");
-            report.warnings.push(msg);
+            warnings.push(msg);
             (BackupMetadata::default(), false)
         }
     };
-    let history: HashSet<String> = meta
+    let mut history: HashSet<String> = meta
         .backup_history
         .iter()
         .filter_map(|h| h.folder_name().map(str::to_owned))
@@ -332,7 +548,13 @@ fn run_locked(
             None => PrevIndex::empty(),
         };
         if meta_ok {
-            prev.apply_metadata(&meta);
+            let applied =
+                crate::metadata::for_each_file_record(&opts.metadata_file, |path, rec| {
+                    prev.apply_record(path, &rec)
+                });
+            if let Err(e) = applied {
+                load_warnings.push(format!("{}; using the snapshot's facts", error_chain(&e)));
+            }
         } else if !prev.is_empty() && !opts.metadata_file.exists() {
             load_warnings.push(format!(
                 "{} is missing; using the newest snapshot's manifest instead",
@@ -343,65 +565,69 @@ fn run_locked(
     };
 
     let scan_started_ns = now_ns();
+    let mut c = Collector {
+        opts,
+        stages,
+        report: RunReport::new(Outcome::NoChanges),
+        sink: if opts.dry_run {
+            Sink::Counting
+        } else {
+            Sink::Holding(Vec::new())
+        },
+        any_change: false,
+        metadata_only: false,
+        scan_started_ns,
+        snapshot_name: None,
+        history: &history,
+        created,
+        previous_dir: newest.map(|s| s.path.clone()),
+        dry_copy_bytes: 0,
+    };
+    c.report.warnings = warnings;
+    let cancel = AtomicBool::new(false);
     stages.progress.start(Phase::Scan, None, None);
-    let (mut collected, prev) = scan_and_diff(opts, stages, load_prev)?;
-    stages.progress.finish();
+    let scanned = scan_and_diff(opts, stages, &cancel, load_prev, |prev, p| {
+        c.accept(prev, p)
+    });
+    let (summary, prev) = match scanned {
+        Ok(v) => v,
+        Err(e) => {
+            stages.progress.finish();
+            if let Sink::Writing(applier, _) = std::mem::replace(&mut c.sink, Sink::Counting) {
+                applier.abort();
+            }
+            return Err(e);
+        }
+    };
     for msg in load_warnings {
         warn!("{msg}");
-        report.warnings.push(msg);
+        c.report.warnings.push(msg);
     }
-    // The records are rebuilt from this run's entries when saved.
-    meta.file_checksums = Default::default();
-    carry_over_unreadable(&prev, &mut collected);
-
-    // Tally.
-    let mut any_change = false;
-    let mut metadata_only = false;
-    for p in &collected.plan {
-        match p.change {
-            Change::Added => report.changes.added += 1,
-            Change::Modified | Change::ModeChanged | Change::TypeChanged => {
-                report.changes.modified += 1
-            }
-            Change::MetadataOnly => {
-                report.changes.metadata_only += 1;
-                metadata_only = true;
-            }
-            Change::Unchanged | Change::Unreadable => {}
-        }
-        any_change |= p.change.is_change();
-        if p.entry.kind == EntryKind::File {
-            report.files_total += 1;
-            report.bytes_total += p.entry.stat.size;
-        }
+    let mut seen = summary.seen;
+    for p in scan::carry_over_unreadable(&prev, &mut seen, &summary.unreadable_dirs) {
+        c.accept(&prev, p)?;
     }
-    report.changes.removed = collected.seen.iter().filter(|s| !**s).count() as u64;
-    any_change |= report.changes.removed > 0;
-    report.failed = std::mem::take(&mut collected.failed);
-    report.skipped_special = collected.skipped_special;
+    c.report.changes.removed = seen.iter().filter(|s| !**s).count() as u64;
+    c.any_change |= c.report.changes.removed > 0;
+    c.report.skipped_special = summary.skipped_special;
+    let scan_failures = summary.failed;
     info!(
-        files = report.files_total,
-        added = report.changes.added,
-        modified = report.changes.modified,
-        removed = report.changes.removed,
-        metadata_only = report.changes.metadata_only,
+        files = c.report.files_total,
+        added = c.report.changes.added,
+        modified = c.report.changes.modified,
+        removed = c.report.changes.removed,
+        metadata_only = c.report.changes.metadata_only,
         "scan and compare done"
     );
 
     if opts.dry_run {
+        stages.progress.finish();
+        let mut report = c.report;
         report.outcome = Outcome::DryRun;
-        for p in &collected.plan {
-            match p.action {
-                Action::Copy => {
-                    report.files_copied += 1;
-                    report.bytes_copied += p.entry.stat.size;
-                }
-                Action::Link { .. } | Action::KeepStale(_) => report.files_linked += 1,
-                _ => {}
-            }
-        }
-        add_plan_failures(&collected.plan, &mut report);
-        if any_change {
+        report.bytes_copied = c.dry_copy_bytes;
+        report.failed.splice(0..0, scan_failures);
+        report.files_failed = report.failed.len() as u64;
+        if c.any_change {
             let name = next_snapshot_name(&opts.destination, &opts.profile, created, &history);
             let mut with_new = snapshots.clone();
             with_new.push(SnapshotRef {
@@ -419,51 +645,66 @@ fn run_locked(
         return Ok(report);
     }
 
-    if !any_change {
-        add_plan_failures(&collected.plan, &mut report);
-        report.files_linked = 0;
-        if metadata_only || !meta_ok {
-            let mut records = Vec::with_capacity(collected.plan.len());
-            for p in &collected.plan {
-                records.push(mark_racy(p.to_manifest(None), scan_started_ns));
-            }
-            meta.last_scan_started_ns = Some(scan_started_ns);
-            meta.profile = Some(opts.profile.clone());
-            meta.save_with_files(&opts.metadata_file, file_records(&records))?;
-        }
-        info!("nothing changed since the last snapshot; no snapshot made");
-        return Ok(report);
-    }
-
-    // Write the snapshot.
-    let name = next_snapshot_name(&opts.destination, &opts.profile, created, &history);
-    std::fs::create_dir_all(&opts.destination)
-        .map_err(|e| CoreError::destination("create", &opts.destination, e))?;
-    let writer = stages.store.begin(&name, prev.snapshot_dir())?;
-    let copy_bytes: u64 = collected
-        .plan
-        .iter()
-        .filter(|p| p.action == Action::Copy)
-        .map(|p| p.entry.stat.size)
-        .sum();
-    stages.progress.start(
-        Phase::Copy,
-        Some(collected.plan.len() as u64),
-        Some(copy_bytes),
-    );
-    let applied = apply_plan(opts, &*writer, &collected.plan, stages, scan_started_ns);
-    stages.progress.finish();
-    let applied = match applied {
-        Ok(a) => a,
-        Err(e) => {
-            writer.abort();
+    if c.any_change && matches!(c.sink, Sink::Holding(_)) {
+        // Only removals: nothing triggered writing during the scan.
+        if let Err(e) = c.start_writing(&prev) {
+            stages.progress.finish();
             return Err(e);
         }
+    }
+
+    let sink = std::mem::replace(&mut c.sink, Sink::Counting);
+    let mut report = c.report;
+    report.failed.splice(0..0, scan_failures);
+    let (applier, pending) = match sink {
+        Sink::Writing(applier, pending) => (applier, pending),
+        Sink::Holding(held) => {
+            stages.progress.finish();
+            // No change: no snapshot. Record new mtimes (or rebuild a lost
+            // metadata file) so the next run's fast path holds.
+            for h in &held {
+                if let Held::Full(p) = h {
+                    add_failure(p, &mut report.failed);
+                }
+            }
+            report.files_failed = report.failed.len() as u64;
+            if c.metadata_only || !meta_ok {
+                let mut w = crate::metadata::MetadataWriter::create(&opts.metadata_file)?;
+                for h in held {
+                    if let Some(p) = h.into_planned(&prev) {
+                        let m = mark_racy(p.to_manifest(None), scan_started_ns);
+                        if let Some((path, rec)) = file_record(&m) {
+                            w.add(path, &rec)?;
+                        }
+                    }
+                }
+                meta.last_scan_started_ns = Some(scan_started_ns);
+                meta.profile = Some(opts.profile.clone());
+                w.finish(&meta)?;
+            }
+            info!("nothing changed since the last snapshot; no snapshot made");
+            return Ok(report);
+        }
+        Sink::Counting => return Ok(report),
     };
-    report.files_copied = applied.files_copied;
-    report.files_linked = applied.files_linked;
-    report.bytes_copied = applied.bytes_copied;
-    report.failed.extend(applied.failed);
+    if !pending.is_empty() {
+        applier.send(pending);
+    }
+    let finished = applier.finish();
+    stages.progress.finish();
+    let Applied {
+        writer,
+        metadata,
+        files_copied,
+        files_linked,
+        bytes_copied,
+        failed,
+    } = finished?;
+    let name = c.snapshot_name.clone().unwrap_or_default();
+    report.files_copied = files_copied;
+    report.files_linked = files_linked;
+    report.bytes_copied = bytes_copied;
+    report.failed.extend(failed);
     report.files_failed = report.failed.len() as u64;
 
     let info = SnapshotInfo {
@@ -487,32 +728,21 @@ fn run_locked(
         },
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    let path = writer.commit(&info)?;
+    let path = match writer.commit(&info) {
+        Ok(p) => p,
+        Err(e) => {
+            writer.abort();
+            return Err(e);
+        }
+    };
     info!(snapshot = %name, "snapshot committed");
     report.outcome = Outcome::Created;
     report.snapshot = Some(name.clone());
     report.snapshot_path = Some(path.display().to_string());
 
-    // Metadata.
-    meta.last_backup_date = Some(info.created.clone());
-    meta.last_scan_started_ns = Some(scan_started_ns);
-    meta.profile = Some(opts.profile.clone());
-    meta.backup_history.push(HistoryEntry {
-        date: info.created.clone(),
-        backup_dir: path.display().to_string(),
-        files_backed_up: report.files_copied,
-        total_files: report.files_total,
-        snapshot: Some(name.clone()),
-        files_linked: Some(report.files_linked),
-        files_failed: Some(report.files_failed),
-        bytes_copied: Some(report.bytes_copied),
-        duration_ms: Some(info.duration_ms),
-        extra: Default::default(),
-    });
-    meta.save_with_files(&opts.metadata_file, file_records(&applied.records))?;
-
-    // Rotation.
-    let mut history: HashSet<String> = history;
+    // Rotation, then the metadata (a crash in between only leaves history
+    // entries of deleted snapshots, which are ignored; the new snapshot is
+    // adopted through its own manifest).
     history.insert(name.clone());
     let all = list_snapshots(&opts.destination, &opts.profile, &history)?;
     let doomed = deletable(stages, &all, &name);
@@ -535,15 +765,28 @@ fn run_locked(
             stages.progress.inc(1, 0);
         }
         stages.progress.finish();
-        if !report.rotate.is_empty() {
-            let gone: HashSet<&String> = report.rotate.iter().collect();
-            meta.backup_history.retain(|h| {
-                h.folder_name()
-                    .is_none_or(|n| !gone.contains(&n.to_string()))
-            });
-            meta.save(&opts.metadata_file)?;
-        }
     }
+    meta.last_backup_date = Some(info.created.clone());
+    meta.last_scan_started_ns = Some(scan_started_ns);
+    meta.profile = Some(opts.profile.clone());
+    meta.backup_history.push(HistoryEntry {
+        date: info.created.clone(),
+        backup_dir: path.display().to_string(),
+        files_backed_up: report.files_copied,
+        total_files: report.files_total,
+        snapshot: Some(name.clone()),
+        files_linked: Some(report.files_linked),
+        files_failed: Some(report.files_failed),
+        bytes_copied: Some(report.bytes_copied),
+        duration_ms: Some(info.duration_ms),
+        extra: Default::default(),
+    });
+    if !report.rotate.is_empty() {
+        let gone: HashSet<&str> = report.rotate.iter().map(String::as_str).collect();
+        meta.backup_history
+            .retain(|h| h.folder_name().is_none_or(|n| !gone.contains(n)));
+    }
+    metadata.finish(&meta)?;
     Ok(report)
 }
 
@@ -559,21 +802,6 @@ fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<Snapsho
         .collect()
 }
 
-fn add_plan_failures(plan: &[PlannedEntry], report: &mut RunReport) {
-    for p in plan {
-        let error = match &p.action {
-            Action::KeepStale(s) => &s.error,
-            Action::Fail { error } => error,
-            _ => continue,
-        };
-        report.failed.push(FailedPath {
-            path: p.entry.path.to_string(),
-            error: error.clone(),
-        });
-    }
-    report.files_failed = report.failed.len() as u64;
-}
-
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -581,6 +809,7 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Flags a file modified within [`RACY_MARGIN_NS`] of the scan's start.
 fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
     if m.kind == EntryKind::File && m.mtime_ns >= scan_started_ns - RACY_MARGIN_NS {
         m.rehash = true;
@@ -588,357 +817,27 @@ fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
     m
 }
 
-/// `file_checksums` records of a run's manifest entries (files with a
-/// hash and a UTF-8 path).
-fn file_records(entries: &[ManifestEntry]) -> impl Iterator<Item = (&str, FileRecord)> {
-    entries.iter().filter_map(|m| {
-        let (EntryKind::File, Some(hash), Some(path)) = (m.kind, m.sha256, m.path.to_str()) else {
-            return None;
-        };
-        Some((
-            path,
-            FileRecord {
-                size: m.size,
-                modified_time: m.mtime_ns as f64 / 1e9,
-                checksum: hash.to_hex(),
-                mtime_ns: Some(m.mtime_ns),
-                ctime_ns: Some(m.ctime_ns),
-                inode: Some(m.ino),
-                mode: Some(m.mode),
-                rehash: m.rehash,
-            },
-        ))
-    })
-}
-
-/// Scans and compares. The scan starts at once; `load_prev` (reading the
-/// previous manifest and metadata) runs meanwhile on this thread, and the
-/// hash/diff workers start when it is done. Batches are numbered as the
-/// workers take them and put back in scan order (parents before children).
-pub(crate) fn scan_and_diff<F>(
-    opts: &RunOptions,
-    stages: &Stages,
-    load_prev: F,
-) -> Result<(Collected, PrevIndex), CoreError>
-where
-    F: FnOnce() -> PrevIndex,
-{
-    let cancel = AtomicBool::new(false);
-    let threads = opts.threads.max(1);
-    let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
-    let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(64);
-    let prev_slot: std::sync::OnceLock<PrevIndex> = std::sync::OnceLock::new();
-    let taker = Mutex::new((0u64, scan_rx));
-    let mut collected = Collected {
-        plan: Vec::new(),
-        seen: Vec::new(),
-        failed: Vec::new(),
-        unreadable_dirs: Vec::new(),
-        skipped_special: 0,
+/// The `file_checksums` record of a manifest entry (a file with a hash and
+/// a UTF-8 path).
+fn file_record(m: &ManifestEntry) -> Option<(&str, FileRecord)> {
+    let (EntryKind::File, Some(hash), Some(path)) = (m.kind, m.sha256, m.path.to_str()) else {
+        return None;
     };
-    let scan_result = std::thread::scope(|s| {
-        let scanner = &stages.scanner;
-        let cancel_ref = &cancel;
-        let scan_handle = std::thread::Builder::new()
-            .name("backup-scan".into())
-            .spawn_scoped(s, move || {
-                let _span = info_span!("scan").entered();
-                scanner.scan(scan_tx, cancel_ref)
-            })
-            .map_err(|e| CoreError::io("start scan thread", &opts.source, e))?;
-        let prev = prev_slot.get_or_init(load_prev);
-        collected.seen = vec![false; prev.len()];
-        for i in 0..threads {
-            let taker = &taker;
-            let tx = plan_tx.clone();
-            let filters = &stages.filters;
-            let differ = &stages.differ;
-            std::thread::Builder::new()
-                .name(format!("backup-hash-{i}"))
-                .spawn_scoped(s, move || {
-                    let _span = info_span!("hash", worker = i).entered();
-                    loop {
-                        let (seq, batch) = {
-                            let mut t = lock(taker);
-                            let Ok(batch) = t.1.recv() else { return };
-                            t.0 += 1;
-                            (t.0, batch)
-                        };
-                        let mut out = Vec::with_capacity(batch.len());
-                        for ev in batch {
-                            out.push(match ev {
-                                ScanEvent::Entry(e) => {
-                                    if !filters.iter().all(|f| f.keep(&e)) {
-                                        continue;
-                                    }
-                                    ScanOutput::Planned(differ.plan(e, prev))
-                                }
-                                ScanEvent::Skipped { path, reason } => {
-                                    ScanOutput::Skipped { path, reason }
-                                }
-                                ScanEvent::Error { path, error } => {
-                                    ScanOutput::Error { path, error }
-                                }
-                            });
-                        }
-                        if tx.send((seq, out)).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
-        }
-        drop(plan_tx);
-        let mut next = 1u64;
-        let mut waiting = std::collections::BTreeMap::new();
-        for (seq, batch) in plan_rx {
-            waiting.insert(seq, batch);
-            while let Some(batch) = waiting.remove(&next) {
-                next += 1;
-                collect_batch(&mut collected, batch, stages);
-            }
-        }
-        for (_, batch) in std::mem::take(&mut waiting) {
-            collect_batch(&mut collected, batch, stages);
-        }
-        scan_handle
-            .join()
-            .map_err(|_| CoreError::Panicked("scan"))?
-    });
-    scan_result?;
-    let prev = prev_slot.into_inner().unwrap_or_default();
-    Ok((collected, prev))
-}
-
-fn collect_batch(collected: &mut Collected, batch: Vec<ScanOutput>, stages: &Stages) {
-    stages.progress.inc(batch.len() as u64, 0);
-    for out in batch {
-        match out {
-            ScanOutput::Planned(p) => {
-                if let Some(i) = p.prev_index {
-                    if let Some(seen) = collected.seen.get_mut(i as usize) {
-                        *seen = true;
-                    }
-                }
-                collected.plan.push(p);
-            }
-            ScanOutput::Skipped { path, reason } => {
-                info!(path = %path.display(), reason = %reason, "skipped");
-                collected.skipped_special += 1;
-            }
-            ScanOutput::Error { path, error } => {
-                warn!(path = %path.display(), error = %error, "cannot read");
-                collected.failed.push(FailedPath {
-                    path: path.display().to_string(),
-                    error,
-                });
-                collected.unreadable_dirs.push(path);
-            }
-        }
-    }
-}
-
-/// What a hash/diff worker passes on (short-lived, one batch at a time).
-#[allow(clippy::large_enum_variant)]
-enum ScanOutput {
-    Planned(PlannedEntry),
-    Skipped { path: PathBuf, reason: String },
-    Error { path: PathBuf, error: String },
-}
-
-/// Keeps what the previous snapshot held below folders that could not be
-/// read this time, marked stale, instead of dropping it.
-fn carry_over_unreadable(prev: &PrevIndex, c: &mut Collected) {
-    if c.unreadable_dirs.is_empty() {
-        return;
-    }
-    let dirs: Vec<PathBuf> = c.unreadable_dirs.clone();
-    for (i, e) in prev.entries().iter().enumerate() {
-        if c.seen[i] || !e.has_content {
-            continue;
-        }
-        let under = dirs
-            .iter()
-            .any(|d| e.path.as_path() == d.as_path() || e.path.as_path().starts_with(d));
-        if !under {
-            continue;
-        }
-        c.seen[i] = true;
-        let error = "its folder could not be read; kept from the previous snapshot".to_string();
-        let action = match (e.kind, e.sha256) {
-            (EntryKind::File, Some(hash)) => Action::KeepStale(Box::new(crate::plan::StaleCopy {
-                from: e.path.clone(),
-                hash,
-                stat: e.stat,
-                error,
-            })),
-            (EntryKind::Dir, _) => Action::CreateDir,
-            (EntryKind::Symlink, _) => Action::CreateSymlink,
-            (EntryKind::File, None) => continue,
-        };
-        c.plan.push(PlannedEntry {
-            entry: ScanEntry {
-                path: e.path.clone(),
-                kind: e.kind,
-                stat: e.stat,
-                link_target: e.target.clone(),
-            },
-            change: Change::Unreadable,
-            action,
-            prev_index: Some(i as u32),
-            previous_version: None,
-        });
-    }
-}
-
-struct Applied {
-    files_copied: u64,
-    files_linked: u64,
-    bytes_copied: u64,
-    failed: Vec<FailedPath>,
-    records: Vec<ManifestEntry>,
-}
-
-/// Largest batch of entries handed to one copy worker.
-const COPY_BATCH: usize = 256;
-
-fn apply_plan(
-    opts: &RunOptions,
-    writer: &dyn crate::stage::SnapshotWriter,
-    plan: &[PlannedEntry],
-    stages: &Stages,
-    scan_started_ns: i64,
-) -> Result<Applied, CoreError> {
-    let cancel = AtomicBool::new(false);
-    let first_error: Mutex<Option<CoreError>> = Mutex::new(None);
-    let fail = |e: CoreError| {
-        let mut slot = lock(&first_error);
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-        cancel.store(true, Ordering::Relaxed);
-    };
-    let (work_tx, work_rx) = bounded::<&[PlannedEntry]>(64);
-    let (done_tx, done_rx) = bounded::<Vec<WrittenEntry>>(64);
-    let mut applied = Applied {
-        files_copied: 0,
-        files_linked: 0,
-        bytes_copied: 0,
-        failed: Vec::new(),
-        records: Vec::with_capacity(plan.len()),
-    };
-    let mut record_error = None;
-    std::thread::scope(|s| {
-        let cancel = &cancel;
-        let fail = &fail;
-        // The feeder creates folders itself, in plan order (parents first),
-        // and hands the rest to the workers in batches of one folder's
-        // entries, so two workers rarely contend for one folder.
-        let feeder_done = done_tx.clone();
-        let feeder = std::thread::Builder::new()
-            .name("backup-feed".into())
-            .spawn_scoped(s, move || {
-                let mut i = 0;
-                while i < plan.len() && !cancel.load(Ordering::Relaxed) {
-                    if plan[i].action == Action::CreateDir {
-                        match writer.write(&plan[i]) {
-                            Ok(w) => {
-                                if feeder_done.send(vec![w]).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => return fail(e),
-                        }
-                        i += 1;
-                        continue;
-                    }
-                    let parent = plan[i].entry.path.as_path().parent();
-                    let mut j = i + 1;
-                    while j < plan.len()
-                        && j - i < COPY_BATCH
-                        && plan[j].action != Action::CreateDir
-                        && plan[j].entry.path.as_path().parent() == parent
-                    {
-                        j += 1;
-                    }
-                    if work_tx.send(&plan[i..j]).is_err() {
-                        return;
-                    }
-                    i = j;
-                }
-            });
-        if let Err(e) = feeder {
-            fail(CoreError::io("start copy thread", &opts.destination, e));
-        }
-        for i in 0..opts.threads.max(1) {
-            let rx = work_rx.clone();
-            let tx = done_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("backup-copy-{i}"))
-                .spawn_scoped(s, move || {
-                    let _span = info_span!("copy", worker = i).entered();
-                    for batch in rx {
-                        let mut out = Vec::with_capacity(batch.len());
-                        for p in batch {
-                            if cancel.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            match writer.write(p) {
-                                Ok(w) => out.push(w),
-                                Err(e) => return fail(e),
-                            }
-                        }
-                        if tx.send(out).is_err() {
-                            return;
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                fail(CoreError::io("start copy thread", &opts.destination, e));
-            }
-        }
-        drop(done_tx);
-        drop(work_rx);
-        for batch in done_rx {
-            let mut bytes = 0;
-            let files = batch.len() as u64;
-            for w in batch {
-                let m = mark_racy(w.manifest, scan_started_ns);
-                if w.copied {
-                    applied.files_copied += 1;
-                    applied.bytes_copied += w.bytes_copied;
-                    bytes += w.bytes_copied;
-                }
-                if w.linked {
-                    applied.files_linked += 1;
-                }
-                if let Some(err) = &w.failure {
-                    warn!(path = %m.path, error = %err, "cannot back up");
-                    applied.failed.push(FailedPath {
-                        path: m.path.to_string(),
-                        error: err.clone(),
-                    });
-                }
-                if record_error.is_none() {
-                    if let Err(e) = writer.record(&m) {
-                        record_error = Some(e);
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-                applied.records.push(m);
-            }
-            stages.progress.inc(files, bytes);
-        }
-    });
-    if let Some(e) = lock(&first_error).take().or(record_error) {
-        return Err(e);
-    }
-    Ok(applied)
+    Some((
+        path,
+        FileRecord {
+            size: m.size,
+            modified_time: m.mtime_ns as f64 / 1e9,
+            checksum: hash.to_hex(),
+            mtime_ns: Some(m.mtime_ns),
+            ctime_ns: Some(m.ctime_ns),
+            inode: Some(m.ino),
+            mode: Some(m.mode),
+            rehash: m.rehash,
+        },
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
-
-#[cfg(test)]
-mod tests;

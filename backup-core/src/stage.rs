@@ -101,10 +101,11 @@ pub trait SnapshotWriter: Send + Sync {
     /// Appends an entry to the snapshot's manifest.
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError>;
     /// Writes the summary, flushes everything and makes the snapshot visible
-    /// under its final name; returns its path.
-    fn commit(self: Box<Self>, info: &SnapshotInfo) -> Result<PathBuf, CoreError>;
+    /// under its final name; returns its path. Called once, after every
+    /// `write` and `record` returned.
+    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError>;
     /// Removes everything written so far.
-    fn abort(self: Box<Self>);
+    fn abort(&self);
 }
 
 /// Why a snapshot is kept.

@@ -115,7 +115,11 @@ impl HashDiffer {
                         Err(e) => (
                             Change::Unreadable,
                             Action::KeepStale(Box::new(StaleCopy {
-                                from: p.path.clone(),                                hash: old_hash,                                stat: p.stat,                                error: e.to_string(),                            })),
+                                from: p.path.clone(),
+                                hash: old_hash,
+                                stat: p.stat,
+                                error: e.to_string(),
+                            })),
                         ),
                     };
                 }
@@ -125,7 +129,11 @@ impl HashDiffer {
                         Err(e) => (
                             Change::Unreadable,
                             Action::KeepStale(Box::new(StaleCopy {
-                                from: p.path.clone(),                                hash: old_hash,                                stat: p.stat,                                error: e.to_string(),                            })),
+                                from: p.path.clone(),
+                                hash: old_hash,
+                                stat: p.stat,
+                                error: e.to_string(),
+                            })),
                         ),
                     };
                 }
@@ -190,7 +198,10 @@ impl Differ for HashDiffer {
         };
         let previous_version = prev_entry
             .filter(|p| action == Action::Copy && p.kind == EntryKind::File && p.has_content)
-            .and_then(|p| p.sha256.map(|hash| Box::new(PreviousVersion { hash, stat: p.stat })));
+            .and_then(|p| {
+                p.sha256
+                    .map(|hash| Box::new(PreviousVersion { hash, stat: p.stat }))
+            });
         PlannedEntry {
             entry,
             change,

@@ -135,6 +135,9 @@ impl Scanner for JwalkScanner {
                     {
                         return false;
                     }
+                    if is_state_temp(&name, dir, &opts.excluded_paths) {
+                        return false;
+                    }
                     if rel_dir.as_os_str().is_empty() && name == SNAPSHOT_STATE_DIR {
                         return false;
                     }
@@ -229,6 +232,24 @@ impl Scanner for JwalkScanner {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a temporary file (`.<name>.tmp-<pid>`,
+/// `.<name>.records-<pid>`) of an
+/// excluded state file being written in `dir`.
+fn is_state_temp(name: &OsStr, dir: &Path, excluded: &[PathBuf]) -> bool {
+    let Some(text) = name.to_str() else {
+        return false;
+    };
+    let Some((base, _pid)) = text.strip_prefix('.').and_then(|t| {
+        t.rsplit_once(".tmp-")
+            .or_else(|| t.rsplit_once(".records-"))
+    }) else {
+        return false;
+    };
+    excluded
+        .iter()
+        .any(|p| p.parent() == Some(dir) && p.file_name() == Some(OsStr::new(base)))
 }
 
 fn gitignored(stack: &[(PathBuf, Arc<ExcludeSet>)], rel: &Path, is_dir: bool) -> bool {
@@ -352,6 +373,8 @@ mod tests {
         let r = dir.path().canonicalize().unwrap();
         touch(&r, "backups/P_backup_x/file", b"x");
         touch(&r, "backup_metadata.json", b"{}");
+        touch(&r, ".backup_metadata.json.tmp-1234", b"{}");
+        touch(&r, ".backup_metadata.json.records-1234", b"");
         touch(&r, "keep.txt", b"x");
         touch(&r, ".backup-snapshot/manifest.jsonl", b"");
         let mut o = opts(&r);

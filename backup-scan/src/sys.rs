@@ -81,7 +81,11 @@ impl DirHandle {
         };
         #[allow(clippy::unnecessary_cast)]
         let stat = FileStat {
-            size: if kind == EntryKind::Dir { 0 } else { st.st_size as u64 },
+            size: if kind == EntryKind::Dir {
+                0
+            } else {
+                st.st_size as u64
+            },
             mtime_ns: (st.st_mtime as i64).saturating_mul(1_000_000_000) + st.st_mtime_nsec as i64,
             ctime_ns: (st.st_ctime as i64).saturating_mul(1_000_000_000) + st.st_ctime_nsec as i64,
             ino: st.st_ino as u64,

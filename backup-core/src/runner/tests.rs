@@ -1,11 +1,11 @@
 //! Runner tests with test doubles for every stage.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::entry::FileStat;
 use crate::stage::{Kept, RotationPlan, SnapshotWriter};
-use crate::{RelPath, SnapshotInfo};
+use crate::{RelPath, ScanBatch, ScanEvent, SnapshotInfo, WrittenEntry};
 
 struct OneFileScanner {
     panic: bool,
@@ -79,10 +79,10 @@ impl SnapshotWriter for FullDiskWriter {
     fn record(&self, _entry: &ManifestEntry) -> Result<(), CoreError> {
         Ok(())
     }
-    fn commit(self: Box<Self>, _info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+    fn commit(&self, _info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
         panic!("must not commit after a fatal error")
     }
-    fn abort(self: Box<Self>) {
+    fn abort(&self) {
         self.aborted.fetch_add(1, Ordering::SeqCst);
     }
 }

@@ -1,0 +1,241 @@
+//! Scan + hash/diff, streamed: the scan starts at once; the previous
+//! snapshot's index is loaded meanwhile; hash/diff workers take numbered
+//! batches, and the collector gets them back in scan order (parents before
+//! children) through a callback.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crossbeam_channel::bounded;
+use tracing::{info, info_span, warn};
+
+use super::{lock, FailedPath, RunOptions, Stages};
+use crate::entry::{EntryKind, ScanEntry};
+use crate::error::CoreError;
+use crate::plan::{Action, Change, PlannedEntry, StaleCopy};
+use crate::prev::PrevIndex;
+use crate::stage::{ScanBatch, ScanEvent};
+
+/// What the scan found besides planned entries.
+pub(crate) struct ScanSummary {
+    /// Which previous entries were seen (by index).
+    pub(crate) seen: Vec<bool>,
+    /// Paths that could not be read.
+    pub(crate) failed: Vec<FailedPath>,
+    /// Folders that could not be read.
+    pub(crate) unreadable_dirs: Vec<PathBuf>,
+    /// FIFOs, sockets and devices left out.
+    pub(crate) skipped_special: u64,
+}
+
+/// What a hash/diff worker passes on.
+#[allow(clippy::large_enum_variant)]
+enum ScanOutput {
+    Planned(PlannedEntry),
+    Skipped { path: PathBuf, reason: String },
+    Error { path: PathBuf, error: String },
+}
+
+/// Scans and compares, calling `on_entry` for every planned entry in scan
+/// order. An error from `on_entry` stops the scan (via `cancel`) and is
+/// returned.
+pub(crate) fn scan_and_diff<F, C>(
+    opts: &RunOptions,
+    stages: &Stages,
+    cancel: &AtomicBool,
+    load_prev: F,
+    mut on_entry: C,
+) -> Result<(ScanSummary, PrevIndex), CoreError>
+where
+    F: FnOnce() -> PrevIndex,
+    C: FnMut(&PrevIndex, PlannedEntry) -> Result<(), CoreError>,
+{
+    let threads = opts.threads.max(1);
+    let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
+    let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(64);
+    let prev_slot: std::sync::OnceLock<PrevIndex> = std::sync::OnceLock::new();
+    let taker = Mutex::new((0u64, scan_rx));
+    let mut summary = ScanSummary {
+        seen: Vec::new(),
+        failed: Vec::new(),
+        unreadable_dirs: Vec::new(),
+        skipped_special: 0,
+    };
+    let mut callback_error = None;
+    let scan_result = std::thread::scope(|s| {
+        let scanner = &stages.scanner;
+        let scan_handle = std::thread::Builder::new()
+            .name("backup-scan".into())
+            .spawn_scoped(s, move || {
+                let _span = info_span!("scan").entered();
+                scanner.scan(scan_tx, cancel)
+            })
+            .map_err(|e| CoreError::io("start scan thread", &opts.source, e))?;
+        let prev = prev_slot.get_or_init(load_prev);
+        summary.seen = vec![false; prev.len()];
+        for i in 0..threads {
+            let taker = &taker;
+            let tx = plan_tx.clone();
+            let filters = &stages.filters;
+            let differ = &stages.differ;
+            std::thread::Builder::new()
+                .name(format!("backup-hash-{i}"))
+                .spawn_scoped(s, move || {
+                    let _span = info_span!("hash", worker = i).entered();
+                    loop {
+                        let (seq, batch) = {
+                            let mut t = lock(taker);
+                            let Ok(batch) = t.1.recv() else { return };
+                            t.0 += 1;
+                            (t.0, batch)
+                        };
+                        if cancel.load(Ordering::Relaxed) {
+                            // Keep draining so the scanner is never stuck.
+                            continue;
+                        }
+                        let mut out = Vec::with_capacity(batch.len());
+                        for ev in batch {
+                            out.push(match ev {
+                                ScanEvent::Entry(e) => {
+                                    if !filters.iter().all(|f| f.keep(&e)) {
+                                        continue;
+                                    }
+                                    ScanOutput::Planned(differ.plan(e, prev))
+                                }
+                                ScanEvent::Skipped { path, reason } => {
+                                    ScanOutput::Skipped { path, reason }
+                                }
+                                ScanEvent::Error { path, error } => {
+                                    ScanOutput::Error { path, error }
+                                }
+                            });
+                        }
+                        if tx.send((seq, out)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
+        }
+        drop(plan_tx);
+        let mut next = 1u64;
+        let mut waiting = BTreeMap::new();
+        for (seq, batch) in plan_rx {
+            waiting.insert(seq, batch);
+            while let Some(batch) = waiting.remove(&next) {
+                next += 1;
+                if callback_error.is_none() {
+                    if let Err(e) = collect(&mut summary, batch, prev, stages, &mut on_entry) {
+                        callback_error = Some(e);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        for (_, batch) in std::mem::take(&mut waiting) {
+            if callback_error.is_none() {
+                if let Err(e) = collect(&mut summary, batch, prev, stages, &mut on_entry) {
+                    callback_error = Some(e);
+                }
+            }
+        }
+        scan_handle
+            .join()
+            .map_err(|_| CoreError::Panicked("scan"))?
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    scan_result?;
+    let prev = prev_slot.into_inner().unwrap_or_default();
+    Ok((summary, prev))
+}
+
+fn collect<C>(
+    summary: &mut ScanSummary,
+    batch: Vec<ScanOutput>,
+    prev: &PrevIndex,
+    stages: &Stages,
+    on_entry: &mut C,
+) -> Result<(), CoreError>
+where
+    C: FnMut(&PrevIndex, PlannedEntry) -> Result<(), CoreError>,
+{
+    stages.progress.inc(batch.len() as u64, 0);
+    for out in batch {
+        match out {
+            ScanOutput::Planned(p) => {
+                if let Some(i) = p.prev_index {
+                    if let Some(seen) = summary.seen.get_mut(i as usize) {
+                        *seen = true;
+                    }
+                }
+                on_entry(prev, p)?;
+            }
+            ScanOutput::Skipped { path, reason } => {
+                info!(path = %path.display(), reason = %reason, "skipped");
+                summary.skipped_special += 1;
+            }
+            ScanOutput::Error { path, error } => {
+                warn!(path = %path.display(), error = %error, "cannot read");
+                summary.failed.push(FailedPath {
+                    path: path.display().to_string(),
+                    error,
+                });
+                summary.unreadable_dirs.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the previous snapshot held below folders that could not be read
+/// this time, as entries that keep it (stale) instead of dropping it.
+pub(crate) fn carry_over_unreadable(
+    prev: &PrevIndex,
+    seen: &mut [bool],
+    unreadable_dirs: &[PathBuf],
+) -> Vec<PlannedEntry> {
+    let mut out = Vec::new();
+    if unreadable_dirs.is_empty() {
+        return out;
+    }
+    for (i, e) in prev.entries().iter().enumerate() {
+        if seen[i] || !e.has_content {
+            continue;
+        }
+        let under = unreadable_dirs
+            .iter()
+            .any(|d| e.path.as_path() == d.as_path() || e.path.as_path().starts_with(d));
+        if !under {
+            continue;
+        }
+        seen[i] = true;
+        let action = match (e.kind, e.sha256) {
+            (EntryKind::File, Some(hash)) => Action::KeepStale(Box::new(StaleCopy {
+                from: e.path.clone(),
+                hash,
+                stat: e.stat,
+                error: "its folder could not be read; kept from the previous snapshot".into(),
+            })),
+            (EntryKind::Dir, _) => Action::CreateDir,
+            (EntryKind::Symlink, _) => Action::CreateSymlink,
+            (EntryKind::File, None) => continue,
+        };
+        out.push(PlannedEntry {
+            entry: ScanEntry {
+                path: e.path.clone(),
+                kind: e.kind,
+                stat: e.stat,
+                link_target: e.target.clone(),
+            },
+            change: Change::Unreadable,
+            action,
+            prev_index: Some(i as u32),
+            previous_version: None,
+        });
+    }
+    out
+}

@@ -31,6 +31,12 @@ pub struct BackupMetadata {
     /// The profile name that writes this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The snapshot whose manifest records exactly the facts in
+    /// `file_checksums` (set by the run that made it, cleared when a later
+    /// run records newer mtimes). When it is the newest snapshot, the next
+    /// run need not read the records at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_snapshot: Option<String>,
     /// Fields written by other versions, kept untouched.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -49,21 +55,11 @@ impl<'de> Deserialize<'de> for BackupMetadata {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut m = BackupMetadata::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "last_backup_date" => m.last_backup_date = map.next_value()?,
-                        "file_checksums" => {
-                            m.file_checksums = map.next_value::<Option<_>>()?.unwrap_or_default()
-                        }
-                        "backup_history" => {
-                            m.backup_history = map.next_value::<Option<_>>()?.unwrap_or_default()
-                        }
-                        "last_scan_started_ns" => m.last_scan_started_ns = map.next_value()?,
-                        "profile" => m.profile = map.next_value()?,
-                        other => {
-                            let v: serde_json::Value = map.next_value()?;
-                            m.extra.insert(other.to_owned(), v);
-                        }
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "file_checksums" {
+                        m.file_checksums = map.next_value::<Option<_>>()?.unwrap_or_default();
+                    } else {
+                        m.visit_field(key, &mut map)?;
                     }
                 }
                 Ok(m)
@@ -153,6 +149,48 @@ pub enum MetadataLoad {
 }
 
 impl BackupMetadata {
+    /// Sets the summary field `key` (anything but `file_checksums`) from
+    /// the map's next value; unknown keys go to `extra`.
+    fn visit_field<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: String,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match key.as_str() {
+            "last_backup_date" => self.last_backup_date = map.next_value()?,
+            "backup_history" => {
+                self.backup_history = map.next_value::<Option<_>>()?.unwrap_or_default()
+            }
+            "last_scan_started_ns" => self.last_scan_started_ns = map.next_value()?,
+            "profile" => self.profile = map.next_value()?,
+            "records_snapshot" => self.records_snapshot = map.next_value()?,
+            _ => {
+                let v: serde_json::Value = map.next_value()?;
+                self.extra.insert(key, v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every field but `file_checksums` into `map`.
+    fn serialize_summary<M: serde::ser::SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        map.serialize_entry("last_backup_date", &self.last_backup_date)?;
+        if let Some(p) = &self.profile {
+            map.serialize_entry("profile", p)?;
+        }
+        if let Some(ns) = self.last_scan_started_ns {
+            map.serialize_entry("last_scan_started_ns", &ns)?;
+        }
+        if let Some(name) = &self.records_snapshot {
+            map.serialize_entry("records_snapshot", name)?;
+        }
+        map.serialize_entry("backup_history", &self.backup_history)?;
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        Ok(())
+    }
+
     /// Reads the metadata file.
     pub fn load(path: &Path) -> MetadataLoad {
         match std::fs::read(path) {
@@ -170,55 +208,11 @@ impl BackupMetadata {
 
     /// Writes the file atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path) -> Result<(), CoreError> {
-        self.save_with_files(
-            path,
-            self.file_checksums
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone())),
-        )
-    }
-
-    /// Writes the file atomically with `files` as `file_checksums` (instead
-    /// of [`BackupMetadata::file_checksums`]), streamed: the records of a
-    /// large project are never all held as a map.
-    pub fn save_with_files<'a, I>(&self, path: &Path, files: I) -> Result<(), CoreError>
-    where
-        I: Iterator<Item = (&'a str, FileRecord)>,
-    {
-        use serde::ser::SerializeMap;
-        use serde::Serializer;
-
-        struct Files<I>(std::cell::RefCell<Option<I>>);
-        impl<'a, I: Iterator<Item = (&'a str, FileRecord)>> Serialize for Files<I> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                match self.0.borrow_mut().take() {
-                    Some(it) => s.collect_map(it),
-                    None => s.collect_map(std::iter::empty::<(&str, FileRecord)>()),
-                }
-            }
+        let mut w = MetadataWriter::create(path)?;
+        for (k, v) in &self.file_checksums {
+            w.add(k, v)?;
         }
-
-        crate::fsutil::write_atomic_with(path, |out| {
-            let mut ser = serde_json::Serializer::new(out);
-            let mut map = ser.serialize_map(None)?;
-            map.serialize_entry("last_backup_date", &self.last_backup_date)?;
-            if let Some(p) = &self.profile {
-                map.serialize_entry("profile", p)?;
-            }
-            if let Some(ns) = self.last_scan_started_ns {
-                map.serialize_entry("last_scan_started_ns", &ns)?;
-            }
-            map.serialize_entry("backup_history", &self.backup_history)?;
-            for (k, v) in &self.extra {
-                map.serialize_entry(k, v)?;
-            }
-            map.serialize_entry(
-                "file_checksums",
-                &Files(std::cell::RefCell::new(Some(files))),
-            )?;
-            map.end()?;
-            Ok(())
-        })
+        w.finish(self)
     }
 }
 
@@ -295,17 +289,7 @@ impl MetadataWriter {
             {
                 let mut ser = serde_json::Serializer::new(&mut head);
                 let mut map = ser.serialize_map(None)?;
-                map.serialize_entry("last_backup_date", &meta.last_backup_date)?;
-                if let Some(p) = &meta.profile {
-                    map.serialize_entry("profile", p)?;
-                }
-                if let Some(ns) = meta.last_scan_started_ns {
-                    map.serialize_entry("last_scan_started_ns", &ns)?;
-                }
-                map.serialize_entry("backup_history", &meta.backup_history)?;
-                for (k, v) in &meta.extra {
-                    map.serialize_entry(k, v)?;
-                }
+                meta.serialize_summary(&mut map)?;
                 map.end()?;
             }
             // `head` is `{...}`: reopen it for the records.
@@ -368,7 +352,6 @@ impl<'de> serde::de::Visitor<'de> for SummaryVisitor<'_> {
         let mut seen_history = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "last_backup_date" => m.last_backup_date = map.next_value()?,
                 "file_checksums" if seen_history => {
                     // Written last by this tool: nothing else follows.
                     *self.0 = Some(m);
@@ -377,15 +360,9 @@ impl<'de> serde::de::Visitor<'de> for SummaryVisitor<'_> {
                 "file_checksums" => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
-                "backup_history" => {
-                    m.backup_history = map.next_value::<Option<_>>()?.unwrap_or_default();
-                    seen_history = true;
-                }
-                "last_scan_started_ns" => m.last_scan_started_ns = map.next_value()?,
-                "profile" => m.profile = map.next_value()?,
-                other => {
-                    let v: serde_json::Value = map.next_value()?;
-                    m.extra.insert(other.to_owned(), v);
+                _ => {
+                    seen_history |= key == "backup_history";
+                    m.visit_field(key, &mut map)?;
                 }
             }
         }

@@ -547,7 +547,10 @@ fn run_locked(
             },
             None => PrevIndex::empty(),
         };
-        if meta_ok {
+        // The records only matter when they are newer than the manifest.
+        let records_are_manifest =
+            newest.is_some_and(|s| meta.records_snapshot.as_ref() == Some(&s.name));
+        if meta_ok && !records_are_manifest {
             let applied =
                 crate::metadata::for_each_file_record(&opts.metadata_file, |path, rec| {
                     prev.apply_record(path, &rec)
@@ -680,6 +683,7 @@ fn run_locked(
                 }
                 meta.last_scan_started_ns = Some(scan_started_ns);
                 meta.profile = Some(opts.profile.clone());
+                meta.records_snapshot = None;
                 w.finish(&meta)?;
             }
             info!("nothing changed since the last snapshot; no snapshot made");
@@ -768,6 +772,7 @@ fn run_locked(
     }
     meta.last_backup_date = Some(info.created.clone());
     meta.last_scan_started_ns = Some(scan_started_ns);
+    meta.records_snapshot = Some(name.clone());
     meta.profile = Some(opts.profile.clone());
     meta.backup_history.push(HistoryEntry {
         date: info.created.clone(),

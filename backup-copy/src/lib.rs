@@ -26,6 +26,7 @@
 pub mod copy;
 pub mod restore;
 pub mod store;
+mod sys;
 pub mod verify;
 
 pub use copy::{copy_hashed, open_source, Copied, CopyError};

@@ -199,7 +199,7 @@ impl LocalWriter {
         attrs: (u32, i64),
         source: Option<&Path>,
     ) -> Result<Result<LinkOutcome, String>, CoreError> {
-        match self.with_parent(dst, || fs::hard_link(from, dst)) {
+        match self.with_parent(dst, || crate::sys::link_into(from, dst)) {
             Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
             Err(e) if is_fatal_destination_error(&e) => return Err(self.dest_err("link", dst, e)),
             Err(e) => debug!(from = %from.display(), error = %e, "hard link impossible; copying"),

@@ -7,8 +7,8 @@
 //! snapshot is written under a temporary name and renamed only when
 //! everything is flushed.
 //!
-//! It also holds the way back: [`restore`] (a snapshot into a folder, each
-//! file checked against its SHA-256) and [`verify`] (re-read snapshots,
+//! It also holds the way back: [`restore()`] (a snapshot into a folder, each
+//! file checked against its SHA-256) and [`verify()`] (re-read snapshots,
 //! each shared inode once).
 //!
 //! Central types: [`LocalStore`] (implements [`backup_core::SnapshotStore`]),

@@ -1,4 +1,4 @@
-//! [`restore`]: put a snapshot (or some of its paths) back into a folder,
+//! [`restore()`]: put a snapshot (or some of its paths) back into a folder,
 //! checking each file's SHA-256 against the manifest as it is written.
 //!
 //! Paths come from the snapshot's manifest, which only admits relative

@@ -1,4 +1,4 @@
-//! [`verify`]: re-read snapshots and compare them with their manifests.
+//! [`verify()`]: re-read snapshots and compare them with their manifests.
 //!
 //! Each file is hashed once per inode (snapshots share unchanged files as
 //! hard links), so verifying every snapshot costs little more than one.

@@ -315,6 +315,29 @@ impl Drop for MetadataWriter {
     }
 }
 
+/// Removes temporary files that killed runs left next to the metadata file
+/// (`.<name>.tmp-<pid>`, `.<name>.records-<pid>`). Call only under the run
+/// lock. Returns what was removed.
+pub fn remove_stale_temps(path: &Path) -> Vec<std::path::PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefixes = [format!(".{name}.tmp-"), format!(".{name}.records-")];
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        if prefixes.iter().any(|p| n.starts_with(p.as_str()))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 /// Reads the metadata file without its `file_checksums` (fast: they are
 /// skipped, and reading stops at them when they come last, as this tool
 /// writes them); see [`for_each_file_record`] for those.
@@ -509,6 +532,17 @@ mod tests {
         // A writer dropped without finish leaves nothing.
         let w = MetadataWriter::create(&dir.path().join("other.json")).unwrap();
         drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("backup_metadata.json");
+        std::fs::write(dir.path().join(".backup_metadata.json.records-99"), "x").unwrap();
+        std::fs::write(dir.path().join(".backup_metadata.json.tmp-98"), "x").unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "x").unwrap();
+        assert_eq!(remove_stale_temps(&p).len(), 2);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

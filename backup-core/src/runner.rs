@@ -525,7 +525,9 @@ fn run_locked(
         }
     }
     if !opts.dry_run {
-        for p in remove_leftovers(&opts.destination, &opts.profile)? {
+        let mut leftovers = remove_leftovers(&opts.destination, &opts.profile)?;
+        leftovers.extend(crate::metadata::remove_stale_temps(&opts.metadata_file));
+        for p in leftovers {
             info!(path = %p.display(), "removed the leftover of an interrupted run");
         }
     }

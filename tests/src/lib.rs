@@ -4,6 +4,13 @@
 //!
 //! The binary is the one `cargo test --workspace` builds next to the test
 //! executables (`target/<profile>/backup-cli`).
+//!
+//! ```no_run
+//! let w = backup_tests::World::new("max_backups = 3");
+//! w.write("src/main.py", "print('hi')\n");
+//! let report = w.backup(0); // backup --force --json, exit code 0
+//! assert_eq!(report["outcome"], "created");
+//! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::fs;

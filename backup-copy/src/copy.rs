@@ -105,6 +105,49 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
     })
 }
 
+/// A file time from nanoseconds since the epoch.
+pub(crate) fn file_time(ns: i64) -> filetime::FileTime {
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
+/// Sets a path's permission bits (off Unix: only read-only or not).
+#[cfg(unix)]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Sets a path's permission bits (off Unix: only read-only or not).
+#[cfg(not(unix))]
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut p = std::fs::metadata(path)?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    std::fs::set_permissions(path, p)
+}
+
+/// SHA-256 of a file and the bytes read, in constant memory.
+pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((ContentHash(hasher.finalize().into()), total))
+}
+
 /// Whether a block is all zero bytes (checked cheaply: most blocks fail on
 /// their first bytes).
 fn is_zero(block: &[u8]) -> bool {

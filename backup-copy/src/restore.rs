@@ -11,10 +11,9 @@ use std::sync::Mutex;
 
 use backup_core::manifest::read_manifest;
 use backup_core::{CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath};
-use filetime::FileTime;
 use serde::Serialize;
 
-use crate::copy::{copy_hashed, CopyError};
+use crate::copy::{copy_hashed, file_time, set_mode, CopyError};
 
 /// What to restore and where.
 #[derive(Clone, Debug)]
@@ -83,26 +82,6 @@ pub enum RestoreError {
     /// Reading the snapshot or creating the target failed.
     #[error(transparent)]
     Core(#[from] CoreError),
-}
-
-fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let mut p = fs::metadata(path)?.permissions();
-    p.set_readonly(mode & 0o222 == 0);
-    fs::set_permissions(path, p)
 }
 
 /// Removes whatever stands at `path` unless it is a folder.

@@ -20,10 +20,9 @@ use backup_core::{
     Action, ContentHash, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo,
     SnapshotStore, SnapshotWriter, StaleCopy, WrittenEntry,
 };
-use filetime::FileTime;
 use tracing::{debug, warn};
 
-use crate::copy::{copy_hashed, is_fatal_destination_error, CopyError};
+use crate::copy::{copy_hashed, file_time, is_fatal_destination_error, set_mode, CopyError};
 
 /// How often a file that changes while it is copied is copied again.
 pub const CHANGED_FILE_RETRIES: u32 = 3;
@@ -95,13 +94,6 @@ struct LocalWriter {
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
 }
 
 /// Read-only form of a file mode (no write bits, no set-id bits).
@@ -255,19 +247,6 @@ impl LocalWriter {
             failure: None,
         }
     }
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let mut p = fs::metadata(path)?.permissions();
-    p.set_readonly(mode & 0o222 == 0);
-    fs::set_permissions(path, p)
 }
 
 impl SnapshotWriter for LocalWriter {

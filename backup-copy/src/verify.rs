@@ -160,7 +160,7 @@ pub fn verify(
             s.spawn(|| loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&i) = to_hash.get(n) else { return };
-                let h = backup_hash_file(&checks[i].path);
+                let h = crate::copy::hash_file(&checks[i].path).ok();
                 if let Some((_, len)) = h {
                     bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -189,27 +189,6 @@ pub fn verify(
     report.missing.sort();
     report.unexpected.sort();
     Ok(report)
-}
-
-fn backup_hash_file(path: &Path) -> Option<(ContentHash, u64)> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                total += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    Some((ContentHash(hasher.finalize().into()), total))
 }
 
 fn find_unexpected(

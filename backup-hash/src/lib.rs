@@ -106,35 +106,30 @@ impl HashDiffer {
                 if !p.rehash && p.stat.same_content_key(&entry.stat) {
                     return (content_same(Change::Unchanged), link_old);
                 }
+                let keep_old = |e: std::io::Error| {
+                    (
+                        Change::Unreadable,
+                        Action::KeepStale(Box::new(StaleCopy {
+                            from: p.path.clone(),
+                            hash: old_hash,
+                            stat: p.stat,
+                            error: e.to_string(),
+                        })),
+                    )
+                };
                 if p.stat.size == entry.stat.size {
                     return match hash_file(&source_path) {
                         Ok((h, _)) if h == old_hash => {
                             (content_same(Change::MetadataOnly), link_old)
                         }
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
-                        Err(e) => (
-                            Change::Unreadable,
-                            Action::KeepStale(Box::new(StaleCopy {
-                                from: p.path.clone(),
-                                hash: old_hash,
-                                stat: p.stat,
-                                error: e.to_string(),
-                            })),
-                        ),
+                        Err(e) => keep_old(e),
                     };
                 }
                 if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
                     return match hash_file(&source_path) {
                         Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
-                        Err(e) => (
-                            Change::Unreadable,
-                            Action::KeepStale(Box::new(StaleCopy {
-                                from: p.path.clone(),
-                                hash: old_hash,
-                                stat: p.stat,
-                                error: e.to_string(),
-                            })),
-                        ),
+                        Err(e) => keep_old(e),
                     };
                 }
                 return (Change::Modified, Action::Copy);

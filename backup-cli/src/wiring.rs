@@ -54,5 +54,6 @@ pub fn snapshots(profile: &Profile) -> Result<Vec<SnapshotRef>, CoreError> {
             .collect(),
         _ => HashSet::new(),
     };
-    list_snapshots(&profile.destination, &profile.name, &history)
+    let source = backup_config::canonical_or_lexical(&profile.source);
+    list_snapshots(&profile.destination, &profile.name, Some(&source), &history)
 }

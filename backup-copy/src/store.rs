@@ -52,7 +52,12 @@ impl SnapshotStore for LocalStore {
     ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
         let tmp = self.destination.join(partial_name(name));
         fs::create_dir(&tmp).map_err(|e| CoreError::destination("create", &tmp, e))?;
-        let manifest = match ManifestWriter::create(&tmp) {
+        let owner = backup_core::manifest::state_dir(&tmp).join(backup_core::snapshot::OWNER_FILE);
+        let manifest = match ManifestWriter::create(&tmp).and_then(|m| {
+            fs::write(&owner, self.source.display().to_string())
+                .map_err(|e| CoreError::destination("write", &owner, e))?;
+            Ok(m)
+        }) {
             Ok(m) => m,
             Err(e) => {
                 let _ = remove_tree(&tmp);

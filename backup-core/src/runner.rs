@@ -512,7 +512,12 @@ fn run_locked(
         .iter()
         .filter_map(|h| h.folder_name().map(str::to_owned))
         .collect();
-    let snapshots = list_snapshots(&opts.destination, &opts.profile, &history)?;
+    let snapshots = list_snapshots(
+        &opts.destination,
+        &opts.profile,
+        Some(&opts.source),
+        &history,
+    )?;
 
     if opts.once_per_day && !opts.force {
         if let Some(last) = snapshots.last() {
@@ -525,7 +530,7 @@ fn run_locked(
         }
     }
     if !opts.dry_run {
-        let mut leftovers = remove_leftovers(&opts.destination, &opts.profile)?;
+        let mut leftovers = remove_leftovers(&opts.destination, &opts.profile, &opts.source)?;
         leftovers.extend(crate::metadata::remove_stale_temps(&opts.metadata_file));
         for p in leftovers {
             info!(path = %p.display(), "removed the leftover of an interrupted run");
@@ -750,7 +755,12 @@ fn run_locked(
     // entries of deleted snapshots, which are ignored; the new snapshot is
     // adopted through its own manifest).
     history.insert(name.clone());
-    let all = list_snapshots(&opts.destination, &opts.profile, &history)?;
+    let all = list_snapshots(
+        &opts.destination,
+        &opts.profile,
+        Some(&opts.source),
+        &history,
+    )?;
     let doomed = deletable(stages, &all, &name);
     if !doomed.is_empty() {
         stages

@@ -107,11 +107,25 @@ pub fn deleting_name(final_name: &str) -> String {
     format!(".{final_name}{DELETING_SUFFIX}")
 }
 
-/// Lists the snapshots of `profile` in `destination`, oldest first.
-/// `history` holds folder names the metadata history lists.
+/// File inside a snapshot's state folder that names the source it backs
+/// up, written when the snapshot is started (so even an unfinished one can
+/// be told apart from another project's of the same name).
+pub const OWNER_FILE: &str = "owner";
+
+/// Whether snapshot info (or an owner file's text) belongs to `source`.
+fn same_source(recorded: &str, source: Option<&Path>) -> bool {
+    source.is_none_or(|s| Path::new(recorded) == s)
+}
+
+/// Lists the snapshots of `profile` backing up `source` in `destination`,
+/// oldest first. Two projects with the same profile name sharing a
+/// destination never see (or rotate) each other's snapshots. `history`
+/// holds folder names the metadata history lists (those count as this
+/// profile's even without a manifest, e.g. the original script's).
 pub fn list_snapshots(
     destination: &Path,
     profile: &str,
+    source: Option<&Path>,
     history: &HashSet<String>,
 ) -> Result<Vec<SnapshotRef>, CoreError> {
     let read = match std::fs::read_dir(destination) {
@@ -132,7 +146,9 @@ pub fn list_snapshots(
         if !path.is_dir() {
             continue;
         }
-        let info = read_info(&path).ok().filter(|i| i.profile == profile);
+        let info = read_info(&path)
+            .ok()
+            .filter(|i| i.profile == profile && same_source(&i.source, source));
         if info.is_none() && !history.contains(&name) {
             continue;
         }
@@ -201,9 +217,14 @@ pub fn resolve_snapshot<'a>(
     }
 }
 
-/// Removes what killed runs of `profile` left: `.partial` and `.deleting`
-/// folders. Call only while holding the run lock. Returns what was removed.
-pub fn remove_leftovers(destination: &Path, profile: &str) -> Result<Vec<PathBuf>, CoreError> {
+/// Removes what killed runs of `profile` (backing up `source`) left:
+/// `.partial` and `.deleting` folders. Call only while holding the run
+/// lock. Returns what was removed.
+pub fn remove_leftovers(
+    destination: &Path,
+    profile: &str,
+    source: &Path,
+) -> Result<Vec<PathBuf>, CoreError> {
     let read = match std::fs::read_dir(destination) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -222,6 +243,14 @@ pub fn remove_leftovers(destination: &Path, profile: &str) -> Result<Vec<PathBuf
             .or_else(|| inner.strip_suffix(DELETING_SUFFIX));
         if base.is_some_and(|b| parse_snapshot_name(profile, b).is_some()) {
             let path = entry.path();
+            let state = crate::manifest::state_dir(&path);
+            let owner = std::fs::read_to_string(state.join(OWNER_FILE))
+                .ok()
+                .or_else(|| read_info(&path).ok().map(|i| i.source));
+            if owner.is_some_and(|o| !same_source(&o, Some(source))) {
+                // Another project's run (same profile name) is writing it.
+                continue;
+            }
             crate::fsutil::remove_tree(&path)
                 .map_err(|e| CoreError::io("remove leftover", &path, e))?;
             removed.push(path);
@@ -274,10 +303,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("P_backup_2026-01-02_03-04")).unwrap();
         std::fs::create_dir(dir.path().join("unrelated")).unwrap();
-        assert!(list_snapshots(dir.path(), "P", &HashSet::new())
+        assert!(list_snapshots(dir.path(), "P", None, &HashSet::new())
             .unwrap()
             .is_empty());
         let hist: HashSet<String> = ["P_backup_2026-01-02_03-04".to_string()].into();
-        assert_eq!(list_snapshots(dir.path(), "P", &hist).unwrap().len(), 1);
+        assert_eq!(
+            list_snapshots(dir.path(), "P", None, &hist).unwrap().len(),
+            1
+        );
     }
 }

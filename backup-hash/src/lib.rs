@@ -47,6 +47,19 @@ use sha2::{Digest, Sha256};
 /// Buffer size for hashing reads.
 const READ_BUF: usize = 256 * 1024;
 
+/// Opens a file for reading without blocking (a FIFO that replaced it) and
+/// closes it again: can the copy stage read it at all?
+fn open_readable(path: &Path) -> io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    opts.open(path).map(drop)
+}
+
 /// SHA-256 of a file's content and the number of bytes read, in constant
 /// memory.
 pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
@@ -154,6 +167,40 @@ impl HashDiffer {
         (change, Action::Copy)
     }
 
+    /// A file about to be copied that cannot even be opened is not a
+    /// change (it would otherwise make a new, identical snapshot every run
+    /// while it stays unreadable): its last good copy is kept, or it is
+    /// recorded as failed.
+    fn check_readable(
+        &self,
+        entry: &ScanEntry,
+        prev_entry: Option<&PrevEntry>,
+        change: Change,
+        action: Action,
+    ) -> (Change, Action) {
+        if action != Action::Copy {
+            return (change, action);
+        }
+        let Err(e) = open_readable(&entry.path.under(&self.source)) else {
+            return (change, action);
+        };
+        let error = e.to_string();
+        let stale = prev_entry
+            .filter(|p| p.kind == EntryKind::File && p.has_content)
+            .and_then(|p| {
+                p.sha256.map(|hash| StaleCopy {
+                    from: p.path.clone(),
+                    hash,
+                    stat: p.stat,
+                    error: error.clone(),
+                })
+            });
+        match stale {
+            Some(s) => (Change::Unreadable, Action::KeepStale(Box::new(s))),
+            None => (Change::Unreadable, Action::Fail { error }),
+        }
+    }
+
     fn link_or_copy(&self, hash: ContentHash, prev: &PrevIndex) -> Action {
         match prev.find_content(&hash) {
             Some(from) => Action::Link {
@@ -189,7 +236,10 @@ impl Differ for HashDiffer {
                 };
                 (change, Action::CreateSymlink)
             }
-            EntryKind::File => self.plan_file(&entry, prev_entry, prev),
+            EntryKind::File => {
+                let (change, action) = self.plan_file(&entry, prev_entry, prev);
+                self.check_readable(&entry, prev_entry, change, action)
+            }
         };
         let previous_version = prev_entry
             .filter(|p| action == Action::Copy && p.kind == EntryKind::File && p.has_content)

@@ -154,8 +154,25 @@ fn unreadable_changed_file_keeps_the_previous_copy() {
 #[test]
 fn new_file_of_unseen_size_is_copied_without_hashing() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), b"0123456789").unwrap();
     let d = HashDiffer::new(dir.path());
     let prev = prev_with(&[("a.txt", stat(3, 100), b"abc", false)]);
     let p = d.plan(file_entry("b.txt", stat(10, 100)), &prev);
     assert_eq!((p.change, p.action), (Change::Added, Action::Copy));
+}
+
+#[test]
+fn a_file_that_cannot_be_opened_is_not_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = HashDiffer::new(dir.path());
+    // In the previous snapshot, with content: kept stale.
+    let prev = prev_with(&[("gone.txt", stat(3, 100), b"abc", false)]);
+    let p = d.plan(file_entry("gone.txt", stat(10, 999)), &prev);
+    assert_eq!(p.change, Change::Unreadable);
+    assert!(matches!(p.action, Action::KeepStale(_)));
+    // New and unreadable: failed, still not a change.
+    let p = d.plan(file_entry("new.txt", stat(10, 999)), &prev);
+    assert_eq!(p.change, Change::Unreadable);
+    assert!(matches!(p.action, Action::Fail { .. }));
+    assert!(!p.change.is_change());
 }

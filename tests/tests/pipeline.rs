@@ -1109,3 +1109,59 @@ fn snapshots_in_the_same_minute_get_numbered_suffixes() {
     }
     panic!("could not run three backups within one minute in three attempts");
 }
+
+/// Two projects whose profiles share a name and a destination never see,
+/// skip for, or rotate away each other's snapshots.
+#[test]
+fn same_profile_name_different_sources_stay_apart() {
+    let w = World::new("max_backups = 1");
+    w.write("a.txt", "project one");
+    // A second project next to the first, same name, same destination.
+    let src2 = w.dir.path().join("src2");
+    fs::create_dir_all(&src2).unwrap();
+    fs::write(src2.join("b.txt"), "project two").unwrap();
+    let profile2 = w.dir.path().join("profile2.toml");
+    fs::write(
+        &profile2,
+        "name = \"Proj\"\nsource = \"src2\"\ndestination = \"dest\"\nmax_backups = 1\n",
+    )
+    .unwrap();
+    let run2 = |args: &[&str]| {
+        let out = std::process::Command::new(backup_tests::binary())
+            .arg("--profile")
+            .arg(&profile2)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let first = w.backup(0);
+    assert_eq!(first["outcome"], "created");
+    // Not "already made today": project one's snapshot is not project two's.
+    let (code, out) = run2(&["backup", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let second: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(second["outcome"], "created", "{second}");
+    // Project two rotates with max_backups = 1 and must not delete project one's.
+    fs::write(src2.join("b.txt"), "project two, changed").unwrap();
+    let (code, out) = run2(&["backup", "--force", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let third: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(third["rotate"].as_array().unwrap().len(), 1, "{third}");
+    let first_name = first["snapshot"].as_str().unwrap();
+    assert!(
+        w.dest.join(first_name).join("a.txt").exists(),
+        "project one's snapshot was deleted"
+    );
+    // Each lists only its own.
+    let list1 = w.run(&["list", "--json"]).json();
+    assert_eq!(list1.as_array().unwrap().len(), 1);
+    assert_eq!(list1[0]["name"], first_name);
+    let (_, out) = run2(&["list", "--json"]);
+    let list2: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list2.as_array().unwrap().len(), 1);
+    assert_eq!(list2[0]["name"], third["snapshot"]);
+}

@@ -247,10 +247,7 @@ struct ListedSnapshot {
 }
 
 fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
-    let snaps = match wiring::snapshots(profile) {
-        Ok(s) => s,
-        Err(e) => return Ok(usage_error(error_chain(&e))),
-    };
+    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let rows: Vec<ListedSnapshot> = snaps
         .iter()
         .map(|s| ListedSnapshot {
@@ -313,10 +310,7 @@ struct StatusReport {
 }
 
 fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
-    let snaps = match wiring::snapshots(profile) {
-        Ok(s) => s,
-        Err(e) => return Ok(usage_error(error_chain(&e))),
-    };
+    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let last = snaps.last();
     let today = Local::now().date_naive();
     let made_today = last.is_some_and(|s| s.created.with_timezone(&Local).date_naive() == today);
@@ -382,10 +376,7 @@ fn cmd_restore(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = match wiring::snapshots(profile) {
-        Ok(s) => s,
-        Err(e) => return Ok(usage_error(error_chain(&e))),
-    };
+    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let snap = match resolve_snapshot(&snaps, snapshot) {
         Ok(s) => s,
         Err(e) => return Ok(usage_error(e)),
@@ -473,10 +464,7 @@ fn cmd_verify(
     all: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = match wiring::snapshots(profile) {
-        Ok(s) => s,
-        Err(e) => return Ok(usage_error(error_chain(&e))),
-    };
+    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let chosen: Vec<backup_core::SnapshotRef> = if all {
         snaps.iter().filter(|s| s.info.is_some()).cloned().collect()
     } else {
@@ -532,10 +520,7 @@ fn cmd_diff(
     b: Option<&str>,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = match wiring::snapshots(profile) {
-        Ok(s) => s,
-        Err(e) => return Ok(usage_error(error_chain(&e))),
-    };
+    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     let older = match resolve_snapshot(&snaps, a.unwrap_or("latest")) {
         Ok(s) => s,
         Err(e) => return Ok(usage_error(e)),

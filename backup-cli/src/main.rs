@@ -1,7 +1,7 @@
 //! The `backup-cli` binary: parses the command line and hands over to
 //! [`backup_cli::run`]. Exit codes: 0 success or deliberate skip, 1 the run
-//! failed (rolled back), 2 usage or profile error, 3 a snapshot was made but
-//! some files could not be read.
+//! failed (rolled back), 2 usage or profile error, 3 some files could not be
+//! read (listed; everything else was backed up).
 
 use std::process::ExitCode;
 

@@ -84,6 +84,29 @@ pub enum RestoreError {
     Core(#[from] CoreError),
 }
 
+/// Refuses a path whose folders inside `target` include a symlink (only
+/// possible when restoring over existing content): following it could write
+/// outside the target.
+fn check_no_symlinked_parent(target: &Path, rel: &RelPath) -> io::Result<()> {
+    let mut cur = target.to_path_buf();
+    let parts: Vec<_> = rel.as_path().components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!(
+                    "{} is a symlink in the restore target; refusing to write through it",
+                    cur.display()
+                )))
+            }
+            Ok(_) => {}
+            // Not there yet: nothing below it exists either.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// Removes whatever stands at `path` unless it is a folder.
 fn clear_non_dir(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
@@ -143,7 +166,20 @@ pub fn restore(
     let mut dirs = Vec::new();
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
         let dst = e.path.under(&opts.target);
-        match fs::create_dir_all(&dst) {
+        let checked = if opts.overwrite {
+            check_no_symlinked_parent(&opts.target, &e.path).and_then(|()| {
+                match fs::symlink_metadata(&dst) {
+                    Ok(m) if m.file_type().is_symlink() => Err(io::Error::other(format!(
+                        "{} is a symlink in the restore target; refusing to write through it",
+                        dst.display()
+                    ))),
+                    _ => Ok(()),
+                }
+            })
+        } else {
+            Ok(())
+        };
+        match checked.and_then(|()| fs::create_dir_all(&dst)) {
             Ok(()) => {
                 report.dirs_restored += 1;
                 dirs.push((dst, e.mode, e.mtime_ns));
@@ -192,6 +228,9 @@ pub fn restore(
     for e in entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
         let dst = e.path.under(&opts.target);
         let result = (|| {
+            if opts.overwrite {
+                check_no_symlinked_parent(&opts.target, &e.path)?;
+            }
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent)?;
             }
@@ -242,6 +281,11 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
     }
     let src = e.path.under(&opts.snapshot_dir);
     let dst = e.path.under(&opts.target);
+    if opts.overwrite {
+        if let Err(err) = check_no_symlinked_parent(&opts.target, &e.path) {
+            return FileOutcome::Error(err.to_string());
+        }
+    }
     if let Some(parent) = dst.parent() {
         if let Err(err) = fs::create_dir_all(parent) {
             return FileOutcome::Error(err.to_string());

@@ -56,6 +56,6 @@ pub use relpath::RelPath;
 pub use runner::{run_backup, FailedPath, Outcome, RunOptions, RunReport, Stages};
 pub use snapshot::SnapshotRef;
 pub use stage::{
-    Differ, EntryFilter, Kept, RetentionPolicy, RotationPlan, ScanBatch, ScanEvent, Scanner,
-    SnapshotRemover, SnapshotStore, SnapshotWriter, WrittenEntry, SCAN_BATCH,
+    send_batch, Differ, EntryFilter, Kept, RetentionPolicy, RotationPlan, ScanBatch, ScanEvent,
+    Scanner, SnapshotRemover, SnapshotStore, SnapshotWriter, WrittenEntry, SCAN_BATCH,
 };

@@ -217,9 +217,9 @@ impl ManifestWriter {
     /// Creates the state folder and the manifest file of a snapshot being written.
     pub fn create(snapshot_dir: &Path) -> Result<Self, CoreError> {
         let dir = state_dir(snapshot_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| CoreError::io("create", &dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| CoreError::destination("create", &dir, e))?;
         let path = dir.join(MANIFEST_FILE);
-        let file = File::create(&path).map_err(|e| CoreError::io("create", &path, e))?;
+        let file = File::create(&path).map_err(|e| CoreError::destination("create", &path, e))?;
         Ok(ManifestWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             path,
@@ -229,10 +229,10 @@ impl ManifestWriter {
     /// Appends one entry.
     pub fn append(&mut self, entry: &ManifestEntry) -> Result<(), CoreError> {
         serde_json::to_writer(&mut self.out, entry)
-            .map_err(|e| CoreError::io("write", &self.path, std::io::Error::other(e)))?;
+            .map_err(|e| CoreError::destination("write", &self.path, e.into()))?;
         self.out
             .write_all(b"\n")
-            .map_err(|e| CoreError::io("write", &self.path, e))
+            .map_err(|e| CoreError::destination("write", &self.path, e))
     }
 
     /// Flushes and syncs the manifest.
@@ -241,8 +241,9 @@ impl ManifestWriter {
         let file = self
             .out
             .into_inner()
-            .map_err(|e| CoreError::io("write", &path, e.into_error()))?;
-        file.sync_all().map_err(|e| CoreError::io("sync", &path, e))
+            .map_err(|e| CoreError::destination("write", &path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| CoreError::destination("sync", &path, e))
     }
 }
 
@@ -251,7 +252,14 @@ pub fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(), CoreEr
     let path = state_dir(snapshot_dir).join(INFO_FILE);
     let bytes = serde_json::to_vec_pretty(info)
         .map_err(|e| CoreError::io("encode", &path, std::io::Error::other(e)))?;
-    crate::fsutil::write_atomic(&path, &bytes)
+    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| match e {
+        CoreError::Io {
+            action,
+            path,
+            source,
+        } => CoreError::destination(action, &path, source),
+        other => other,
+    })
 }
 
 #[cfg(test)]

@@ -408,6 +408,12 @@ impl Collector<'_> {
         if p.change.is_change() && matches!(self.sink, Sink::Holding(_)) {
             self.start_writing(prev)?;
         }
+        if let Sink::Writing(applier, _) = &self.sink {
+            if applier.is_cancelled() {
+                // The destination failed: stop scanning; finish() reports why.
+                return Err(CoreError::Cancelled);
+            }
+        }
         match &mut self.sink {
             Sink::Holding(held) => held.push(Held::new(p, prev)),
             Sink::Writing(applier, pending) => {
@@ -440,13 +446,15 @@ impl Collector<'_> {
             .inspect_err(|_| writer.abort())?;
         self.stages.progress.finish();
         self.stages.progress.start(Phase::Copy, None, None);
+        let writer: Arc<dyn crate::stage::SnapshotWriter> = Arc::from(writer);
         let applier = Applier::start(
-            Arc::from(writer),
+            Arc::clone(&writer),
             metadata,
             self.opts.threads.max(1),
             Arc::clone(&self.stages.progress),
             self.scan_started_ns,
-        )?;
+        )
+        .inspect_err(|_| writer.abort())?;
         info!(snapshot = %name, "changes found; writing a new snapshot");
         self.snapshot_name = Some(name);
         let held = match std::mem::replace(&mut self.sink, Sink::Writing(applier, Vec::new())) {
@@ -472,6 +480,13 @@ impl Collector<'_> {
         }
         Ok(())
     }
+}
+
+/// Keeps the first report of each path (an unreadable path is seen by the
+/// scan and again when its last good copy is kept).
+fn dedup_failed(failed: &mut Vec<FailedPath>) {
+    let mut seen = HashSet::new();
+    failed.retain(|f| seen.insert(f.path.clone()));
 }
 
 fn add_failure(p: &PlannedEntry, failed: &mut Vec<FailedPath>) {
@@ -604,7 +619,14 @@ fn run_locked(
         Err(e) => {
             stages.progress.finish();
             if let Sink::Writing(applier, _) = std::mem::replace(&mut c.sink, Sink::Counting) {
-                applier.abort();
+                // A copy-stage failure is the real cause of a cancelled scan.
+                return match applier.finish() {
+                    Err(real) => Err(real),
+                    Ok(applied) => {
+                        applied.writer.abort();
+                        Err(e)
+                    }
+                };
             }
             return Err(e);
         }
@@ -666,6 +688,7 @@ fn run_locked(
     let sink = std::mem::replace(&mut c.sink, Sink::Counting);
     let mut report = c.report;
     report.failed.splice(0..0, scan_failures);
+    dedup_failed(&mut report.failed);
     let (applier, pending) = match sink {
         Sink::Writing(applier, pending) => (applier, pending),
         Sink::Holding(held) => {
@@ -716,6 +739,7 @@ fn run_locked(
     report.files_linked = files_linked;
     report.bytes_copied = bytes_copied;
     report.failed.extend(failed);
+    dedup_failed(&mut report.failed);
     report.files_failed = report.failed.len() as u64;
 
     let info = SnapshotInfo {
@@ -754,13 +778,23 @@ fn run_locked(
     // Rotation, then the metadata (a crash in between only leaves history
     // entries of deleted snapshots, which are ignored; the new snapshot is
     // adopted through its own manifest).
+    // From here on the snapshot is committed: problems are warnings, never
+    // a "failed" outcome.
     history.insert(name.clone());
-    let all = list_snapshots(
+    let all = match list_snapshots(
         &opts.destination,
         &opts.profile,
         Some(&opts.source),
         &history,
-    )?;
+    ) {
+        Ok(all) => all,
+        Err(e) => {
+            let msg = format!("rotation skipped: {}", error_chain(&e));
+            warn!("{msg}");
+            report.warnings.push(msg);
+            Vec::new()
+        }
+    };
     let doomed = deletable(stages, &all, &name);
     if !doomed.is_empty() {
         stages
@@ -803,7 +837,15 @@ fn run_locked(
         meta.backup_history
             .retain(|h| h.folder_name().is_none_or(|n| !gone.contains(n)));
     }
-    metadata.finish(&meta)?;
+    if let Err(e) = metadata.finish(&meta) {
+        let msg = format!(
+            "the snapshot is safe, but {} was not updated: {}; the next run rebuilds it from the snapshot",
+            opts.metadata_file.display(),
+            error_chain(&e)
+        );
+        warn!("{msg}");
+        report.warnings.push(msg);
+    }
     Ok(report)
 }
 
@@ -826,9 +868,10 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Flags a file modified within [`RACY_MARGIN_NS`] of the scan's start.
+/// Flags a file modified (or its status changed: tools that keep old
+/// mtimes still move ctime) within [`RACY_MARGIN_NS`] of the scan's start.
 fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
-    if m.kind == EntryKind::File && m.mtime_ns >= scan_started_ns - RACY_MARGIN_NS {
+    if m.kind == EntryKind::File && m.mtime_ns.max(m.ctime_ns) >= scan_started_ns - RACY_MARGIN_NS {
         m.rehash = true;
     }
     m

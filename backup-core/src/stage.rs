@@ -42,12 +42,29 @@ pub type ScanBatch = Vec<ScanEvent>;
 /// How many events a scanner should put in one [`ScanBatch`].
 pub const SCAN_BATCH: usize = 512;
 
+/// Sends `batch` unless `cancel` is set first: a scanner must not stay
+/// blocked on a full channel after the run was cancelled. Returns false when
+/// the scan should stop (cancelled, or nobody listens any more).
+pub fn send_batch(out: &Sender<ScanBatch>, mut batch: ScanBatch, cancel: &AtomicBool) -> bool {
+    use crossbeam_channel::SendTimeoutError;
+    loop {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        match out.send_timeout(batch, std::time::Duration::from_millis(100)) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(b)) => batch = b,
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+        }
+    }
+}
+
 /// Stage 1: walks the source and sends what it finds.
 pub trait Scanner: Send + Sync {
     /// Walks the source, sending events on `out` in walk order (a folder
     /// before its content), in batches of up to [`SCAN_BATCH`], until done or
-    /// `cancel` is set. A failed `send` means downstream stopped: return
-    /// quietly. Returns an error only when the walk cannot start (e.g. no
+    /// `cancel` is set (use [`send_batch`], which never blocks past a
+    /// cancel). A failed send means downstream stopped: return quietly. Returns an error only when the walk cannot start (e.g. no
     /// source).
     fn scan(&self, out: Sender<ScanBatch>, cancel: &AtomicBool) -> Result<(), CoreError>;
 }

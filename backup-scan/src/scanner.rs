@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use backup_core::{
-    CoreError, EntryKind, FileStat, RelPath, ScanBatch, ScanEntry, ScanEvent, Scanner, SCAN_BATCH,
+    send_batch, CoreError, EntryKind, FileStat, RelPath, ScanBatch, ScanEntry, ScanEvent, Scanner,
+    SCAN_BATCH,
 };
 use crossbeam_channel::Sender;
 use jwalk::{Parallelism, WalkDirGeneric};
@@ -222,13 +223,13 @@ impl Scanner for JwalkScanner {
             batch.push(event);
             if batch.len() >= SCAN_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
-                if out.send(full).is_err() {
+                if !send_batch(&out, full, cancel) {
                     return Ok(());
                 }
             }
         }
         if !batch.is_empty() {
-            let _ = out.send(batch);
+            send_batch(&out, batch, cancel);
         }
         Ok(())
     }

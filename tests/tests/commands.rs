@@ -1472,3 +1472,33 @@ fn closed_stdout_does_not_turn_a_good_backup_into_a_failure() {
     drop(list.stdout.take());
     assert_eq!(list.wait().unwrap().code(), Some(0));
 }
+
+/// `restore --overwrite` into a folder where a subfolder is now a symlink
+/// never writes through the symlink (outside the target).
+#[test]
+fn overwrite_restore_never_writes_through_a_symlinked_folder() {
+    let w = World::new("");
+    w.write("sub/secret.txt", "snapshot content");
+    w.write("top.txt", "top");
+    fs::set_permissions(w.src.join("sub"), fs::Permissions::from_mode(0o555)).unwrap();
+    let (name, _) = backup_created(&w);
+    let to = w.dir.path().join("restore-here");
+    let outside = w.dir.path().join("outside");
+    fs::create_dir_all(&to).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    symlink(&outside, to.join("sub")).unwrap();
+    let (r, v) = restore_json(&w, &name, &to, &["--overwrite"]);
+    assert_eq!(r.code, 1, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert!(v["errors"].to_string().contains("sub/secret.txt"), "{v}");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside the target"
+    );
+    assert_ne!(
+        fs::metadata(&outside).unwrap().permissions().mode() & 0o7777,
+        0o555,
+        "changed the mode of a folder outside the target"
+    );
+    assert_eq!(fs::read_to_string(to.join("top.txt")).unwrap(), "top");
+}

@@ -229,6 +229,11 @@ impl Applier {
         })
     }
 
+    /// Whether a fatal error stopped the copy stage (the scan should stop too).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
     /// Hands a batch of entries (in scan order) to the copy stage.
     pub(crate) fn send(&self, batch: Vec<PlannedEntry>) {
         if self.cancel.load(Ordering::Relaxed) {
@@ -270,10 +275,23 @@ impl Applier {
         }
         result
     }
+}
 
-    /// Stops and removes everything written.
-    pub(crate) fn abort(self) {
+impl Drop for Applier {
+    /// An applier dropped without `finish` (a panic in the run) stops its
+    /// threads and removes the partial snapshot before the lock is released.
+    fn drop(&mut self) {
+        if self.threads.is_empty() && self.recorder.is_none() {
+            return;
+        }
         self.cancel.store(true, Ordering::Relaxed);
-        let _ = self.finish();
+        self.feed = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(r) = self.recorder.take() {
+            let _ = r.join();
+        }
+        self.writer.abort();
     }
 }

@@ -64,7 +64,16 @@ where
         skipped_special: 0,
     };
     let mut callback_error = None;
+    /// Cancels the scan when the collector leaves the scope for any reason
+    /// (an error, a panic), so that the scanner never blocks the join.
+    struct CancelOnExit<'a>(&'a AtomicBool);
+    impl Drop for CancelOnExit<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let scan_result = std::thread::scope(|s| {
+        let cancel_on_exit = CancelOnExit(cancel);
         let scanner = &stages.scanner;
         let scan_handle = std::thread::Builder::new()
             .name("backup-scan".into())
@@ -141,9 +150,9 @@ where
                 }
             }
         }
-        scan_handle
-            .join()
-            .map_err(|_| CoreError::Panicked("scan"))?
+        let joined = scan_handle.join();
+        drop(cancel_on_exit);
+        joined.map_err(|_| CoreError::Panicked("scan"))?
     });
     if let Some(e) = callback_error {
         return Err(e);
@@ -199,17 +208,20 @@ pub(crate) fn carry_over_unreadable(
     unreadable_dirs: &[PathBuf],
 ) -> Vec<PlannedEntry> {
     let mut out = Vec::new();
-    if unreadable_dirs.is_empty() {
+    let unreadable: std::collections::HashSet<&std::path::Path> = unreadable_dirs
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    if unreadable.is_empty() {
         return out;
     }
     for (i, e) in prev.entries().iter().enumerate() {
         if seen[i] || !e.has_content {
             continue;
         }
-        let under = unreadable_dirs
-            .iter()
-            .any(|d| e.path.as_path() == d.as_path() || e.path.as_path().starts_with(d));
-        if !under {
+        // The path itself or one of its folders could not be read.
+        if !e.path.as_path().ancestors().any(|a| unreadable.contains(a)) {
             continue;
         }
         seen[i] = true;

@@ -51,9 +51,51 @@ pub fn open_source(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Mode and mtime to give the copy, set on the open file (no extra path
+/// lookups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetAttrs {
+    /// Leave the defaults.
+    None,
+    /// These permission bits and this mtime (nanoseconds).
+    Given {
+        /// Permission bits.
+        mode: u32,
+        /// Modification time, nanoseconds since the epoch.
+        mtime_ns: i64,
+    },
+    /// The source's mtime and its mode made read-only (snapshot files).
+    SourceReadOnly,
+}
+
+/// Read-only form of a file mode (no write bits, no set-id bits).
+pub(crate) fn read_only(mode: u32) -> u32 {
+    mode & 0o1555
+}
+
+thread_local! {
+    /// One read buffer per thread: allocating 256 KiB per file costs a
+    /// mapping and page faults for every small file.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; BUF_SIZE]);
+}
+
 /// Copies `src` to a new file `dst` (which must not exist), hashing while
 /// writing. Does not set the destination's mode or times.
 pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
+    copy_hashed_with(src, dst, SetAttrs::None)
+}
+
+/// [`copy_hashed`], then sets the copy's mode and mtime as `attrs` says.
+pub fn copy_hashed_with(src: &Path, dst: &Path, attrs: SetAttrs) -> Result<Copied, CopyError> {
+    BUFFER.with(|b| copy_with_buffer(src, dst, attrs, &mut b.borrow_mut()))
+}
+
+fn copy_with_buffer(
+    src: &Path,
+    dst: &Path,
+    attrs: SetAttrs,
+    buf: &mut [u8],
+) -> Result<Copied, CopyError> {
     let mut input = open_source(src).map_err(CopyError::Source)?;
     let before = input.metadata().map_err(CopyError::Source)?;
     let stat = FileStat::from_metadata(&before);
@@ -63,17 +105,18 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
         .open(dst)
         .map_err(CopyError::Destination)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUF_SIZE];
     let mut bytes = 0u64;
+    let mut trailing_hole = false;
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match input.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Source(e)),
         };
         hasher.update(&buf[..n]);
-        if is_zero(&buf[..n]) {
+        trailing_hole = is_zero(&buf[..n]);
+        if trailing_hole {
             // Leave a hole: sparse files stay sparse in snapshots and restores.
             output
                 .seek(SeekFrom::Current(n as i64))
@@ -85,9 +128,22 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
         }
         bytes += n as u64;
     }
-    // A trailing hole has to be made explicit.
-    output.set_len(bytes).map_err(CopyError::Destination)?;
-    output.flush().map_err(CopyError::Destination)?;
+    if trailing_hole {
+        // A trailing hole has to be made explicit.
+        output.set_len(bytes).map_err(CopyError::Destination)?;
+    }
+    let (mode, mtime_ns) = match attrs {
+        SetAttrs::None => (None, None),
+        SetAttrs::Given { mode, mtime_ns } => (Some(mode), Some(mtime_ns)),
+        SetAttrs::SourceReadOnly => (Some(read_only(stat.mode)), Some(stat.mtime_ns)),
+    };
+    if let Some(ns) = mtime_ns {
+        filetime::set_file_handle_times(&output, None, Some(file_time(ns)))
+            .map_err(CopyError::Destination)?;
+    }
+    if let Some(mode) = mode {
+        set_handle_mode(&output, mode).map_err(CopyError::Destination)?;
+    }
     let after = input
         .metadata()
         .map(|m| FileStat::from_metadata(&m))
@@ -128,14 +184,32 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, p)
 }
 
+/// Sets an open file's permission bits.
+#[cfg(unix)]
+fn set_handle_mode(f: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+/// Sets an open file's permission bits (off Unix: only read-only or not).
+#[cfg(not(unix))]
+fn set_handle_mode(f: &File, mode: u32) -> io::Result<()> {
+    let mut p = f.metadata()?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    f.set_permissions(p)
+}
+
 /// SHA-256 of a file and the bytes read, in constant memory.
 pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
+    BUFFER.with(|b| hash_with_buffer(path, &mut b.borrow_mut()))
+}
+
+fn hash_with_buffer(path: &Path, buf: &mut [u8]) -> io::Result<(ContentHash, u64)> {
     let mut f = File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0u64;
     loop {
-        match f.read(&mut buf) {
+        match f.read(buf) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buf[..n]);

@@ -29,7 +29,9 @@ pub mod store;
 mod sys;
 pub mod verify;
 
-pub use copy::{copy_hashed, hash_file, open_source, Copied, CopyError};
+pub use copy::{
+    copy_hashed, copy_hashed_with, hash_file, open_source, Copied, CopyError, SetAttrs,
+};
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use store::LocalStore;
 pub use verify::{verify, SnapshotPath, VerifyReport};

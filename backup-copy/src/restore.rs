@@ -13,7 +13,7 @@ use backup_core::manifest::read_manifest;
 use backup_core::{CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath};
 use serde::Serialize;
 
-use crate::copy::{copy_hashed, file_time, set_mode, CopyError};
+use crate::copy::{copy_hashed_with, file_time, set_mode, CopyError, SetAttrs};
 
 /// What to restore and where.
 #[derive(Clone, Debug)]
@@ -197,29 +197,39 @@ pub fn restore(
     let total_bytes: u64 = files.iter().map(|e| e.size).sum();
     progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
     let shared = Mutex::new(&mut report);
+    // Workers take runs of consecutive files (mostly one folder's), so two
+    // threads rarely write into the same folder at once.
+    const RUN: usize = 64;
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(e) = files.get(i) else { return };
-                let outcome = restore_file(opts, e);
-                progress.inc(1, e.size);
-                let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
-                match outcome {
-                    FileOutcome::Written(bytes) => {
-                        r.files_restored += 1;
-                        r.bytes_restored += bytes;
+                let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
+                let Some(run) = files.get(start..(start + RUN).min(files.len())) else {
+                    return;
+                };
+                if run.is_empty() {
+                    return;
+                }
+                for e in run {
+                    let outcome = restore_file(opts, e);
+                    progress.inc(1, e.size);
+                    let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    match outcome {
+                        FileOutcome::Written(bytes) => {
+                            r.files_restored += 1;
+                            r.bytes_restored += bytes;
+                        }
+                        FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
+                            path: e.path.to_string(),
+                            error: msg,
+                        }),
+                        FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
+                            path: e.path.to_string(),
+                            error: msg,
+                        }),
+                        FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
                     }
-                    FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
-                        path: e.path.to_string(),
-                        error: msg,
-                    }),
-                    FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
-                        path: e.path.to_string(),
-                        error: msg,
-                    }),
-                    FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
                 }
             });
         }
@@ -286,15 +296,29 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
             return FileOutcome::Error(err.to_string());
         }
     }
-    if let Some(parent) = dst.parent() {
-        if let Err(err) = fs::create_dir_all(parent) {
+    if opts.overwrite {
+        if let Err(err) = clear_non_dir(&dst) {
             return FileOutcome::Error(err.to_string());
         }
     }
-    if let Err(err) = clear_non_dir(&dst) {
-        return FileOutcome::Error(err.to_string());
+    let attrs = SetAttrs::Given {
+        mode: e.mode,
+        mtime_ns: e.mtime_ns,
+    };
+    let mut copied = copy_hashed_with(&src, &dst, attrs);
+    if let Err(CopyError::Destination(err)) = &copied {
+        // Its folder was not in the manifest (a partial restore of a file):
+        // make it, once, and try again.
+        if err.kind() == io::ErrorKind::NotFound {
+            if let Some(parent) = dst.parent() {
+                if let Err(err) = fs::create_dir_all(parent) {
+                    return FileOutcome::Error(err.to_string());
+                }
+            }
+            copied = copy_hashed_with(&src, &dst, attrs);
+        }
     }
-    let copied = match copy_hashed(&src, &dst) {
+    let copied = match copied {
         Ok(c) => c,
         Err(CopyError::Source(err)) => {
             return FileOutcome::Error(format!("cannot read {}: {err}", src.display()))
@@ -303,10 +327,6 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
             return FileOutcome::Error(format!("cannot write {}: {err}", dst.display()))
         }
     };
-    let _ = filetime::set_file_mtime(&dst, file_time(e.mtime_ns));
-    if let Err(err) = set_mode(&dst, e.mode) {
-        return FileOutcome::Error(format!("cannot set mode: {err}"));
-    }
     if Some(copied.hash) != e.sha256 {
         return FileOutcome::Mismatch(format!(
             "content does not match the manifest (SHA-256 {} expected, {} read)",

@@ -22,7 +22,10 @@ use backup_core::{
 };
 use tracing::{debug, warn};
 
-use crate::copy::{copy_hashed, file_time, is_fatal_destination_error, set_mode, CopyError};
+use crate::copy::{
+    copy_hashed_with, file_time, is_fatal_destination_error, read_only, set_mode, CopyError,
+    SetAttrs,
+};
 
 /// How often a file that changes while it is copied is copied again.
 pub const CHANGED_FILE_RETRIES: u32 = 3;
@@ -101,11 +104,6 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Read-only form of a file mode (no write bits, no set-id bits).
-fn read_only(mode: u32) -> u32 {
-    mode & 0o1555
-}
-
 impl LocalWriter {
     fn dest_err(&self, action: &'static str, path: &Path, e: io::Error) -> CoreError {
         CoreError::destination(action, path, e)
@@ -128,11 +126,6 @@ impl LocalWriter {
         }
     }
 
-    fn finish_file(&self, dst: &Path, mode: u32, mtime_ns: i64) -> io::Result<()> {
-        filetime::set_file_mtime(dst, file_time(mtime_ns))?;
-        set_mode(dst, read_only(mode))
-    }
-
     /// Copies the source file, retrying while it changes under us.
     fn copy_source(
         &self,
@@ -143,10 +136,12 @@ impl LocalWriter {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let copied = match self.with_parent(dst, || match copy_hashed(&src, dst) {
-                Ok(c) => Ok(Ok(c)),
-                Err(CopyError::Destination(e)) => Err(e),
-                Err(CopyError::Source(e)) => Ok(Err(e)),
+            let copied = match self.with_parent(dst, || {
+                match copy_hashed_with(&src, dst, SetAttrs::SourceReadOnly) {
+                    Ok(c) => Ok(Ok(c)),
+                    Err(CopyError::Destination(e)) => Err(e),
+                    Err(CopyError::Source(e)) => Ok(Err(e)),
+                }
             }) {
                 Ok(Ok(c)) => c,
                 Ok(Err(source_err)) => {
@@ -160,8 +155,6 @@ impl LocalWriter {
                 fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
                 continue;
             }
-            self.finish_file(dst, copied.stat.mode, copied.stat.mtime_ns)
-                .map_err(|e| self.dest_err("set attributes of", dst, e))?;
             let mut m = planned.to_manifest(Some(copied.hash));
             m.size = copied.bytes;
             m.mtime_ns = copied.stat.mtime_ns;
@@ -202,8 +195,12 @@ impl LocalWriter {
             Err(e) => debug!(from = %from.display(), error = %e, "hard link impossible; copying"),
         }
         let candidates = std::iter::once((from, true)).chain(source.map(|s| (s, false)));
+        let set = SetAttrs::Given {
+            mode: read_only(attrs.0),
+            mtime_ns: attrs.1,
+        };
         for (src, must_match) in candidates {
-            match self.with_parent(dst, || match copy_hashed(src, dst) {
+            match self.with_parent(dst, || match copy_hashed_with(src, dst, set) {
                 Ok(c) => Ok(Ok(c)),
                 Err(CopyError::Source(e)) => Ok(Err(e)),
                 Err(CopyError::Destination(e)) => Err(e),
@@ -214,8 +211,6 @@ impl LocalWriter {
                     fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
                 }
                 Ok(Ok(c)) => {
-                    self.finish_file(dst, attrs.0, attrs.1)
-                        .map_err(|e| self.dest_err("set attributes of", dst, e))?;
                     return Ok(Ok(LinkOutcome::Copied {
                         bytes: c.bytes,
                         hash: c.hash,

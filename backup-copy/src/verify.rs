@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use backup_core::manifest::{read_manifest, STATE_DIR};
@@ -61,13 +61,21 @@ fn inode_key(_m: &fs::Metadata) -> Option<InodeKey> {
     None
 }
 
+/// One file to hash; kept small (a large snapshot has hundreds of
+/// thousands): the snapshot by index, the path relative to it.
 struct FileCheck {
-    snapshot: String,
-    rel: String,
-    path: PathBuf,
+    snapshot: u32,
+    rel: backup_core::RelPath,
     expected: ContentHash,
     size: u64,
     key: Option<InodeKey>,
+}
+
+/// A 64-bit hash of a relative path, for the "listed in the manifest" set
+/// (a collision could only hide an unexpected path, with odds of 2^-64).
+fn path_key(hasher: &std::hash::RandomState, p: &Path) -> u64 {
+    use std::hash::BuildHasher;
+    hasher.hash_one(p.as_os_str().as_encoded_bytes())
 }
 
 /// Verifies `snapshots` with `threads` hashing threads.
@@ -78,12 +86,13 @@ pub fn verify(
 ) -> Result<VerifyReport, CoreError> {
     let mut report = VerifyReport::default();
     let mut checks: Vec<FileCheck> = Vec::new();
-    for snap in snapshots {
+    let hasher = std::hash::RandomState::new();
+    for (snap_index, snap) in snapshots.iter().enumerate() {
         report.snapshots_checked += 1;
-        let mut listed: HashSet<PathBuf> = HashSet::new();
+        let mut listed: HashSet<u64> = HashSet::new();
         for e in read_manifest(&snap.path)? {
             let e = e?;
-            listed.insert(e.path.as_path().to_path_buf());
+            listed.insert(path_key(&hasher, e.path.as_path()));
             if e.status == Some(EntryStatus::Failed) {
                 continue;
             }
@@ -117,9 +126,8 @@ pub fn verify(
                         report.corrupt.push(sp());
                     } else if let Some(expected) = e.sha256 {
                         checks.push(FileCheck {
-                            snapshot: snap.name.clone(),
-                            rel: e.path.to_string(),
-                            path: full,
+                            snapshot: snap_index as u32,
+                            rel: e.path,
                             expected,
                             size: e.size,
                             key: inode_key(&meta),
@@ -132,6 +140,7 @@ pub fn verify(
             &snap.path,
             &snap.path,
             &listed,
+            &hasher,
             &snap.name,
             &mut report.unexpected,
         )?;
@@ -152,7 +161,7 @@ pub fn verify(
     }
     let total: u64 = to_hash.iter().map(|&i| checks[i].size).sum();
     progress.start(Phase::Verify, Some(to_hash.len() as u64), Some(total));
-    let results: Mutex<HashMap<usize, Option<ContentHash>>> = Mutex::new(HashMap::new());
+    let results: Mutex<Vec<Option<ContentHash>>> = Mutex::new(vec![None; checks.len()]);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -160,15 +169,16 @@ pub fn verify(
             s.spawn(|| loop {
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&i) = to_hash.get(n) else { return };
-                let h = crate::copy::hash_file(&checks[i].path).ok();
+                let c = &checks[i];
+                let full = c.rel.under(&snapshots[c.snapshot as usize].path);
+                let h = crate::copy::hash_file(&full).ok();
                 if let Some((_, len)) = h {
                     bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 }
                 progress.inc(1, checks[i].size);
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(i, h.map(|(h, _)| h));
+                if let Some(slot) = results.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
+                    *slot = h.map(|(h, _)| h);
+                }
             });
         }
     });
@@ -177,11 +187,11 @@ pub fn verify(
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     for (i, c) in checks.iter().enumerate() {
         let idx = c.key.and_then(|k| first_of.get(&k).copied()).unwrap_or(i);
-        let actual = results.get(&idx).copied().flatten();
+        let actual = results.get(idx).copied().flatten();
         if actual != Some(c.expected) {
             report.corrupt.push(SnapshotPath {
-                snapshot: c.snapshot.clone(),
-                path: c.rel.clone(),
+                snapshot: snapshots[c.snapshot as usize].name.clone(),
+                path: c.rel.to_string(),
             });
         }
     }
@@ -194,7 +204,8 @@ pub fn verify(
 fn find_unexpected(
     root: &Path,
     dir: &Path,
-    listed: &HashSet<PathBuf>,
+    listed: &HashSet<u64>,
+    hasher: &std::hash::RandomState,
     snapshot: &str,
     out: &mut Vec<SnapshotPath>,
 ) -> Result<(), CoreError> {
@@ -206,7 +217,7 @@ fn find_unexpected(
         if dir == root && entry.file_name() == STATE_DIR {
             continue;
         }
-        if !listed.contains(&rel) {
+        if !listed.contains(&path_key(hasher, &rel)) {
             out.push(SnapshotPath {
                 snapshot: snapshot.to_owned(),
                 path: rel.display().to_string(),
@@ -214,7 +225,7 @@ fn find_unexpected(
             continue;
         }
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            find_unexpected(root, &path, listed, snapshot, out)?;
+            find_unexpected(root, &path, listed, hasher, snapshot, out)?;
         }
     }
     Ok(())

@@ -279,8 +279,8 @@ enum Held {
         stat: crate::entry::FileStat,
         change: Change,
     },
-    /// Anything else.
-    Full(PlannedEntry),
+    /// Anything else (boxed: rare, and it keeps every held entry small).
+    Full(Box<PlannedEntry>),
 }
 
 impl Held {
@@ -304,13 +304,13 @@ impl Held {
                 stat: p.entry.stat,
                 change: p.change,
             },
-            None => Held::Full(p),
+            None => Held::Full(Box::new(p)),
         }
     }
 
     fn into_planned(self, prev: &PrevIndex) -> Option<PlannedEntry> {
         match self {
-            Held::Full(p) => Some(p),
+            Held::Full(p) => Some(*p),
             Held::Same {
                 prev: i,
                 stat,

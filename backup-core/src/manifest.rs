@@ -187,23 +187,47 @@ pub fn read_manifest(
 ) -> Result<impl Iterator<Item = Result<ManifestEntry, CoreError>>, CoreError> {
     let path = state_dir(snapshot_dir).join(MANIFEST_FILE);
     let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
-    let reader = BufReader::with_capacity(1 << 16, file);
-    let mut line_no = 0u64;
-    Ok(reader.split(b'\n').filter_map(move |line| {
-        line_no += 1;
-        match line {
-            Err(e) => Some(Err(CoreError::io("read manifest", &path, e))),
-            Ok(l) if l.iter().all(u8::is_ascii_whitespace) => None,
-            Ok(l) => {
-                Some(
-                    serde_json::from_slice::<ManifestEntry>(&l).map_err(|e| CoreError::Corrupt {
-                        path: path.clone(),
-                        reason: format!("line {line_no}: {e}"),
-                    }),
-                )
+    Ok(ManifestLines {
+        reader: BufReader::with_capacity(1 << 16, file),
+        line: Vec::with_capacity(512),
+        line_no: 0,
+        path,
+    })
+}
+
+/// Manifest entries, one per line, parsed from one reused line buffer.
+struct ManifestLines {
+    reader: BufReader<File>,
+    line: Vec<u8>,
+    line_no: u64,
+    path: PathBuf,
+}
+
+impl Iterator for ManifestLines {
+    type Item = Result<ManifestEntry, CoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.line.clear();
+            match self.reader.read_until(b'\n', &mut self.line) {
+                Err(e) => return Some(Err(CoreError::io("read manifest", &self.path, e))),
+                Ok(0) => return None,
+                Ok(_) => {}
             }
+            self.line_no += 1;
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(
+                serde_json::from_slice::<ManifestEntry>(&self.line).map_err(|e| {
+                    CoreError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("line {}: {e}", self.line_no),
+                    }
+                }),
+            );
         }
-    }))
+    }
 }
 
 /// Writes manifest lines; the file lives inside the snapshot being written,

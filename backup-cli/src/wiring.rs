@@ -7,7 +7,7 @@ use backup_config::{ConfigError, Profile};
 use backup_copy::LocalStore;
 use backup_core::metadata::MetadataLoad;
 use backup_core::snapshot::list_snapshots;
-use backup_core::{BackupMetadata, CoreError, Progress, RunOptions, SnapshotRef, Stages};
+use backup_core::{CoreError, Progress, RunOptions, SnapshotRef, Stages};
 use backup_hash::HashDiffer;
 use backup_rotate::LocalRemover;
 use backup_scan::JwalkScanner;
@@ -46,7 +46,8 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
 /// The profile's snapshots, oldest first, from the destination (and the
 /// metadata history, when the metadata file is still there).
 pub fn snapshots(profile: &Profile) -> Result<Vec<SnapshotRef>, CoreError> {
-    let history: HashSet<String> = match BackupMetadata::load(&profile.metadata_file) {
+    let history: HashSet<String> = match backup_core::metadata::load_summary(&profile.metadata_file)
+    {
         MetadataLoad::Loaded(m) => m
             .backup_history
             .iter()

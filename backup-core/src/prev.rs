@@ -61,9 +61,20 @@ impl PrevIndex {
             snapshot_dir: Some(dir.to_path_buf()),
             ..PrevIndex::default()
         };
+        // Reserve once from the manifest's size (a line is rarely under 120
+        // bytes) instead of doubling, which leaves up to half unused.
+        let manifest = crate::manifest::state_dir(dir).join(crate::manifest::MANIFEST_FILE);
+        if let Ok(m) = std::fs::metadata(&manifest) {
+            let estimate = (m.len() / 120).min(1 << 26) as usize;
+            index.entries.reserve(estimate);
+            index.by_path.reserve(estimate);
+        }
         for entry in read_manifest(dir)? {
             index.push(entry?);
         }
+        index.entries.shrink_to_fit();
+        index.by_path.shrink_to_fit();
+        index.by_hash.shrink_to_fit();
         Ok(index)
     }
 

@@ -415,7 +415,13 @@ impl Collector<'_> {
             }
         }
         match &mut self.sink {
-            Sink::Holding(held) => held.push(Held::new(p, prev)),
+            Sink::Holding(held) => {
+                if held.capacity() == 0 {
+                    // An unchanged tree has as many entries as the last one.
+                    held.reserve_exact(prev.len() + 64);
+                }
+                held.push(Held::new(p, prev))
+            }
             Sink::Writing(applier, pending) => {
                 pending.push(p);
                 if pending.len() >= FEED_BATCH {

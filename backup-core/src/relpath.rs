@@ -135,18 +135,32 @@ pub fn serialize_os<S: Serializer>(s: &OsStr, serializer: S) -> Result<S::Ok, S:
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredPath {
-    Text(String),
-    Raw { hex: String },
-}
-
-/// Reads a path stored by [`serialize_os`].
+/// Reads a path stored by [`serialize_os`]: a string, or `{"hex": "…"}`.
+/// (A hand-written visitor: `#[serde(untagged)]` would buffer every value
+/// first, which is slow for manifests with hundreds of thousands of lines.)
 pub fn deserialize_os<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PathBuf, D::Error> {
-    match StoredPath::deserialize(deserializer)? {
-        StoredPath::Text(s) => Ok(PathBuf::from(s)),
-        StoredPath::Raw { hex } => {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = PathBuf;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a path string or {\"hex\": ...}")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PathBuf, E> {
+            Ok(PathBuf::from(v))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PathBuf, E> {
+            Ok(PathBuf::from(v))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PathBuf, A::Error> {
+            let mut hex: Option<String> = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "hex" {
+                    hex = Some(map.next_value()?);
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            let hex = hex.ok_or_else(|| serde::de::Error::missing_field("hex"))?;
             if hex.len() % 2 != 0 {
                 return Err(serde::de::Error::custom("odd length hex path"));
             }
@@ -161,6 +175,7 @@ pub fn deserialize_os<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Path
             Ok(os_from_bytes(bytes))
         }
     }
+    deserializer.deserialize_any(Visit)
 }
 
 impl Serialize for RelPath {

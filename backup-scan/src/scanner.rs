@@ -1,10 +1,11 @@
-//! [`JwalkScanner`]: the parallel walk of the source.
+//! [`JwalkScanner`]: the walk of the source.
 //!
-//! jwalk reads folders on a rayon pool; the `process_read_dir` callback,
-//! which runs on those threads, drops excluded children (so excluded
-//! folders are never entered), `lstat`s the rest and reads symlink targets.
-//! The iterator then yields entries parent-first on the scan thread, which
-//! sends them down a bounded channel.
+//! jwalk reads folders (serially by default, or on a rayon pool, see
+//! [`ScanOptions::threads`]); the `process_read_dir` callback drops
+//! excluded children (so excluded folders are never entered), `lstat`s the
+//! rest relative to the open folder and reads symlink targets. The iterator
+//! yields entries parent-first on the scan thread, which sends them in
+//! batches down a bounded channel; the stages after it run in parallel.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -47,7 +48,12 @@ pub struct ScanOptions {
     pub exclude_if_present: Vec<String>,
     /// Honour `.gitignore` files in the source.
     pub respect_gitignore: bool,
-    /// Walker threads (0: one per core).
+    /// Walker threads. 0 or 1 (the default): one thread walks, at the
+    /// speed of `find`, and never gets ahead of the stages downstream by
+    /// more than their bounded channels. N > 1: a rayon pool of N, faster
+    /// on very wide trees, but jwalk then reads ahead without bound while
+    /// downstream is busy (measured: about 260 bytes an entry, 52 MB on
+    /// 200,000 files).
     pub threads: usize,
 }
 
@@ -98,12 +104,8 @@ impl Scanner for JwalkScanner {
         fs::read_dir(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
 
         let opts = Arc::clone(&self.opts);
-        let threads = match opts.threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let parallelism = match threads {
-            1 => Parallelism::Serial,
+        let parallelism = match opts.threads {
+            0 | 1 => Parallelism::Serial,
             n => Parallelism::RayonNewPool(n),
         };
         let excluded_names: Vec<OsString> = opts

@@ -355,7 +355,9 @@ impl Profile {
             exclude_caches: self.exclude_caches,
             exclude_if_present: self.exclude_if_present.clone(),
             respect_gitignore: self.respect_gitignore,
-            threads: self.threads,
+            // The walk is serial (memory stays flat); `threads` sizes the
+            // hash and copy workers.
+            threads: 0,
         })
     }
 

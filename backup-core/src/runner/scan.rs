@@ -53,7 +53,9 @@ where
     C: FnMut(&PrevIndex, PlannedEntry) -> Result<(), CoreError>,
 {
     let threads = opts.threads.max(1);
-    let (scan_tx, scan_rx) = bounded::<ScanBatch>(32);
+    // Up to 256 batches (131,072 entries, about 20 MB) let the serial walk
+    // run ahead while the previous index loads, and no further.
+    let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
     let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(16);
     let prev_slot: std::sync::OnceLock<PrevIndex> = std::sync::OnceLock::new();
     let taker = Mutex::new((0u64, scan_rx));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::entry::{EntryKind, FileStat};
 use crate::error::CoreError;
 use crate::manifest::{read_manifest, ManifestEntry};
-use crate::metadata::{BackupMetadata, FileRecord};
+use crate::metadata::FileRecord;
 use crate::{ContentHash, RelPath};
 
 /// One path of the previous snapshot.
@@ -126,17 +126,10 @@ impl PrevIndex {
         }
     }
 
-    /// Refreshes fast-path facts from the metadata file: where a record's
-    /// checksum and size match the snapshot's, its newer mtime/ctime/inode
-    /// replace the snapshot's (a run that only saw mtime changes records them
-    /// there without making a snapshot).
-    pub fn apply_metadata(&mut self, meta: &BackupMetadata) {
-        for (path, rec) in &meta.file_checksums {
-            self.apply_record(path, rec);
-        }
-    }
-
-    /// [`PrevIndex::apply_metadata`] for one record.
+    /// Refreshes the fast-path facts of one path from its metadata record:
+    /// where the record's checksum and size match the snapshot's, its newer
+    /// mtime/ctime/inode replace the snapshot's (a run that only saw mtime
+    /// changes records them there without making a snapshot).
     pub fn apply_record(&mut self, path: &str, rec: &FileRecord) {
         let (Some(mtime_ns), Some(ctime_ns), Some(ino)) = (rec.mtime_ns, rec.ctime_ns, rec.inode)
         else {

@@ -70,6 +70,10 @@ pub enum Command {
         /// Verify every snapshot.
         #[arg(long, conflicts_with = "snapshot")]
         all: bool,
+        /// Only check that every file's content is there with the right
+        /// size (object storage: one lookup per content, no download).
+        #[arg(long)]
+        quick: bool,
     },
     /// What changed between two snapshots, or a snapshot and the source now.
     Diff {

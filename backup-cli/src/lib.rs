@@ -27,7 +27,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use backup_config::Profile;
 use backup_core::diff::{diff_snapshots, diff_with_source};
-use backup_core::runner::error_chain;
+use backup_core::runner::{error_chain, load_previous};
 use backup_core::snapshot::resolve_snapshot;
 use backup_core::{
     run_backup, NoProgress, Outcome, Progress, RelPath, RunLock, RunReport, SnapshotStatus,
@@ -36,6 +36,7 @@ use chrono::Local;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command};
+use crate::wiring::{Destination, WiringError};
 
 /// Exit code for usage and profile errors.
 const USAGE: u8 = 2;
@@ -120,9 +121,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             overwrite,
         }) => cmd_restore(&cli, &profile, snapshot, to, paths, *overwrite, &*progress),
-        Some(Command::Verify { snapshot, all }) => {
-            cmd_verify(&cli, &profile, snapshot.as_deref(), *all, &*progress)
-        }
+        Some(Command::Verify {
+            snapshot,
+            all,
+            quick,
+        }) => cmd_verify(
+            &cli,
+            &profile,
+            snapshot.as_deref(),
+            (*all, *quick),
+            &*progress,
+        ),
         Some(Command::Diff { a, b }) => {
             cmd_diff(&cli, &profile, a.as_deref(), b.as_deref(), progress)
         }
@@ -144,7 +153,13 @@ fn cmd_backup(
     }
     let stages = match wiring::stages(profile, progress) {
         Ok(s) => s,
-        Err(e) => return Ok(usage_error(e)),
+        Err(e) => {
+            tracing::error!("{e}");
+            if cli.json {
+                print_json(&serde_json::json!({"outcome": "failed", "error": e.to_string()}))?;
+            }
+            return Ok(wiring_error(&e));
+        }
     };
     let opts = wiring::run_options(profile, cli.backup.force, cli.backup.dry_run);
     let report = run_backup(&opts, &stages);
@@ -154,6 +169,28 @@ fn cmd_backup(
         print_backup_summary(&report, cli.quiet);
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Reports a setup problem; returns its exit code.
+fn wiring_error(e: &WiringError) -> ExitCode {
+    eprintln!("backup-cli: error: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Opens the profile's destination and lists its snapshots.
+fn open_snapshots(
+    profile: &Profile,
+) -> Result<(Destination, Vec<backup_core::SnapshotRef>), ExitCode> {
+    let dest = Destination::open(profile).map_err(|e| {
+        tracing::error!("{e}");
+        wiring_error(&e)
+    })?;
+    let snaps = wiring::snapshots(profile, &*dest.store()).map_err(|e| {
+        let e = WiringError::Destination(e);
+        tracing::error!("{e}");
+        wiring_error(&e)
+    })?;
+    Ok((dest, snaps))
 }
 
 fn print_backup_summary(r: &RunReport, quiet: bool) {
@@ -247,7 +284,10 @@ struct ListedSnapshot {
 }
 
 fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
-    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let (_, snaps) = match open_snapshots(profile) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let rows: Vec<ListedSnapshot> = snaps
         .iter()
         .map(|s| ListedSnapshot {
@@ -310,13 +350,23 @@ struct StatusReport {
 }
 
 fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
-    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let (dest, snaps) = match open_snapshots(profile) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let last = snaps.last();
     let today = Local::now().date_naive();
     let made_today = last.is_some_and(|s| s.created.with_timezone(&Local).date_naive() == today);
     let lock_holder = RunLock::holder(&profile.lock_file).unwrap_or(None);
-    let mut probe = profile.destination.clone();
-    while !probe.exists() && probe.pop() {}
+    let free_bytes = match &dest {
+        Destination::Local(_) => {
+            let mut probe = profile.destination.clone();
+            while !probe.exists() && probe.pop() {}
+            backup_core::fsutil::free_space(&probe).ok()
+        }
+        #[cfg(feature = "s3")]
+        Destination::S3(_) => None,
+    };
     let status = StatusReport {
         profile: profile.name.clone(),
         source: profile.source.display().to_string(),
@@ -326,7 +376,7 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
         backup_due: !(profile.once_per_day && made_today),
         once_per_day: profile.once_per_day,
         lock_holder,
-        destination_free_bytes: backup_core::fsutil::free_space(&probe).ok(),
+        destination_free_bytes: free_bytes,
         snapshots: snaps.len(),
         max_backups: profile.max_backups,
     };
@@ -376,7 +426,10 @@ fn cmd_restore(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let (dest, snaps) = match open_snapshots(profile) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let snap = match resolve_snapshot(&snaps, snapshot) {
         Ok(s) => s,
         Err(e) => return Ok(usage_error(e)),
@@ -393,13 +446,12 @@ fn cmd_restore(
         }
     }
     let opts = backup_copy::RestoreOptions {
-        snapshot_dir: snap.path.clone(),
         target: to.to_path_buf(),
         paths: rel_paths,
         overwrite,
         threads: profile.worker_threads(),
     };
-    let report = match backup_copy::restore(&opts, progress) {
+    let report = match backup_copy::restore(&*dest.store(), snap, &opts, progress) {
         Ok(r) => r,
         Err(
             e @ (backup_copy::RestoreError::TargetNotEmpty(_)
@@ -461,10 +513,13 @@ fn cmd_verify(
     cli: &Cli,
     profile: &Profile,
     snapshot: Option<&str>,
-    all: bool,
+    (all, quick): (bool, bool),
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let (dest, snaps) = match open_snapshots(profile) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let chosen: Vec<backup_core::SnapshotRef> = if all {
         snaps.iter().filter(|s| s.info.is_some()).cloned().collect()
     } else {
@@ -473,7 +528,14 @@ fn cmd_verify(
             Err(e) => return Ok(usage_error(e)),
         }
     };
-    let report = backup_copy::verify(&chosen, profile.worker_threads(), progress)
+    let verified = match &dest {
+        Destination::Local(_) => {
+            backup_copy::verify(&chosen, profile.worker_threads(), quick, progress)
+        }
+        #[cfg(feature = "s3")]
+        Destination::S3(s3) => s3.verify(&chosen, quick, 16, progress),
+    };
+    let report = verified
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
         .context("verify failed")?;
     tracing::info!(
@@ -520,7 +582,10 @@ fn cmd_diff(
     b: Option<&str>,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = wiring::snapshots(profile).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let (dest, snaps) = match open_snapshots(profile) {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let older = match resolve_snapshot(&snaps, a.unwrap_or("latest")) {
         Ok(s) => s,
         Err(e) => return Ok(usage_error(e)),
@@ -531,7 +596,10 @@ fn cmd_diff(
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(e)),
             };
-            let d = diff_snapshots(&older.path, &newer.path)
+            let store = dest.store();
+            let d = store
+                .read_manifest(older)
+                .and_then(|a| diff_snapshots(a, store.read_manifest(newer)?))
                 .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
             (d, newer.name.clone())
         }
@@ -541,10 +609,11 @@ fn cmd_diff(
             }
             let stages = match wiring::stages(profile, progress) {
                 Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
+                Err(e) => return Ok(wiring_error(&e)),
             };
             let opts = wiring::run_options(profile, false, true);
-            let d = diff_with_source(&older.path, &opts, &stages)
+            let d = load_previous(&stages, older)
+                .and_then(|prev| diff_with_source(prev, &opts, &stages))
                 .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
             (d, "the source now".to_string())
         }

@@ -1,35 +1,132 @@
 //! Wiring: the one place that picks the concrete stages for a profile.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_config::{ConfigError, Profile};
 use backup_copy::LocalStore;
 use backup_core::metadata::MetadataLoad;
-use backup_core::snapshot::list_snapshots;
-use backup_core::{CoreError, Progress, RunOptions, SnapshotRef, Stages};
+use backup_core::runner::error_chain;
+use backup_core::{
+    CoreError, Progress, RunOptions, SnapshotRef, SnapshotRemover, SnapshotStore, Stages,
+};
 use backup_hash::HashDiffer;
 use backup_rotate::LocalRemover;
 use backup_scan::JwalkScanner;
 
-/// The standard stages for `profile`: jwalk scan, hash/diff, local
-/// hard-link snapshots, the profile's retention rules.
-pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, ConfigError> {
+/// Why the stages for a profile cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// The profile is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The destination cannot be reached or used (e.g. credentials refused).
+    #[error("{}", error_chain(.0))]
+    Destination(CoreError),
+    /// The profile names an S3 destination but this build has no S3 support.
+    #[error("profile {}: key `destination`: {url} is object storage, but this backup-cli was built without S3 support; install it with `cargo install --path backup-cli --features s3`", profile.display())]
+    NoS3Support {
+        /// The profile file.
+        profile: PathBuf,
+        /// The destination URL.
+        url: String,
+    },
+}
+
+impl WiringError {
+    /// The process exit code: 2 for a profile to fix, 1 for a destination
+    /// that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WiringError::Destination(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// The destination of a profile, connected.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    /// A local folder of hard-linked snapshot folders.
+    Local(LocalStore),
+    /// An S3-compatible bucket (feature `s3`).
+    #[cfg(feature = "s3")]
+    S3(backup_copy::s3::S3Store),
+}
+
+impl Destination {
+    /// Opens the destination of `profile`. For object storage this checks
+    /// the credentials and the bucket, so problems show before any scan.
+    pub fn open(profile: &Profile) -> Result<Destination, WiringError> {
+        let source = backup_config::canonical_or_lexical(&profile.source);
+        match &profile.s3 {
+            None => Ok(Destination::Local(LocalStore::new(
+                source,
+                profile.destination.clone(),
+            ))),
+            #[cfg(feature = "s3")]
+            Some(s3) => {
+                let opts = backup_copy::s3::S3Options {
+                    bucket: s3.bucket.clone(),
+                    prefix: s3.prefix.clone(),
+                    endpoint: s3.endpoint.clone(),
+                    region: s3.region.clone(),
+                    access_key_env: s3.access_key_env.clone(),
+                    secret_key_env: s3.secret_key_env.clone(),
+                };
+                backup_copy::s3::S3Store::connect(&opts, &profile.name, source)
+                    .map(Destination::S3)
+                    .map_err(WiringError::Destination)
+            }
+            #[cfg(not(feature = "s3"))]
+            Some(s3) => Err(WiringError::NoS3Support {
+                profile: profile.path.clone(),
+                url: s3.url(),
+            }),
+        }
+    }
+
+    /// The store (stage 3) for this destination.
+    pub fn store(&self) -> Box<dyn SnapshotStore> {
+        match self {
+            Destination::Local(l) => Box::new(l.clone()),
+            #[cfg(feature = "s3")]
+            Destination::S3(s) => Box::new(s.clone()),
+        }
+    }
+
+    /// The remover (stage 4b) for this destination.
+    pub fn remover(&self) -> Box<dyn SnapshotRemover> {
+        match self {
+            Destination::Local(_) => Box::new(LocalRemover),
+            #[cfg(feature = "s3")]
+            Destination::S3(s) => Box::new(s.remover()),
+        }
+    }
+}
+
+/// The standard stages for `profile`: jwalk scan, hash/diff, its
+/// destination (local hard-link snapshots or object storage), the
+/// profile's retention rules.
+pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, WiringError> {
     let scan = profile.scan_options()?;
     let source = scan.root.clone();
+    let destination = Destination::open(profile)?;
     Ok(Stages {
         scanner: Box::new(JwalkScanner::new(scan)),
         filters: Vec::new(),
-        differ: Box::new(HashDiffer::new(source.clone())),
-        store: Box::new(LocalStore::new(source, profile.destination.clone())),
+        differ: Box::new(HashDiffer::new(source)),
+        store: destination.store(),
         retention: Box::new(profile.keep_rules()),
-        remover: Box::new(LocalRemover),
+        remover: destination.remover(),
         progress,
     })
 }
 
 /// Run options for `profile`.
 pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions {
+    let threads = profile.worker_threads();
     RunOptions {
         profile: profile.name.clone(),
         source: backup_config::canonical_or_lexical(&profile.source),
@@ -39,13 +136,21 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
         once_per_day: profile.once_per_day,
         force,
         dry_run,
-        threads: profile.worker_threads(),
+        // Uploads wait on the network more than on the disk or the CPU.
+        threads: if profile.s3.is_some() {
+            threads.max(8)
+        } else {
+            threads
+        },
     }
 }
 
-/// The profile's snapshots, oldest first, from the destination (and the
-/// metadata history, when the metadata file is still there).
-pub fn snapshots(profile: &Profile) -> Result<Vec<SnapshotRef>, CoreError> {
+/// The profile's snapshots in `store`, oldest first (the metadata history
+/// counts too, when the metadata file is still there).
+pub fn snapshots(
+    profile: &Profile,
+    store: &dyn SnapshotStore,
+) -> Result<Vec<SnapshotRef>, CoreError> {
     let history: HashSet<String> = match backup_core::metadata::load_summary(&profile.metadata_file)
     {
         MetadataLoad::Loaded(m) => m
@@ -56,5 +161,5 @@ pub fn snapshots(profile: &Profile) -> Result<Vec<SnapshotRef>, CoreError> {
         _ => HashSet::new(),
     };
     let source = backup_config::canonical_or_lexical(&profile.source);
-    list_snapshots(&profile.destination, &profile.name, Some(&source), &history)
+    store.list(&profile.name, Some(&source), &history)
 }

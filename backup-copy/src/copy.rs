@@ -104,34 +104,7 @@ fn copy_with_buffer(
         .create_new(true)
         .open(dst)
         .map_err(CopyError::Destination)?;
-    let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
-    let mut trailing_hole = false;
-    loop {
-        let n = match input.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Source(e)),
-        };
-        hasher.update(&buf[..n]);
-        trailing_hole = is_zero(&buf[..n]);
-        if trailing_hole {
-            // Leave a hole: sparse files stay sparse in snapshots and restores.
-            output
-                .seek(SeekFrom::Current(n as i64))
-                .map_err(CopyError::Destination)?;
-        } else {
-            output
-                .write_all(&buf[..n])
-                .map_err(CopyError::Destination)?;
-        }
-        bytes += n as u64;
-    }
-    if trailing_hole {
-        // A trailing hole has to be made explicit.
-        output.set_len(bytes).map_err(CopyError::Destination)?;
-    }
+    let (hash, bytes) = write_hashed(&mut input, &mut output, buf)?;
     let (mode, mtime_ns) = match attrs {
         SetAttrs::None => (None, None),
         SetAttrs::Given { mode, mtime_ns } => (Some(mode), Some(mtime_ns)),
@@ -151,7 +124,7 @@ fn copy_with_buffer(
     let changed_during_copy =
         after.size != stat.size || after.mtime_ns != stat.mtime_ns || bytes != stat.size;
     Ok(Copied {
-        hash: ContentHash(hasher.finalize().into()),
+        hash,
         bytes,
         stat: FileStat {
             size: bytes,
@@ -159,6 +132,65 @@ fn copy_with_buffer(
         },
         changed_during_copy,
     })
+}
+
+/// Writes everything `input` yields to `output`, hashing it, leaving holes
+/// for blocks of zeros (sparse files stay sparse in snapshots and
+/// restores). Returns the hash and the byte count.
+fn write_hashed(
+    input: &mut dyn Read,
+    output: &mut File,
+    buf: &mut [u8],
+) -> Result<(ContentHash, u64), CopyError> {
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut trailing_hole = false;
+    loop {
+        let n = match input.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Source(e)),
+        };
+        hasher.update(&buf[..n]);
+        trailing_hole = is_zero(&buf[..n]);
+        if trailing_hole {
+            output
+                .seek(SeekFrom::Current(n as i64))
+                .map_err(CopyError::Destination)?;
+        } else {
+            output
+                .write_all(&buf[..n])
+                .map_err(CopyError::Destination)?;
+        }
+        bytes += n as u64;
+    }
+    if trailing_hole {
+        // A trailing hole has to be made explicit.
+        output.set_len(bytes).map_err(CopyError::Destination)?;
+    }
+    Ok((ContentHash(hasher.finalize().into()), bytes))
+}
+
+/// Copies everything `input` yields (e.g. a download) to a new file `dst`
+/// (which must not exist), hashing it, then gives the copy `mode` and
+/// `mtime_ns`. Returns the hash and the byte count.
+pub fn copy_stream_hashed(
+    input: &mut dyn Read,
+    dst: &Path,
+    mode: u32,
+    mtime_ns: i64,
+) -> Result<(ContentHash, u64), CopyError> {
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(CopyError::Destination)?;
+    let written = BUFFER.with(|b| write_hashed(input, &mut output, &mut b.borrow_mut()))?;
+    filetime::set_file_handle_times(&output, None, Some(file_time(mtime_ns)))
+        .map_err(CopyError::Destination)?;
+    set_handle_mode(&output, mode).map_err(CopyError::Destination)?;
+    Ok(written)
 }
 
 /// A file time from nanoseconds since the epoch.

@@ -25,12 +25,14 @@
 
 pub mod copy;
 pub mod restore;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod store;
 mod sys;
 pub mod verify;
 
 pub use copy::{
-    copy_hashed, copy_hashed_with, hash_file, open_source, Copied, CopyError, SetAttrs,
+    copy_hashed, copy_hashed_with, copy_stream_hashed, hash_file, open_source, Copied, CopyError, SetAttrs,
 };
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use store::LocalStore;

@@ -9,17 +9,19 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use backup_core::manifest::read_manifest;
-use backup_core::{CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath};
+use backup_core::{
+    Content, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath,
+    SnapshotRef, SnapshotStore,
+};
 use serde::Serialize;
 
-use crate::copy::{copy_hashed_with, file_time, set_mode, CopyError, SetAttrs};
+use crate::copy::{
+    copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs,
+};
 
 /// What to restore and where.
 #[derive(Clone, Debug)]
 pub struct RestoreOptions {
-    /// The snapshot folder.
-    pub snapshot_dir: PathBuf,
     /// The folder to restore into (created if missing).
     pub target: PathBuf,
     /// Restore only these files/folders (all when empty).
@@ -120,13 +122,15 @@ fn clear_non_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Restores according to `opts`.
+/// Restores `snapshot` of `store` according to `opts`.
 pub fn restore(
+    store: &dyn SnapshotStore,
+    snapshot: &SnapshotRef,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
     let mut entries: Vec<ManifestEntry> = Vec::new();
-    for e in read_manifest(&opts.snapshot_dir)? {
+    for e in store.read_manifest(snapshot)? {
         let e = e?;
         if opts.paths.is_empty()
             || opts
@@ -212,7 +216,7 @@ pub fn restore(
                     return;
                 }
                 for e in run {
-                    let outcome = restore_file(opts, e);
+                    let outcome = restore_file(store, snapshot, opts, e);
                     progress.inc(1, e.size);
                     let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
                     match outcome {
@@ -285,11 +289,15 @@ enum FileOutcome {
     NoContent,
 }
 
-fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
+fn restore_file(
+    store: &dyn SnapshotStore,
+    snapshot: &SnapshotRef,
+    opts: &RestoreOptions,
+    e: &ManifestEntry,
+) -> FileOutcome {
     if e.status == Some(EntryStatus::Failed) || e.sha256.is_none() {
         return FileOutcome::NoContent;
     }
-    let src = e.path.under(&opts.snapshot_dir);
     let dst = e.path.under(&opts.target);
     if opts.overwrite {
         if let Err(err) = check_no_symlinked_parent(&opts.target, &e.path) {
@@ -301,11 +309,30 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
             return FileOutcome::Error(err.to_string());
         }
     }
-    let attrs = SetAttrs::Given {
-        mode: e.mode,
-        mtime_ns: e.mtime_ns,
+    let copy = || -> Result<(backup_core::ContentHash, u64), CopyError> {
+        let content = store
+            .open_content(snapshot, e)
+            .map_err(|err| CopyError::Source(io::Error::other(err.to_string())))?;
+        match content {
+            Content::File(src) => {
+                let attrs = SetAttrs::Given {
+                    mode: e.mode,
+                    mtime_ns: e.mtime_ns,
+                };
+                copy_hashed_with(&src, &dst, attrs)
+                    .map(|c| (c.hash, c.bytes))
+                    .map_err(|err| match err {
+                        CopyError::Source(io) => CopyError::Source(io::Error::new(
+                            io.kind(),
+                            format!("cannot read {}: {io}", src.display()),
+                        )),
+                        other => other,
+                    })
+            }
+            Content::Reader(mut r) => copy_stream_hashed(&mut r, &dst, e.mode, e.mtime_ns),
+        }
     };
-    let mut copied = copy_hashed_with(&src, &dst, attrs);
+    let mut copied = copy();
     if let Err(CopyError::Destination(err)) = &copied {
         // Its folder was not in the manifest (a partial restore of a file):
         // make it, once, and try again.
@@ -315,24 +342,22 @@ fn restore_file(opts: &RestoreOptions, e: &ManifestEntry) -> FileOutcome {
                     return FileOutcome::Error(err.to_string());
                 }
             }
-            copied = copy_hashed_with(&src, &dst, attrs);
+            copied = copy();
         }
     }
-    let copied = match copied {
+    let (hash, bytes) = match copied {
         Ok(c) => c,
-        Err(CopyError::Source(err)) => {
-            return FileOutcome::Error(format!("cannot read {}: {err}", src.display()))
-        }
+        Err(CopyError::Source(err)) => return FileOutcome::Error(err.to_string()),
         Err(CopyError::Destination(err)) => {
             return FileOutcome::Error(format!("cannot write {}: {err}", dst.display()))
         }
     };
-    if Some(copied.hash) != e.sha256 {
+    if Some(hash) != e.sha256 {
         return FileOutcome::Mismatch(format!(
             "content does not match the manifest (SHA-256 {} expected, {} read)",
             e.sha256.map(|h| h.to_hex()).unwrap_or_default(),
-            copied.hash
+            hash
         ));
     }
-    FileOutcome::Written(copied.bytes)
+    FileOutcome::Written(bytes)
 }

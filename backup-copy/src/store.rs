@@ -8,18 +8,21 @@
 //! commit the manifest and summary are flushed, the file system is synced,
 //! and the folder is renamed to its final name.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
-use backup_core::manifest::{write_info, ManifestWriter};
-use backup_core::snapshot::partial_name;
+use backup_core::manifest::{read_manifest, write_info, ManifestWriter};
+use backup_core::snapshot::{list_snapshots, next_snapshot_name, partial_name, remove_leftovers};
 use backup_core::{
-    Action, ContentHash, CoreError, EntryStatus, ManifestEntry, PlannedEntry, SnapshotInfo,
-    SnapshotStore, SnapshotWriter, StaleCopy, WrittenEntry,
+    Action, Content, ContentHash, CoreError, EntryStatus, ManifestEntries, ManifestEntry,
+    PlannedEntry, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
+    WrittenEntry,
 };
+use chrono::{DateTime, Local};
 use tracing::{debug, warn};
 
 use crate::copy::{
@@ -48,11 +51,51 @@ impl LocalStore {
 }
 
 impl SnapshotStore for LocalStore {
+    fn location(&self) -> String {
+        self.destination.display().to_string()
+    }
+
+    fn list(
+        &self,
+        profile: &str,
+        source: Option<&Path>,
+        history: &HashSet<String>,
+    ) -> Result<Vec<SnapshotRef>, CoreError> {
+        list_snapshots(&self.destination, profile, source, history)
+    }
+
+    fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError> {
+        Ok(Box::new(read_manifest(&snapshot.path)?))
+    }
+
+    fn open_content(
+        &self,
+        snapshot: &SnapshotRef,
+        entry: &ManifestEntry,
+    ) -> Result<Content, CoreError> {
+        Ok(Content::File(entry.path.under(&snapshot.path)))
+    }
+
+    fn next_name(
+        &self,
+        profile: &str,
+        now: DateTime<Local>,
+        history: &HashSet<String>,
+    ) -> Result<String, CoreError> {
+        Ok(next_snapshot_name(&self.destination, profile, now, history))
+    }
+
+    fn remove_leftovers(&self, profile: &str, source: &Path) -> Result<Vec<String>, CoreError> {
+        remove_leftovers(&self.destination, profile, source)
+    }
+
     fn begin(
         &self,
         name: &str,
-        previous: Option<&Path>,
+        previous: Option<&SnapshotRef>,
     ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
+        fs::create_dir_all(&self.destination)
+            .map_err(|e| CoreError::destination("create", &self.destination, e))?;
         let tmp = self.destination.join(partial_name(name));
         fs::create_dir(&tmp).map_err(|e| CoreError::destination("create", &tmp, e))?;
         let owner = backup_core::manifest::state_dir(&tmp).join(backup_core::snapshot::OWNER_FILE);
@@ -72,7 +115,7 @@ impl SnapshotStore for LocalStore {
             tmp,
             final_path: self.destination.join(name),
             destination: self.destination.clone(),
-            previous: previous.map(Path::to_path_buf),
+            previous: previous.map(|s| s.path.clone()),
             manifest: Mutex::new(Some(manifest)),
             dirs: Mutex::new(Vec::new()),
         }))
@@ -467,6 +510,17 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        fn prev_ref(&self) -> SnapshotRef {
+            SnapshotRef {
+                name: "P_backup_2026-01-01_00-00".into(),
+                path: self.prev.clone(),
+                created: chrono::Local::now().fixed_offset(),
+                info: None,
+            }
+        }
+    }
+
     fn sha(b: &[u8]) -> ContentHash {
         use sha2::Digest;
         ContentHash(sha2::Sha256::digest(b).into())
@@ -478,7 +532,7 @@ mod tests {
         fs::create_dir(f.src.join("a.txt")).unwrap();
         let store = LocalStore::new(&f.src, &f.dest);
         let w = store
-            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
         let prev = PreviousVersion {
             hash: sha(b"old"),
@@ -506,7 +560,7 @@ mod tests {
         let f = fixture();
         let store = LocalStore::new(&f.src, &f.dest);
         let w = store
-            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
         let out = w.write(&planned("gone.txt", Action::Copy, None)).unwrap();
         assert!(out.failure.unwrap().contains("No such file"));
@@ -527,7 +581,7 @@ mod tests {
         fs::write(f.src.join("sub/b.txt"), b"new").unwrap();
         let store = LocalStore::new(&f.src, &f.dest);
         let w = store
-            .begin("P_backup_2026-01-02_00-00", Some(&f.prev))
+            .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
         backup_core::fsutil::remove_tree(&f.dest).unwrap();
         let err = w
@@ -544,7 +598,7 @@ mod tests {
         fs::write(f.src.join("b.txt"), b"new").unwrap();
         let store = LocalStore::new(&f.src, &f.dest);
         let name = "P_backup_2026-01-02_00-00";
-        let w = store.begin(name, Some(&f.prev)).unwrap();
+        let w = store.begin(name, Some(&f.prev_ref())).unwrap();
         assert!(!f.dest.join(name).exists());
         assert!(f.dest.join(partial_name(name)).is_dir());
         let out = w.write(&planned("b.txt", Action::Copy, None)).unwrap();

@@ -3,13 +3,12 @@
 //! implied by their contents).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::entry::EntryKind;
 use crate::error::CoreError;
-use crate::manifest::{read_manifest, ManifestEntry};
+use crate::manifest::ManifestEntry;
 use crate::plan::Change;
 use crate::prev::PrevIndex;
 use crate::runner::{scan_and_diff, RunOptions, Stages};
@@ -42,17 +41,21 @@ fn leaf(m: &ManifestEntry) -> bool {
     m.kind != EntryKind::Dir
 }
 
-/// Compares the manifests of two snapshot folders.
-pub fn diff_snapshots(older: &Path, newer: &Path) -> Result<TreeDiff, CoreError> {
+/// Compares the manifests of two snapshots (e.g. from
+/// [`crate::SnapshotStore::read_manifest`]).
+pub fn diff_snapshots(
+    older: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
+    newer: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
+) -> Result<TreeDiff, CoreError> {
     let mut old: HashMap<_, ManifestEntry> = HashMap::new();
-    for e in read_manifest(older)? {
+    for e in older {
         let e = e?;
         if leaf(&e) {
             old.insert(e.path.clone(), e);
         }
     }
     let mut diff = TreeDiff::default();
-    for e in read_manifest(newer)? {
+    for e in newer {
         let e = e?;
         if !leaf(&e) {
             continue;
@@ -75,14 +78,14 @@ pub fn diff_snapshots(older: &Path, newer: &Path) -> Result<TreeDiff, CoreError>
     Ok(diff)
 }
 
-/// Compares a snapshot with the source now, using the scan and hash/diff
-/// stages (files whose size and times match are not read).
+/// Compares a snapshot (its manifest loaded as `prev`) with the source
+/// now, using the scan and hash/diff stages (files whose size and times
+/// match are not read).
 pub fn diff_with_source(
-    snapshot: &Path,
+    prev: PrevIndex,
     opts: &RunOptions,
     stages: &Stages,
 ) -> Result<TreeDiff, CoreError> {
-    let prev = PrevIndex::from_snapshot(snapshot)?;
     let mut diff = TreeDiff::default();
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let (summary, prev) = scan_and_diff(

@@ -46,6 +46,16 @@ pub enum CoreError {
     /// A snapshot named on the command line does not exist or is ambiguous.
     #[error("{0}")]
     NotFound(String),
+    /// A request to a remote store (object storage) failed.
+    #[error("cannot {action} {location}: {message}")]
+    Remote {
+        /// What was being done.
+        action: &'static str,
+        /// The object or bucket involved (a URL).
+        location: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// The run was cancelled because another stage failed.
     #[error("the run was cancelled")]
     Cancelled,

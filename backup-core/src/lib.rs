@@ -56,6 +56,7 @@ pub use relpath::RelPath;
 pub use runner::{run_backup, FailedPath, Outcome, RunOptions, RunReport, Stages};
 pub use snapshot::SnapshotRef;
 pub use stage::{
-    send_batch, Differ, EntryFilter, Kept, RetentionPolicy, RotationPlan, ScanBatch, ScanEvent,
-    Scanner, SnapshotRemover, SnapshotStore, SnapshotWriter, WrittenEntry, SCAN_BATCH,
+    send_batch, Content, Differ, EntryFilter, Kept, ManifestEntries, RetentionPolicy, RotationPlan,
+    ScanBatch, ScanEvent, Scanner, SnapshotRemover, SnapshotStore, SnapshotWriter, WrittenEntry,
+    SCAN_BATCH,
 };

@@ -184,26 +184,33 @@ pub fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
 /// Streams the entries of a snapshot's manifest.
 pub fn read_manifest(
     snapshot_dir: &Path,
-) -> Result<impl Iterator<Item = Result<ManifestEntry, CoreError>>, CoreError> {
+) -> Result<ManifestLines<BufReader<File>>, CoreError> {
     let path = state_dir(snapshot_dir).join(MANIFEST_FILE);
     let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
-    Ok(ManifestLines {
-        reader: BufReader::with_capacity(1 << 16, file),
+    Ok(parse_manifest(BufReader::with_capacity(1 << 16, file), path))
+}
+
+/// Streams manifest entries, one JSON object per line, from `reader`
+/// (`name` says where it comes from in error messages). Blank lines are
+/// skipped.
+pub fn parse_manifest<R: BufRead>(reader: R, name: PathBuf) -> ManifestLines<R> {
+    ManifestLines {
+        reader,
         line: Vec::with_capacity(512),
         line_no: 0,
-        path,
-    })
+        path: name,
+    }
 }
 
 /// Manifest entries, one per line, parsed from one reused line buffer.
-struct ManifestLines {
-    reader: BufReader<File>,
+pub struct ManifestLines<R> {
+    reader: R,
     line: Vec<u8>,
     line_no: u64,
     path: PathBuf,
 }
 
-impl Iterator for ManifestLines {
+impl<R: BufRead> Iterator for ManifestLines<R> {
     type Item = Result<ManifestEntry, CoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -57,19 +57,29 @@ impl PrevIndex {
 
     /// Loads the manifest of the snapshot folder `dir`.
     pub fn from_snapshot(dir: &Path) -> Result<Self, CoreError> {
-        let mut index = PrevIndex {
-            snapshot_dir: Some(dir.to_path_buf()),
-            ..PrevIndex::default()
-        };
         // Reserve once from the manifest's size (a line is rarely under 120
         // bytes) instead of doubling, which leaves up to half unused.
         let manifest = crate::manifest::state_dir(dir).join(crate::manifest::MANIFEST_FILE);
-        if let Ok(m) = std::fs::metadata(&manifest) {
-            let estimate = (m.len() / 120).min(1 << 26) as usize;
-            index.entries.reserve(estimate);
-            index.by_path.reserve(estimate);
-        }
-        for entry in read_manifest(dir)? {
+        let estimate = std::fs::metadata(&manifest).map_or(0, |m| m.len() / 120);
+        Self::from_entries(Some(dir.to_path_buf()), read_manifest(dir)?, estimate)
+    }
+
+    /// Builds the index from manifest `entries` (of the snapshot folder
+    /// `dir`, when it is a local folder); `estimate` is the expected number
+    /// of entries (0 when unknown), reserved once.
+    pub fn from_entries(
+        dir: Option<PathBuf>,
+        entries: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
+        estimate: u64,
+    ) -> Result<Self, CoreError> {
+        let mut index = PrevIndex {
+            snapshot_dir: dir,
+            ..PrevIndex::default()
+        };
+        let estimate = estimate.min(1 << 26) as usize;
+        index.entries.reserve(estimate);
+        index.by_path.reserve(estimate);
+        for entry in entries {
             index.push(entry?);
         }
         index.entries.shrink_to_fit();

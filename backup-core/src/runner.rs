@@ -27,7 +27,7 @@ use crate::metadata::{BackupMetadata, FileRecord, HistoryEntry, MetadataLoad};
 use crate::plan::{Action, Change, PlannedEntry};
 use crate::prev::PrevIndex;
 use crate::progress::{Phase, Progress};
-use crate::snapshot::{list_snapshots, next_snapshot_name, remove_leftovers, SnapshotRef};
+use crate::snapshot::SnapshotRef;
 use crate::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotRemover, SnapshotStore};
 
 /// A file modified this close to (or after) the start of the scan that
@@ -368,7 +368,7 @@ struct Collector<'a> {
     snapshot_name: Option<String>,
     history: &'a HashSet<String>,
     created: DateTime<Local>,
-    previous_dir: Option<PathBuf>,
+    previous: Option<SnapshotRef>,
     dry_copy_bytes: u64,
 }
 
@@ -436,18 +436,11 @@ impl Collector<'_> {
 
     /// Begins the snapshot and hands it everything held so far.
     fn start_writing(&mut self, prev: &PrevIndex) -> Result<(), CoreError> {
-        let name = next_snapshot_name(
-            &self.opts.destination,
-            &self.opts.profile,
-            self.created,
-            self.history,
-        );
-        std::fs::create_dir_all(&self.opts.destination)
-            .map_err(|e| CoreError::destination("create", &self.opts.destination, e))?;
-        let writer = self
+        let name = self
             .stages
             .store
-            .begin(&name, self.previous_dir.as_deref())?;
+            .next_name(&self.opts.profile, self.created, self.history)?;
+        let writer = self.stages.store.begin(&name, self.previous.as_ref())?;
         let metadata = crate::metadata::MetadataWriter::create(&self.opts.metadata_file)
             .inspect_err(|_| writer.abort())?;
         self.stages.progress.finish();
@@ -533,12 +526,9 @@ fn run_locked(
         .iter()
         .filter_map(|h| h.folder_name().map(str::to_owned))
         .collect();
-    let snapshots = list_snapshots(
-        &opts.destination,
-        &opts.profile,
-        Some(&opts.source),
-        &history,
-    )?;
+    let snapshots = stages
+        .store
+        .list(&opts.profile, Some(&opts.source), &history)?;
 
     if opts.once_per_day && !opts.force {
         if let Some(last) = snapshots.last() {
@@ -551,10 +541,14 @@ fn run_locked(
         }
     }
     if !opts.dry_run {
-        let mut leftovers = remove_leftovers(&opts.destination, &opts.profile, &opts.source)?;
-        leftovers.extend(crate::metadata::remove_stale_temps(&opts.metadata_file));
+        let mut leftovers = stages.store.remove_leftovers(&opts.profile, &opts.source)?;
+        leftovers.extend(
+            crate::metadata::remove_stale_temps(&opts.metadata_file)
+                .into_iter()
+                .map(|p| p.display().to_string()),
+        );
         for p in leftovers {
-            info!(path = %p.display(), "removed the leftover of an interrupted run");
+            info!(path = %p, "removed the leftover of an interrupted run");
         }
     }
 
@@ -562,7 +556,7 @@ fn run_locked(
     let mut load_warnings = Vec::new();
     let load_prev = || {
         let mut prev = match newest {
-            Some(s) => match PrevIndex::from_snapshot(&s.path) {
+            Some(s) => match load_previous(stages, s) {
                 Ok(p) => p,
                 Err(e) => {
                     load_warnings.push(format!(
@@ -611,7 +605,7 @@ fn run_locked(
         snapshot_name: None,
         history: &history,
         created,
-        previous_dir: newest.map(|s| s.path.clone()),
+        previous: newest.cloned(),
         dry_copy_bytes: 0,
     };
     c.report.warnings = warnings;
@@ -666,7 +660,7 @@ fn run_locked(
         report.failed.splice(0..0, scan_failures);
         report.files_failed = report.failed.len() as u64;
         if c.any_change {
-            let name = next_snapshot_name(&opts.destination, &opts.profile, created, &history);
+            let name = stages.store.next_name(&opts.profile, created, &history)?;
             let mut with_new = snapshots.clone();
             with_new.push(SnapshotRef {
                 name: name.clone(),
@@ -787,12 +781,10 @@ fn run_locked(
     // From here on the snapshot is committed: problems are warnings, never
     // a "failed" outcome.
     history.insert(name.clone());
-    let all = match list_snapshots(
-        &opts.destination,
-        &opts.profile,
-        Some(&opts.source),
-        &history,
-    ) {
+    let all = match stages
+        .store
+        .list(&opts.profile, Some(&opts.source), &history)
+    {
         Ok(all) => all,
         Err(e) => {
             let msg = format!("rotation skipped: {}", error_chain(&e));
@@ -819,6 +811,20 @@ fn run_locked(
                 }
             }
             stages.progress.inc(1, 0);
+        }
+        if !report.rotate.is_empty() {
+            match stages.remover.collect_garbage() {
+                Ok(Some(line)) => info!("{line}"),
+                Ok(None) => {}
+                Err(e) => {
+                    let msg = format!(
+                        "old data of deleted snapshots was not cleaned up: {}; the next rotation tries again",
+                        error_chain(&e)
+                    );
+                    warn!("{msg}");
+                    report.warnings.push(msg);
+                }
+            }
         }
         stages.progress.finish();
     }
@@ -853,6 +859,18 @@ fn run_locked(
         report.warnings.push(msg);
     }
     Ok(report)
+}
+
+/// Loads the manifest of `snapshot` as the index the differ compares with.
+pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevIndex, CoreError> {
+    let entries = stages.store.read_manifest(snapshot)?;
+    // A manifest has about one entry per file, plus folders and symlinks.
+    let estimate = snapshot
+        .info
+        .as_ref()
+        .map_or(0, |i| i.files_total + i.files_total / 8);
+    let local = snapshot.path.is_dir().then(|| snapshot.path.clone());
+    PrevIndex::from_entries(local, entries, estimate)
 }
 
 /// The snapshots the retention policy deletes, never the newest and never `current`.

@@ -68,6 +68,22 @@ pub fn next_snapshot_name(
     now: DateTime<Local>,
     history: &HashSet<String>,
 ) -> String {
+    let on_disk = std::fs::read_dir(destination)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned));
+    next_name_among(on_disk, profile, now, history)
+}
+
+/// [`next_snapshot_name`] for any store: `existing` are the names in use
+/// there (temporary and deleting forms count too).
+pub fn next_name_among(
+    existing: impl Iterator<Item = String>,
+    profile: &str,
+    now: DateTime<Local>,
+    history: &HashSet<String>,
+) -> String {
     let base = format!(
         "{}{}",
         snapshot_prefix(profile),
@@ -85,13 +101,9 @@ pub fn next_snapshot_name(
         }
         rest.strip_prefix('-')?.parse().ok()
     };
-    let on_disk = std::fs::read_dir(destination)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(suffix_of));
+    let in_use = existing.filter_map(|n| suffix_of(&n));
     let used = history.iter().filter_map(|n| suffix_of(n));
-    match on_disk.chain(used).max() {
+    match in_use.chain(used).max() {
         None => base,
         Some(n) => format!("{base}-{}", n + 1),
     }
@@ -112,8 +124,9 @@ pub fn deleting_name(final_name: &str) -> String {
 /// be told apart from another project's of the same name).
 pub const OWNER_FILE: &str = "owner";
 
-/// Whether snapshot info (or an owner file's text) belongs to `source`.
-fn same_source(recorded: &str, source: Option<&Path>) -> bool {
+/// Whether snapshot info (or an owner file's text) belongs to `source`
+/// (any source when `None`).
+pub fn same_source(recorded: &str, source: Option<&Path>) -> bool {
     source.is_none_or(|s| Path::new(recorded) == s)
 }
 
@@ -152,16 +165,7 @@ pub fn list_snapshots(
         if info.is_none() && !history.contains(&name) {
             continue;
         }
-        let created = info
-            .as_ref()
-            .and_then(|i| DateTime::parse_from_rfc3339(&i.created).ok())
-            .or_else(|| {
-                Local
-                    .from_local_datetime(&stamp)
-                    .earliest()
-                    .map(|d| d.fixed_offset())
-            })
-            .unwrap_or_else(|| Local::now().fixed_offset());
+        let created = snapshot_created(info.as_ref(), stamp);
         out.push(SnapshotRef {
             name,
             path,
@@ -169,8 +173,29 @@ pub fn list_snapshots(
             info,
         });
     }
-    out.sort_by(|a, b| (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name))));
+    sort_snapshots(&mut out);
     Ok(out)
+}
+
+/// When a snapshot was made: from its info, else from its name's stamp.
+pub fn snapshot_created(
+    info: Option<&SnapshotInfo>,
+    stamp: NaiveDateTime,
+) -> DateTime<FixedOffset> {
+    info.and_then(|i| DateTime::parse_from_rfc3339(&i.created).ok())
+        .or_else(|| {
+            Local
+                .from_local_datetime(&stamp)
+                .earliest()
+                .map(|d| d.fixed_offset())
+        })
+        .unwrap_or_else(|| Local::now().fixed_offset())
+}
+
+/// Sorts snapshots oldest first (same minute: by suffix).
+pub fn sort_snapshots(snapshots: &mut [SnapshotRef]) {
+    snapshots
+        .sort_by(|a, b| (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name))));
 }
 
 fn name_order(name: &str) -> (usize, &str) {
@@ -224,7 +249,7 @@ pub fn remove_leftovers(
     destination: &Path,
     profile: &str,
     source: &Path,
-) -> Result<Vec<PathBuf>, CoreError> {
+) -> Result<Vec<String>, CoreError> {
     let read = match std::fs::read_dir(destination) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -253,7 +278,7 @@ pub fn remove_leftovers(
             }
             crate::fsutil::remove_tree(&path)
                 .map_err(|e| CoreError::io("remove leftover", &path, e))?;
-            removed.push(path);
+            removed.push(path.display().to_string());
         }
     }
     Ok(removed)

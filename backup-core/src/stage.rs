@@ -2,8 +2,12 @@
 //! library user can replace one (a filter, another destination, another
 //! retention policy) without touching the others.
 
+use std::collections::HashSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+
+use chrono::{DateTime, Local};
 
 use crossbeam_channel::Sender;
 
@@ -98,14 +102,58 @@ pub struct WrittenEntry {
     pub failure: Option<String>,
 }
 
-/// Stage 3: where snapshots are written.
+/// Entries of a snapshot's manifest, streamed in manifest order.
+pub type ManifestEntries = Box<dyn Iterator<Item = Result<ManifestEntry, CoreError>> + Send>;
+
+/// Where the content of a file in a snapshot can be read.
+pub enum Content {
+    /// A file on a local file system (read it directly).
+    File(PathBuf),
+    /// A stream (e.g. an object being downloaded).
+    Reader(Box<dyn Read + Send>),
+}
+
+/// Stage 3: where snapshots live: listed, read, and written. The local
+/// folder destination is one implementation, object storage another; the
+/// runner and the read commands only use this trait.
 pub trait SnapshotStore: Send + Sync {
-    /// Starts writing snapshot `name`; `previous` is the folder of the
-    /// snapshot that [`crate::plan::Action::Link`] paths refer to.
+    /// Where the snapshots are, for messages (a folder path or a URL).
+    fn location(&self) -> String;
+    /// The snapshots of `profile` backing up `source` (any source when
+    /// `None`), oldest first. `history` holds snapshot names the metadata
+    /// history lists (those count as the profile's even without a
+    /// manifest, e.g. the original script's folders).
+    fn list(
+        &self,
+        profile: &str,
+        source: Option<&Path>,
+        history: &HashSet<String>,
+    ) -> Result<Vec<SnapshotRef>, CoreError>;
+    /// Streams the manifest of `snapshot`.
+    fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError>;
+    /// Where to read the content of the file `entry` of `snapshot`.
+    fn open_content(
+        &self,
+        snapshot: &SnapshotRef,
+        entry: &ManifestEntry,
+    ) -> Result<Content, CoreError>;
+    /// The name for a snapshot of `profile` made at `now`, never one in use
+    /// or used before (listed in `history`).
+    fn next_name(
+        &self,
+        profile: &str,
+        now: DateTime<Local>,
+        history: &HashSet<String>,
+    ) -> Result<String, CoreError>;
+    /// Removes what interrupted runs of `profile` left behind; returns a
+    /// description of each thing removed.
+    fn remove_leftovers(&self, profile: &str, source: &Path) -> Result<Vec<String>, CoreError>;
+    /// Starts writing snapshot `name`; `previous` is the snapshot that
+    /// [`crate::plan::Action::Link`] paths refer to.
     fn begin(
         &self,
         name: &str,
-        previous: Option<&Path>,
+        previous: Option<&SnapshotRef>,
     ) -> Result<Box<dyn SnapshotWriter>, CoreError>;
 }
 
@@ -118,7 +166,7 @@ pub trait SnapshotWriter: Send + Sync {
     /// Appends an entry to the snapshot's manifest.
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError>;
     /// Writes the summary, flushes everything and makes the snapshot visible
-    /// under its final name; returns its path. Called once, after every
+    /// under its final name; returns where it is (a path or a URL). Called once, after every
     /// `write` and `record` returned.
     fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError>;
     /// Removes everything written so far.
@@ -154,4 +202,12 @@ pub trait SnapshotRemover: Send + Sync {
     /// Deletes `snapshot` so that a crash midway never leaves it looking
     /// complete.
     fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError>;
+
+    /// Called once after a run's removals: frees what no remaining snapshot
+    /// needs (e.g. unreferenced objects of a content-addressed store).
+    /// Returns a line for the log, if anything was done. The default does
+    /// nothing (a deleted folder takes its files with it).
+    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
+        Ok(None)
+    }
 }

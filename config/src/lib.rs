@@ -81,6 +81,72 @@ struct RawProfile {
     exclude_if_present: Option<Vec<String>>,
     respect_gitignore: Option<bool>,
     retention: Option<RawRetention>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_env: Option<String>,
+    secret_key_env: Option<String>,
+}
+
+/// An S3-compatible destination: `destination = "s3://BUCKET/PREFIX"` and
+/// the profile's `[s3]` table. Credentials are never in the profile: it
+/// names the environment variables that hold them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Destination {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix inside the bucket, without leading or trailing `/`
+    /// (may be empty).
+    pub prefix: String,
+    /// The service's URL for non-AWS services (MinIO, Garage, R2, …);
+    /// `None` for AWS.
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` unless set).
+    pub region: String,
+    /// The environment variable holding the access key id.
+    pub access_key_env: String,
+    /// The environment variable holding the secret access key.
+    pub secret_key_env: String,
+}
+
+impl S3Destination {
+    /// `s3://BUCKET/PREFIX`.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// Parses `s3://BUCKET[/PREFIX]`; `Err` says what is wrong.
+fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").unwrap_or(url);
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !valid_bucket {
+        return Err(format!(
+            "{url:?} does not name a valid bucket; write s3://BUCKET/PREFIX with a bucket name of 3-63 lowercase letters, digits, '-' and '.'"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+        return Err(format!(
+            "{url:?} has an empty, `.` or `..` part in its prefix; write s3://BUCKET/PREFIX"
+        ));
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +193,9 @@ pub struct Profile {
     pub respect_gitignore: bool,
     /// `[retention]`, which replaces `max_backups` when present.
     pub retention: Option<KeepRules>,
+    /// Set when the destination is S3-compatible object storage
+    /// (`destination` then holds its `s3://` URL, not a folder).
+    pub s3: Option<S3Destination>,
 }
 
 impl Profile {
@@ -168,7 +237,61 @@ impl Profile {
             })
         };
         let source = resolve("source", raw.source.as_deref().unwrap_or("."))?;
+        let s3 = match (raw.destination.as_deref(), raw.s3) {
+            (Some(d), s3) if d.starts_with("s3://") => {
+                let (bucket, prefix) = parse_s3_url(d).map_err(|m| invalid("destination", m))?;
+                let s3 = s3.unwrap_or(RawS3 {
+                    endpoint: None,
+                    region: None,
+                    access_key_env: None,
+                    secret_key_env: None,
+                });
+                let env_name = |key: &'static str, v: Option<String>, default: &str| {
+                    let v = v.unwrap_or_else(|| default.to_owned());
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        Err(invalid(
+                            key,
+                            format!("{v:?} is not an environment variable name; use letters, digits and '_'"),
+                        ))
+                    } else {
+                        Ok(v)
+                    }
+                };
+                if let Some(e) = &s3.endpoint {
+                    if !(e.starts_with("http://") || e.starts_with("https://")) {
+                        return Err(invalid(
+                            "s3.endpoint",
+                            format!("{e:?} is not a URL; write e.g. \"https://s3.example.com\" or \"http://127.0.0.1:9000\""),
+                        ));
+                    }
+                }
+                Some(S3Destination {
+                    bucket,
+                    prefix,
+                    endpoint: s3.endpoint,
+                    region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+                    access_key_env: env_name(
+                        "s3.access_key_env",
+                        s3.access_key_env,
+                        "AWS_ACCESS_KEY_ID",
+                    )?,
+                    secret_key_env: env_name(
+                        "s3.secret_key_env",
+                        s3.secret_key_env,
+                        "AWS_SECRET_ACCESS_KEY",
+                    )?,
+                })
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "s3",
+                    "is only used with an object-storage destination; set destination = \"s3://BUCKET/PREFIX\" or remove the [s3] table".into(),
+                ))
+            }
+            _ => None,
+        };
         let destination = match raw.destination.as_deref() {
+            Some(_) if s3.is_some() => PathBuf::from(s3.as_ref().map(S3Destination::url).unwrap_or_default()),
             Some(d) => resolve("destination", d)?,
             None => {
                 return Err(invalid(
@@ -257,8 +380,20 @@ impl Profile {
             retention,
             source,
             destination,
+            s3,
         };
+        for name in &profile.exclude_if_present {
+            if name.is_empty() || name.contains(['/', '\\']) {
+                return Err(invalid(
+                    "exclude_if_present",
+                    format!("{name:?} must be a plain file name such as \".nobackup\""),
+                ));
+            }
+        }
         let excludes = profile.exclude_set()?;
+        if profile.s3.is_some() {
+            return Ok(profile);
+        }
         let src = canonical_or_lexical(&profile.source);
         let dst = canonical_or_lexical(&profile.destination);
         if src == dst {
@@ -283,14 +418,6 @@ impl Profile {
                         ),
                     ));
                 }
-            }
-        }
-        for name in &profile.exclude_if_present {
-            if name.is_empty() || name.contains(['/', '\\']) {
-                return Err(invalid(
-                    "exclude_if_present",
-                    format!("{name:?} must be a plain file name such as \".nobackup\""),
-                ));
             }
         }
         Ok(profile)

@@ -19,6 +19,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod s3;
+
 /// Path of the `backup-cli` binary, brought up to date (with the
 /// examples) once per test process, so `cargo test -p backup-tests` never
 /// runs a stale binary.
@@ -38,6 +40,11 @@ pub fn binary() -> PathBuf {
                 "--bins",
                 "--examples",
             ]);
+            // The same features as this test build (`--all-features` turns
+            // on `s3` here and in backup-cli).
+            if cfg!(feature = "s3") {
+                cmd.args(["--features", "backup-cli/s3"]);
+            }
             if dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
@@ -61,6 +68,8 @@ pub struct World {
     pub src: PathBuf,
     pub dest: PathBuf,
     pub profile: PathBuf,
+    /// Environment variables set for every run of the binary.
+    pub env: Vec<(String, String)>,
 }
 
 /// What one run of the binary printed and returned.
@@ -111,6 +120,7 @@ impl World {
             src,
             dest,
             profile,
+            env: Vec::new(),
         }
     }
 
@@ -126,6 +136,7 @@ impl World {
         let mut cmd = Command::new(binary());
         cmd.arg("--profile").arg(&self.profile).args(args);
         cmd.env_remove("RUST_LOG");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.output().expect("run backup-cli").into()
     }
 

@@ -56,11 +56,53 @@ struct FullDiskWriter {
     aborted: Arc<AtomicUsize>,
 }
 
+/// An empty store: no snapshots yet.
 impl SnapshotStore for FullDisk {
+    fn location(&self) -> String {
+        "full-disk".into()
+    }
+    fn list(
+        &self,
+        _profile: &str,
+        _source: Option<&std::path::Path>,
+        _history: &HashSet<String>,
+    ) -> Result<Vec<SnapshotRef>, CoreError> {
+        Ok(Vec::new())
+    }
+    fn read_manifest(&self, s: &SnapshotRef) -> Result<crate::ManifestEntries, CoreError> {
+        Err(CoreError::NotFound(s.name.clone()))
+    }
+    fn open_content(
+        &self,
+        s: &SnapshotRef,
+        _entry: &ManifestEntry,
+    ) -> Result<crate::Content, CoreError> {
+        Err(CoreError::NotFound(s.name.clone()))
+    }
+    fn next_name(
+        &self,
+        profile: &str,
+        now: chrono::DateTime<Local>,
+        history: &HashSet<String>,
+    ) -> Result<String, CoreError> {
+        Ok(crate::snapshot::next_name_among(
+            std::iter::empty(),
+            profile,
+            now,
+            history,
+        ))
+    }
+    fn remove_leftovers(
+        &self,
+        _profile: &str,
+        _source: &std::path::Path,
+    ) -> Result<Vec<String>, CoreError> {
+        Ok(Vec::new())
+    }
     fn begin(
         &self,
         _name: &str,
-        _previous: Option<&std::path::Path>,
+        _previous: Option<&SnapshotRef>,
     ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
         Ok(Box::new(FullDiskWriter {
             aborted: Arc::clone(&self.aborted),

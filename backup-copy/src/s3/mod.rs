@@ -1,0 +1,498 @@
+//! The S3-compatible object-storage destination (cargo feature `s3`): a
+//! second implementation of the copy stage behind the same
+//! [`SnapshotStore`] and [`SnapshotRemover`] traits, so the scan, hash/diff
+//! and retention stages do not change.
+//!
+//! Layout under `s3://BUCKET/PREFIX`:
+//!
+//! - `data/<first 2 hex>/<sha256>`: file contents, stored once however many
+//!   files and snapshots share them;
+//! - `snapshots/<name>.json`: a snapshot's manifest, uploaded last (a
+//!   snapshot exists exactly when its manifest does). JSON Lines: the first
+//!   line is the [`SnapshotInfo`], each further line a [`ManifestEntry`];
+//! - `locks/<host>-<pid>-<nanos>.json`: the runs using the prefix now (see
+//!   [`lock`]).
+//!
+//! An interrupted upload leaves contents without a manifest; the next run
+//! finds them by name and does not upload them again. Deleting a snapshot
+//! deletes its manifest; [`S3Remover::collect_garbage`] then deletes the
+//! contents no remaining manifest (of any profile sharing the prefix)
+//! references, under an exclusive lock.
+//!
+//! The client is `object_store` (async); each call is run to completion on
+//! a small private runtime, so the stages stay plain threads.
+
+pub mod lock;
+mod remote;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use backup_core::manifest::parse_manifest;
+use backup_core::snapshot::{
+    next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
+};
+use backup_core::{
+    Content, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntries, ManifestEntry,
+    Phase, Progress, SnapshotInfo, SnapshotRef, SnapshotRemover, SnapshotStore, SnapshotWriter,
+};
+use chrono::{DateTime, Local};
+use futures::StreamExt;
+use object_store::path::Path as Key;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+pub use remote::{Remote, DATA_DIR, LOCKS_DIR, SNAPSHOTS_DIR};
+pub use writer::{PART_SIZE, SMALL_FILE};
+
+use crate::verify::{SnapshotPath, VerifyReport};
+
+/// Where and how to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Options {
+    /// The bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// Service URL for non-AWS services; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// Environment variable holding the access key id.
+    pub access_key_env: String,
+    /// Environment variable holding the secret access key.
+    pub secret_key_env: String,
+}
+
+/// Stage 3 for an S3-compatible bucket.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    remote: Arc<Remote>,
+    source: PathBuf,
+    profile: String,
+}
+
+/// Bytes of a manifest read to find its first line (the snapshot info).
+const INFO_PREFIX: u64 = 64 << 10;
+
+impl S3Store {
+    /// Connects to the bucket for snapshots of `profile` backing up
+    /// `source`. Fails (before anything is scanned) when the credentials
+    /// are missing or refused, the bucket does not exist or the endpoint
+    /// cannot be reached.
+    pub fn connect(
+        opts: &S3Options,
+        profile: &str,
+        source: impl Into<PathBuf>,
+    ) -> Result<S3Store, CoreError> {
+        Ok(S3Store {
+            remote: Remote::connect(opts)?,
+            source: source.into(),
+            profile: profile.to_owned(),
+        })
+    }
+
+    /// The remover (rotation and garbage collection) for this store.
+    pub fn remover(&self) -> S3Remover {
+        S3Remover {
+            remote: Arc::clone(&self.remote),
+            profile: self.profile.clone(),
+        }
+    }
+
+    /// The connection.
+    pub fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// Snapshot names (of every profile) with a manifest in the store.
+    fn manifest_names(&self) -> Result<Vec<(String, Key, u64)>, CoreError> {
+        Ok(self
+            .remote
+            .list_all(SNAPSHOTS_DIR)?
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.strip_suffix(".json")?.to_owned();
+                Some((name, m.location, m.size))
+            })
+            .collect())
+    }
+
+    /// Reads the first line of a manifest: the snapshot's info.
+    fn read_info(&self, key: &Key, size: u64) -> Result<SnapshotInfo, CoreError> {
+        let remote = &self.remote;
+        let bytes = remote
+            .block(remote.store.get_range(key, 0..size.min(INFO_PREFIX)))
+            .map_err(|e| remote.error("read", key, e))?;
+        let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        serde_json::from_slice(line).map_err(|e| CoreError::Remote {
+            action: "read",
+            location: remote.url_of(key),
+            message: format!("its first line is not a snapshot summary ({e})"),
+        })
+    }
+
+    /// Checks `snapshots`: every file content they reference is downloaded
+    /// and hashed once (contents are shared), or with `quick` only looked
+    /// up and its size compared. `threads` requests run at once.
+    pub fn verify(
+        &self,
+        snapshots: &[SnapshotRef],
+        quick: bool,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, CoreError> {
+        let mut report = VerifyReport::default();
+        let mut wanted: HashMap<ContentHash, u64> = HashMap::new();
+        for snap in snapshots {
+            report.snapshots_checked += 1;
+            for e in self.read_manifest(snap)? {
+                let e = e?;
+                if let Some((hash, size)) = content_of(&e) {
+                    report.files_checked += 1;
+                    wanted.insert(hash, size);
+                }
+            }
+        }
+        let total: u64 = wanted.values().sum();
+        progress.start(
+            Phase::Verify,
+            Some(wanted.len() as u64),
+            (!quick).then_some(total),
+        );
+        let remote = &self.remote;
+        let checks = wanted.into_iter().map(|(hash, size)| async move {
+            let key = remote.data_key(&hash);
+            let verdict = if quick {
+                match remote.store.head(&key).await {
+                    Ok(m) if m.size == size => Ok(Verdict::Good(0)),
+                    Ok(_) => Ok(Verdict::Corrupt),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Verdict::Missing),
+                    Err(e) => Err(remote.error("look up", &key, e)),
+                }
+            } else {
+                match remote.store.get(&key).await {
+                    Err(object_store::Error::NotFound { .. }) => Ok(Verdict::Missing),
+                    Err(e) => Err(remote.error("download", &key, e)),
+                    Ok(got) => {
+                        let mut stream = got.into_stream();
+                        let mut hasher = Sha256::new();
+                        let mut n = 0u64;
+                        let mut failed = None;
+                        while let Some(chunk) = stream.next().await {
+                            match chunk {
+                                Ok(c) => {
+                                    hasher.update(&c);
+                                    n += c.len() as u64;
+                                }
+                                Err(e) => {
+                                    failed = Some(remote.error("download", &key, e));
+                                    break;
+                                }
+                            }
+                        }
+                        match failed {
+                            Some(e) => Err(e),
+                            None if ContentHash(hasher.finalize().into()) == hash && n == size => {
+                                Ok(Verdict::Good(n))
+                            }
+                            None => Ok(Verdict::Corrupt),
+                        }
+                    }
+                }
+            };
+            (hash, size, verdict)
+        });
+        let results: Vec<_> = remote.block(
+            futures::stream::iter(checks)
+                .buffer_unordered(threads.clamp(1, 64))
+                .inspect(|(_, size, _)| progress.inc(1, if quick { 0 } else { *size }))
+                .collect(),
+        );
+        progress.finish();
+        let mut bad: HashMap<ContentHash, bool> = HashMap::new();
+        for (hash, _, verdict) in results {
+            match verdict? {
+                Verdict::Good(n) => report.bytes_checked += n,
+                Verdict::Corrupt => {
+                    bad.insert(hash, true);
+                }
+                Verdict::Missing => {
+                    bad.insert(hash, false);
+                }
+            }
+        }
+        if !bad.is_empty() {
+            // Name every file that uses a bad content.
+            for snap in snapshots {
+                for e in self.read_manifest(snap)? {
+                    let e = e?;
+                    let Some((hash, _)) = content_of(&e) else {
+                        continue;
+                    };
+                    let at = || SnapshotPath {
+                        snapshot: snap.name.clone(),
+                        path: e.path.to_string(),
+                    };
+                    match bad.get(&hash) {
+                        Some(true) => report.corrupt.push(at()),
+                        Some(false) => report.missing.push(at()),
+                        None => {}
+                    }
+                }
+            }
+        }
+        report.corrupt.sort();
+        report.missing.sort();
+        Ok(report)
+    }
+}
+
+/// The content a manifest entry references, with its size.
+fn content_of(e: &ManifestEntry) -> Option<(ContentHash, u64)> {
+    if e.kind != EntryKind::File || e.status == Some(EntryStatus::Failed) {
+        return None;
+    }
+    e.sha256.map(|h| (h, e.size))
+}
+
+enum Verdict {
+    Good(u64),
+    Corrupt,
+    Missing,
+}
+
+impl SnapshotStore for S3Store {
+    fn location(&self) -> String {
+        self.remote.url()
+    }
+
+    fn list(
+        &self,
+        profile: &str,
+        source: Option<&Path>,
+        _history: &HashSet<String>,
+    ) -> Result<Vec<SnapshotRef>, CoreError> {
+        let mut out = Vec::new();
+        for (name, key, size) in self.manifest_names()? {
+            let Some(stamp) = parse_snapshot_name(profile, &name) else {
+                continue;
+            };
+            let info = match self.read_info(&key, size) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(manifest = %key, error = %e, "skipping an unreadable snapshot manifest");
+                    continue;
+                }
+            };
+            if info.profile != profile || !same_source(&info.source, source) {
+                continue;
+            }
+            out.push(SnapshotRef {
+                created: snapshot_created(Some(&info), stamp),
+                path: PathBuf::from(self.remote.url_of(&key)),
+                name,
+                info: Some(info),
+            });
+        }
+        sort_snapshots(&mut out);
+        Ok(out)
+    }
+
+    fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError> {
+        let key = self.remote.manifest_key(&snapshot.name);
+        let url = self.remote.url_of(&key);
+        let mut reader = BufReader::with_capacity(1 << 16, self.remote.open(&key)?);
+        // The first line is the snapshot's info.
+        let mut first = Vec::new();
+        reader.read_until(b'\n', &mut first).map_err(|e| CoreError::Remote {
+            action: "read",
+            location: url.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Box::new(parse_manifest(reader, PathBuf::from(url))))
+    }
+
+    fn open_content(
+        &self,
+        snapshot: &SnapshotRef,
+        entry: &ManifestEntry,
+    ) -> Result<Content, CoreError> {
+        let hash = entry.sha256.ok_or_else(|| {
+            CoreError::NotFound(format!(
+                "{} in {} has no content",
+                entry.path, snapshot.name
+            ))
+        })?;
+        let key = self.remote.data_key(&hash);
+        Ok(Content::Reader(Box::new(self.remote.open(&key)?)))
+    }
+
+    fn next_name(
+        &self,
+        profile: &str,
+        now: DateTime<Local>,
+        history: &HashSet<String>,
+    ) -> Result<String, CoreError> {
+        let names = self.manifest_names()?.into_iter().map(|(n, _, _)| n);
+        Ok(next_name_among(names, profile, now, history))
+    }
+
+    fn remove_leftovers(&self, _profile: &str, _source: &Path) -> Result<Vec<String>, CoreError> {
+        // Contents an interrupted run uploaded are kept: the next run
+        // reuses them, garbage collection removes those nobody needs.
+        Ok(Vec::new())
+    }
+
+    fn begin(
+        &self,
+        name: &str,
+        _previous: Option<&SnapshotRef>,
+    ) -> Result<Box<dyn SnapshotWriter>, CoreError> {
+        let guard = match lock::take(&self.remote, false, &self.profile)? {
+            lock::Locked::Held(g) => g,
+            lock::Locked::Busy(other) => {
+                return Err(CoreError::Remote {
+                    action: "lock",
+                    location: self.remote.url(),
+                    message: format!(
+                        "a run on {} (PID {}, since {}) is deleting unused data there; try again later (if that run is dead, its lock goes stale {} minutes after its last refresh)",
+                        other.host,
+                        other.pid,
+                        other.started,
+                        lock::STALE_AFTER.as_secs() / 60
+                    ),
+                })
+            }
+        };
+        Ok(Box::new(writer::S3Writer::new(
+            Arc::clone(&self.remote),
+            self.source.clone(),
+            name,
+            guard,
+        )?))
+    }
+}
+
+/// Stage 4b for an S3-compatible bucket: deletes manifests, then collects
+/// the contents nothing references any more.
+#[derive(Clone, Debug)]
+pub struct S3Remover {
+    remote: Arc<Remote>,
+    profile: String,
+}
+
+/// What a garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Manifests read.
+    pub manifests: u64,
+    /// Content objects kept (referenced).
+    pub kept: u64,
+    /// Content objects deleted.
+    pub deleted: u64,
+    /// Bytes deleted.
+    pub bytes_deleted: u64,
+    /// Set when another run was live and nothing was deleted.
+    pub put_off: Option<String>,
+}
+
+impl S3Remover {
+    /// Deletes every content object that no manifest under the prefix
+    /// references, holding an exclusive lock; puts itself off (deleting
+    /// nothing) while another run holds a live lock.
+    pub fn gc(&self) -> Result<GcReport, CoreError> {
+        let remote = &self.remote;
+        let _guard = match lock::take(remote, true, &self.profile)? {
+            lock::Locked::Held(g) => g,
+            lock::Locked::Busy(other) => {
+                return Ok(GcReport {
+                    put_off: Some(format!(
+                        "a run on {} (PID {}) is using {}",
+                        other.host,
+                        other.pid,
+                        remote.url()
+                    )),
+                    ..GcReport::default()
+                })
+            }
+        };
+        let mut report = GcReport::default();
+        let mut referenced: HashSet<ContentHash> = HashSet::new();
+        for meta in remote.list_all(SNAPSHOTS_DIR)? {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            if !name.ends_with(".json") {
+                continue;
+            }
+            report.manifests += 1;
+            let url = remote.url_of(&meta.location);
+            let mut reader = BufReader::with_capacity(1 << 16, remote.open(&meta.location)?);
+            let mut first = Vec::new();
+            reader
+                .read_until(b'\n', &mut first)
+                .map_err(|e| CoreError::Remote {
+                    action: "read",
+                    location: url.clone(),
+                    message: e.to_string(),
+                })?;
+            // Any unreadable manifest stops the collection: never delete
+            // what might be needed.
+            for e in parse_manifest(reader, PathBuf::from(url)) {
+                if let Some(h) = e?.sha256 {
+                    referenced.insert(h);
+                }
+            }
+        }
+        for meta in remote.list_all(DATA_DIR)? {
+            let hash = meta
+                .location
+                .filename()
+                .and_then(|n| n.parse::<ContentHash>().ok());
+            let Some(hash) = hash else {
+                continue;
+            };
+            if referenced.contains(&hash) {
+                report.kept += 1;
+                continue;
+            }
+            match remote.block(remote.store.delete(&meta.location)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    report.deleted += 1;
+                    report.bytes_deleted += meta.size;
+                }
+                Err(e) => return Err(remote.error("delete", &meta.location, e)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl SnapshotRemover for S3Remover {
+    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
+        let remote = &self.remote;
+        let key = remote.manifest_key(&snapshot.name);
+        match remote.block(remote.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote.error("delete", &key, e)),
+        }
+    }
+
+    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
+        let r = self.gc()?;
+        let line = match &r.put_off {
+            Some(why) => format!("garbage collection put off: {why}"),
+            None => format!(
+                "garbage collection: {} manifests, {} contents kept, {} deleted ({} bytes)",
+                r.manifests, r.kept, r.deleted, r.bytes_deleted
+            ),
+        };
+        info!("{line}");
+        Ok(Some(line))
+    }
+}

@@ -1,0 +1,477 @@
+//! [`S3Writer`]: a snapshot being uploaded.
+//!
+//! Changed files are hashed, then uploaded to `data/<2 hex>/<sha256>`
+//! unless an object of that name and size is already there (unchanged
+//! files are not even looked up: the previous manifest references them).
+//! Small files are read once into memory; larger ones are hashed, then
+//! streamed in parts and hashed again, and the upload is abandoned if the
+//! file changed in between. The manifest collects in a temporary file and
+//! is uploaded last, in one atomic PUT (or completed multipart upload):
+//! until then the snapshot does not exist.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use backup_core::{
+    Action, ContentHash, CoreError, EntryStatus, FileStat, ManifestEntry, PlannedEntry,
+    SnapshotInfo, SnapshotWriter, WrittenEntry,
+};
+use object_store::path::Path as Key;
+use object_store::{ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use super::lock::LockGuard;
+use super::remote::Remote;
+use crate::copy::open_source;
+use crate::store::CHANGED_FILE_RETRIES;
+
+/// Files up to this size are read into memory and uploaded in one PUT.
+pub const SMALL_FILE: u64 = 4 << 20;
+/// Part size of multipart uploads (S3 needs at least 5 MiB but the last).
+pub const PART_SIZE: usize = 8 << 20;
+
+/// Whether a content object is being uploaded by this run, or is there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Uploading,
+    Present,
+}
+
+/// Why a file's content could not be uploaded (not fatal for the run).
+pub(crate) enum SourceProblem {
+    /// Reading the source failed.
+    Unreadable(String),
+    /// It changed between hashing and uploading.
+    Changed,
+}
+
+/// A snapshot being uploaded.
+pub struct S3Writer {
+    remote: Arc<Remote>,
+    source: PathBuf,
+    manifest_key: Key,
+    manifest: Mutex<Option<BufWriter<File>>>,
+    lock: Mutex<Option<LockGuard>>,
+    claims: Mutex<HashMap<ContentHash, Claim>>,
+    claimed: Condvar,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl S3Writer {
+    pub(crate) fn new(
+        remote: Arc<Remote>,
+        source: PathBuf,
+        name: &str,
+        lock: LockGuard,
+    ) -> Result<Self, CoreError> {
+        let manifest_key = remote.manifest_key(name);
+        let file = tempfile::tempfile().map_err(|e| {
+            CoreError::io(
+                "create a temporary manifest file in",
+                &std::env::temp_dir(),
+                e,
+            )
+        })?;
+        Ok(S3Writer {
+            remote,
+            source,
+            manifest_key,
+            manifest: Mutex::new(Some(BufWriter::with_capacity(1 << 16, file))),
+            lock: Mutex::new(Some(lock)),
+            claims: Mutex::new(HashMap::new()),
+            claimed: Condvar::new(),
+        })
+    }
+
+    fn written(manifest: ManifestEntry) -> WrittenEntry {
+        WrittenEntry {
+            manifest,
+            bytes_copied: 0,
+            copied: false,
+            linked: false,
+            failure: None,
+        }
+    }
+
+    fn failed(planned: &PlannedEntry, error: String) -> WrittenEntry {
+        let failed = PlannedEntry {
+            action: Action::Fail {
+                error: error.clone(),
+            },
+            ..planned.clone()
+        };
+        WrittenEntry {
+            failure: Some(error),
+            ..Self::written(failed.to_manifest(None))
+        }
+    }
+
+    /// Hashes and uploads the source file, retrying while it changes.
+    /// `Ok(Err(_))`: the source could not be read (or kept changing).
+    fn upload_source(
+        &self,
+        planned: &PlannedEntry,
+    ) -> Result<Result<WrittenEntry, String>, CoreError> {
+        let src = planned.entry.path.under(&self.source);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let read = match read_hashed(&src) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            if read.changed && attempt < CHANGED_FILE_RETRIES {
+                debug!(path = %planned.entry.path, attempt, "changed while read; reading again");
+                continue;
+            }
+            let uploaded = match self.ensure_object(read.hash, read.bytes, read.body, &src)? {
+                Ok(n) => n,
+                Err(SourceProblem::Unreadable(e)) => return Ok(Err(e)),
+                Err(SourceProblem::Changed) if attempt < CHANGED_FILE_RETRIES => continue,
+                Err(SourceProblem::Changed) => {
+                    return Ok(Err(
+                        "kept changing while it was uploaded; the next run tries again".into(),
+                    ))
+                }
+            };
+            let mut m = planned.to_manifest(Some(read.hash));
+            m.size = read.bytes;
+            m.mtime_ns = read.stat.mtime_ns;
+            m.ctime_ns = read.stat.ctime_ns;
+            m.ino = read.stat.ino;
+            m.mode = read.stat.mode;
+            if read.changed {
+                warn!(path = %planned.entry.path, "kept changing while it was read; the next run hashes it again");
+                m.status = Some(EntryStatus::ChangedDuringBackup);
+                m.rehash = true;
+            }
+            return Ok(Ok(WrittenEntry {
+                manifest: m,
+                bytes_copied: uploaded.unwrap_or(0),
+                copied: uploaded.is_some(),
+                linked: uploaded.is_none(),
+                failure: None,
+            }));
+        }
+    }
+
+    /// Makes sure `data/<hash>` exists: uploads it unless it is there or
+    /// this run uploads it already. Returns the bytes uploaded (`None`
+    /// when the object was already there).
+    fn ensure_object(
+        &self,
+        hash: ContentHash,
+        size: u64,
+        body: Option<Vec<u8>>,
+        src: &Path,
+    ) -> Result<Result<Option<u64>, SourceProblem>, CoreError> {
+        {
+            let mut claims = guard(&self.claims);
+            loop {
+                match claims.get(&hash) {
+                    Some(Claim::Present) => return Ok(Ok(None)),
+                    Some(Claim::Uploading) => {
+                        claims = self
+                            .claimed
+                            .wait(claims)
+                            .unwrap_or_else(|p| p.into_inner());
+                    }
+                    None => {
+                        claims.insert(hash, Claim::Uploading);
+                        break;
+                    }
+                }
+            }
+        }
+        let result = self.upload_unless_present(hash, size, body, src);
+        let mut claims = guard(&self.claims);
+        match &result {
+            Ok(Ok(_)) => {
+                claims.insert(hash, Claim::Present);
+            }
+            _ => {
+                claims.remove(&hash);
+            }
+        }
+        self.claimed.notify_all();
+        result
+    }
+
+    fn upload_unless_present(
+        &self,
+        hash: ContentHash,
+        size: u64,
+        body: Option<Vec<u8>>,
+        src: &Path,
+    ) -> Result<Result<Option<u64>, SourceProblem>, CoreError> {
+        let remote = &self.remote;
+        let key = remote.data_key(&hash);
+        match remote.block(remote.store.head(&key)) {
+            Ok(meta) if meta.size == size => return Ok(Ok(None)),
+            Ok(meta) => {
+                warn!(object = %key, size = meta.size, expected = size, "replacing a content object of the wrong size");
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(remote.error("look up", &key, e)),
+        }
+        match body {
+            Some(body) => {
+                remote
+                    .block(remote.store.put(&key, PutPayload::from(body)))
+                    .map_err(|e| remote.error("upload", &key, e))?;
+                Ok(Ok(Some(size)))
+            }
+            None => {
+                let mut file = match open_source(src) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
+                };
+                match upload_parts(remote, &key, &mut file, Some(hash))? {
+                    Ok(n) => Ok(Ok(Some(n))),
+                    Err(p) => Ok(Err(p)),
+                }
+            }
+        }
+    }
+
+    fn release_lock(&self) {
+        drop(guard(&self.lock).take());
+    }
+}
+
+/// A source file read and hashed.
+struct ReadFile {
+    hash: ContentHash,
+    bytes: u64,
+    stat: FileStat,
+    /// The bytes, for a small file.
+    body: Option<Vec<u8>>,
+    changed: bool,
+}
+
+/// Reads `src` once: a small file into memory, a large one only hashed.
+fn read_hashed(src: &Path) -> io::Result<ReadFile> {
+    let mut file = open_source(src)?;
+    let before = file.metadata()?;
+    let stat = FileStat::from_metadata(&before);
+    let mut hasher = Sha256::new();
+    let (bytes, body) = if stat.size <= SMALL_FILE {
+        let mut body = Vec::with_capacity(stat.size as usize);
+        file.read_to_end(&mut body)?;
+        hasher.update(&body);
+        (body.len() as u64, Some(body))
+    } else {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        (total, None)
+    };
+    let after = FileStat::from_metadata(&file.metadata()?);
+    let changed = after.size != stat.size || after.mtime_ns != stat.mtime_ns || bytes != stat.size;
+    Ok(ReadFile {
+        hash: ContentHash(hasher.finalize().into()),
+        bytes,
+        stat: FileStat {
+            size: bytes,
+            ..stat
+        },
+        body,
+        changed,
+    })
+}
+
+/// Fills `buf` from `input` as far as it goes; returns the bytes read.
+fn fill(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Streams `input` to `key` in parts of [`PART_SIZE`] (constant memory),
+/// hashing it; when `expected` is given and the bytes do not match it,
+/// the upload is abandoned (nothing appears under `key`). Returns the
+/// bytes uploaded.
+pub(crate) fn upload_parts(
+    remote: &Remote,
+    key: &Key,
+    input: &mut dyn Read,
+    expected: Option<ContentHash>,
+) -> Result<Result<u64, SourceProblem>, CoreError> {
+    let mut upload = remote
+        .block(remote.store.put_multipart(key))
+        .map_err(|e| remote.error("start uploading", key, e))?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; PART_SIZE];
+    let outcome: Result<Result<(), SourceProblem>, CoreError> = (|| loop {
+        let n = match fill(input, &mut buf) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
+        };
+        if n == 0 && total > 0 {
+            return Ok(Ok(()));
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        remote
+            .block(upload.put_part(PutPayload::from(buf[..n].to_vec())))
+            .map_err(|e| remote.error("upload a part of", key, e))?;
+        if n < buf.len() {
+            return Ok(Ok(()));
+        }
+    })();
+    let hash = ContentHash(hasher.finalize().into());
+    let outcome = match outcome {
+        Ok(Ok(())) if expected.is_some_and(|h| h != hash) => Ok(Err(SourceProblem::Changed)),
+        other => other,
+    };
+    match outcome {
+        Ok(Ok(())) => {
+            remote
+                .block(upload.complete())
+                .map_err(|e| remote.error("finish uploading", key, e))?;
+            Ok(Ok(total))
+        }
+        other => {
+            if let Err(e) = remote.block(upload.abort()) {
+                debug!(object = %key, error = %e, "cannot abort the multipart upload");
+            }
+            other.map(|r| r.map(|()| total))
+        }
+    }
+}
+
+impl SnapshotWriter for S3Writer {
+    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        match &planned.action {
+            Action::CreateDir | Action::CreateSymlink => {
+                Ok(Self::written(planned.to_manifest(None)))
+            }
+            // The previous manifest references the object: it is there.
+            Action::Link { hash, .. } => Ok(WrittenEntry {
+                linked: true,
+                ..Self::written(planned.to_manifest(Some(*hash)))
+            }),
+            Action::KeepStale(stale) => Ok(WrittenEntry {
+                failure: Some(stale.error.clone()),
+                linked: true,
+                ..Self::written(planned.to_manifest(None))
+            }),
+            Action::Fail { error } => Ok(Self::failed(planned, error.clone())),
+            Action::Copy => match self.upload_source(planned)? {
+                Ok(w) => Ok(w),
+                Err(error) => match &planned.previous_version {
+                    // Keep the last good content, which is in the store.
+                    Some(prev) => {
+                        let stale = PlannedEntry {
+                            action: prev.keep_stale(&planned.entry.path, error.clone()),
+                            ..planned.clone()
+                        };
+                        Ok(WrittenEntry {
+                            failure: Some(error),
+                            linked: true,
+                            ..Self::written(stale.to_manifest(None))
+                        })
+                    }
+                    None => Ok(Self::failed(planned, error)),
+                },
+            },
+        }
+    }
+
+    fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError> {
+        let mut manifest = guard(&self.manifest);
+        let Some(out) = manifest.as_mut() else {
+            return Ok(());
+        };
+        serde_json::to_writer(&mut *out, entry)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| CoreError::io("write the temporary manifest in", &std::env::temp_dir(), e))
+    }
+
+    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+        let remote = &self.remote;
+        let key = &self.manifest_key;
+        let result = (|| {
+            let out = guard(&self.manifest).take().ok_or_else(|| CoreError::Remote {
+                action: "commit",
+                location: remote.url_of(key),
+                message: "the snapshot was already committed or aborted".into(),
+            })?;
+            let tmp_err =
+                |e: io::Error| CoreError::io("read the temporary manifest in", &std::env::temp_dir(), e);
+            let mut file = out.into_inner().map_err(|e| tmp_err(e.into_error()))?;
+            file.rewind().map_err(tmp_err)?;
+            match remote.block(remote.store.head(key)) {
+                Err(object_store::Error::NotFound { .. }) => {}
+                Ok(_) => {
+                    return Err(CoreError::Remote {
+                        action: "commit",
+                        location: remote.url_of(key),
+                        message: "a snapshot of that name appeared during the run; run again".into(),
+                    })
+                }
+                Err(e) => return Err(remote.error("look up", key, e)),
+            }
+            let mut head = serde_json::to_vec(info).map_err(|e| CoreError::Remote {
+                action: "write",
+                location: remote.url_of(key),
+                message: e.to_string(),
+            })?;
+            head.push(b'\n');
+            let len = file.metadata().map_err(tmp_err)?.len();
+            if len + head.len() as u64 <= SMALL_FILE {
+                file.read_to_end(&mut head).map_err(tmp_err)?;
+                remote
+                    .block(remote.store.put(key, PutPayload::from(head)))
+                    .map_err(|e| remote.error("upload", key, e))?;
+            } else {
+                let mut body = io::Cursor::new(head).chain(file);
+                if let Err(problem) = upload_parts(remote, key, &mut body, None)? {
+                    let why = match problem {
+                        SourceProblem::Unreadable(e) => e,
+                        SourceProblem::Changed => "it changed while it was uploaded".into(),
+                    };
+                    return Err(CoreError::Remote {
+                        action: "upload",
+                        location: remote.url_of(key),
+                        message: format!("cannot read the temporary manifest: {why}"),
+                    });
+                }
+            }
+            Ok(PathBuf::from(remote.url_of(key)))
+        })();
+        self.release_lock();
+        result
+    }
+
+    fn abort(&self) {
+        guard(&self.manifest).take();
+        self.release_lock();
+    }
+}

@@ -32,7 +32,8 @@ mod sys;
 pub mod verify;
 
 pub use copy::{
-    copy_hashed, copy_hashed_with, copy_stream_hashed, hash_file, open_source, Copied, CopyError, SetAttrs,
+    copy_hashed, copy_hashed_with, copy_stream_hashed, hash_file, open_source, Copied, CopyError,
+    SetAttrs,
 };
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use store::LocalStore;

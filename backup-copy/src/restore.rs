@@ -15,9 +15,7 @@ use backup_core::{
 };
 use serde::Serialize;
 
-use crate::copy::{
-    copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs,
-};
+use crate::copy::{copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs};
 
 /// What to restore and where.
 #[derive(Clone, Debug)]

@@ -182,12 +182,13 @@ pub fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
 }
 
 /// Streams the entries of a snapshot's manifest.
-pub fn read_manifest(
-    snapshot_dir: &Path,
-) -> Result<ManifestLines<BufReader<File>>, CoreError> {
+pub fn read_manifest(snapshot_dir: &Path) -> Result<ManifestLines<BufReader<File>>, CoreError> {
     let path = state_dir(snapshot_dir).join(MANIFEST_FILE);
     let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
-    Ok(parse_manifest(BufReader::with_capacity(1 << 16, file), path))
+    Ok(parse_manifest(
+        BufReader::with_capacity(1 << 16, file),
+        path,
+    ))
 }
 
 /// Streams manifest entries, one JSON object per line, from `reader`

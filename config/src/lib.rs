@@ -291,7 +291,9 @@ impl Profile {
             _ => None,
         };
         let destination = match raw.destination.as_deref() {
-            Some(_) if s3.is_some() => PathBuf::from(s3.as_ref().map(S3Destination::url).unwrap_or_default()),
+            Some(_) if s3.is_some() => {
+                PathBuf::from(s3.as_ref().map(S3Destination::url).unwrap_or_default())
+            }
             Some(d) => resolve("destination", d)?,
             None => {
                 return Err(invalid(

@@ -70,6 +70,8 @@ impl S3Server {
             .args(["serve", "s3", "--addr", &addr, "--auth-key"])
             .arg(format!("{KEY_ID},{SECRET}"))
             .args(["--config", "/dev/null", "--log-level", "ERROR"])
+            // Tests change objects behind the server's back: no caching.
+            .args(["--dir-cache-time", "100ms"])
             .arg(root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -92,6 +94,12 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(server)
+    }
+
+    /// Waits until the server sees changes made to its folder directly
+    /// (its directory cache lives 100 ms).
+    pub fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     /// The folder holding the objects under `prefix` of [`BUCKET`].

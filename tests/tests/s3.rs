@@ -107,16 +107,24 @@ fn backup_then_restore_is_byte_identical_and_identical_files_are_stored_once() {
     assert!(server.objects("proj", "locks").is_empty());
 
     let target = w.dir.path().join("restored");
-    let r = w.run(&["restore", "latest", "--to", target.to_str().unwrap(), "--json"]);
+    let r = w.run(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.json()["files_restored"], 13);
+    // 11 files (5 of them one content) and a symlink.
+    assert_eq!(r.json()["files_restored"], 11);
     assert_eq!(tree(&target), tree(&w.src));
 
     let v = w.run(&["verify", "--json"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
     let v = v.json();
-    assert_eq!(v["files_checked"], 13);
-    assert_eq!(v["bytes_checked"], (12 << 20) + 70);
+    assert_eq!(v["files_checked"], 11);
+    // Each distinct content downloaded once: big.bin plus 77 bytes.
+    assert_eq!(v["bytes_checked"], (12 << 20) + 77);
     let q = w.run(&["verify", "--quick", "--json"]);
     assert_eq!(q.code, 0, "{}", q.stderr);
     assert_eq!(q.json()["bytes_checked"], 0);
@@ -206,13 +214,19 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
     let data = server.dir("proj").join("data");
     loop {
         let arrived = fs::read_dir(&data)
-            .map(|rd| rd.flatten().any(|d| fs::read_dir(d.path()).is_ok_and(|mut f| f.next().is_some())))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|d| fs::read_dir(d.path()).is_ok_and(|mut f| f.next().is_some()))
+            })
             .unwrap_or(false);
         if arrived {
             break;
         }
         assert!(Instant::now() < deadline, "no object arrived within 60 s");
-        assert!(child.try_wait().unwrap().is_none(), "the backup ended too early");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended too early"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap();
@@ -222,7 +236,10 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
         "a manifest exists after the kill"
     );
     let arrived = server.objects("proj", "data").len();
-    assert!(arrived > 0 && arrived < files as usize, "{arrived} objects arrived");
+    assert!(
+        arrived > 0 && arrived < files as usize,
+        "{arrived} objects arrived"
+    );
 
     let report = w.backup(0);
     assert_eq!(report["outcome"], "created", "{report}");
@@ -231,7 +248,10 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
         copied <= (files as u64) - arrived as u64,
         "uploaded {copied} again although {arrived} had arrived"
     );
-    assert_eq!(report["files_linked"].as_u64().unwrap() + copied, files as u64);
+    assert_eq!(
+        report["files_linked"].as_u64().unwrap() + copied,
+        files as u64
+    );
     assert_eq!(server.objects("proj", "data").len(), files as usize);
     let v = w.run(&["verify", "--json"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
@@ -239,7 +259,13 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
 }
 
 /// Writes a lock object as another run would.
-fn plant_lock(server: &S3Server, prefix: &str, name: &str, refreshed_secs_ago: i64, exclusive: bool) {
+fn plant_lock(
+    server: &S3Server,
+    prefix: &str,
+    name: &str,
+    refreshed_secs_ago: i64,
+    exclusive: bool,
+) {
     let t = chrono_like_rfc3339(refreshed_secs_ago);
     let dir = server.dir(prefix).join("locks");
     fs::create_dir_all(&dir).unwrap();
@@ -257,7 +283,12 @@ fn plant_lock(server: &S3Server, prefix: &str, name: &str, refreshed_secs_ago: i
 /// RFC 3339 UTC time `secs_ago` seconds ago (from `date`, no extra crate).
 fn chrono_like_rfc3339(secs_ago: i64) -> String {
     let out = Command::new("date")
-        .args(["-u", "-d", &format!("@{}", now_secs() - secs_ago), "+%Y-%m-%dT%H:%M:%S+00:00"])
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now_secs() - secs_ago),
+            "+%Y-%m-%dT%H:%M:%S+00:00",
+        ])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -297,6 +328,7 @@ fn rotation_deletes_manifests_and_gc_keeps_exactly_the_referenced_contents() {
     // A live lock of another run puts garbage collection off: the content
     // only the rotated snapshot needed stays.
     plant_lock(&server, "proj", "other-live", 5, false);
+    server.settle();
     w.write("changing.txt", "state 4\n");
     let r = w.backup(0);
     assert_eq!(r["rotate"].as_array().unwrap().len(), 1, "{r}");
@@ -308,6 +340,7 @@ fn rotation_deletes_manifests_and_gc_keeps_exactly_the_referenced_contents() {
     // The same lock gone stale (an hour without refresh) is ignored.
     fs::remove_file(server.dir("proj").join("locks/other-live.json")).unwrap();
     plant_lock(&server, "proj", "other-dead", 3600, true);
+    server.settle();
     w.write("changing.txt", "state 5\n");
     let r = w.backup(0);
     assert_eq!(r["outcome"], "created", "{r}");
@@ -330,6 +363,7 @@ fn a_live_exclusive_lock_makes_a_backup_wait_then_fail_clearly() {
     // A live exclusive lock (another run collecting garbage) that is
     // released after 3 s: the backup waits, then goes on.
     plant_lock(&server, "proj", "gc", 0, true);
+    server.settle();
     let lock = server.dir("proj").join("locks/gc.json");
     let remover = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
@@ -361,6 +395,7 @@ fn corrupt_and_missing_objects_are_reported_by_verify() {
     // Same size, other bytes: only a full verify sees it.
     fs::write(obj(&hash("alpha\n")), "ALPHA\n").unwrap();
     fs::remove_file(obj(&hash("bravo\n"))).unwrap();
+    server.settle();
     let q = w.run(&["verify", "--quick", "--json"]);
     assert_eq!(q.code, 1, "{}", q.stdout);
     let q = q.json();
@@ -373,9 +408,18 @@ fn corrupt_and_missing_objects_are_reported_by_verify() {
     assert_eq!(v["missing"][0]["path"], "b.txt");
     // Restore refuses the damaged content (exit 1) but writes the rest.
     let target = w.dir.path().join("r");
-    let r = w.run(&["restore", "latest", "--to", target.to_str().unwrap(), "--json"]);
+    let r = w.run(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(r.code, 1);
-    assert_eq!(fs::read_to_string(target.join("c/d.txt")).unwrap(), "charlie\n");
+    assert_eq!(
+        fs::read_to_string(target.join("c/d.txt")).unwrap(),
+        "charlie\n"
+    );
 }
 
 #[test]
@@ -386,12 +430,12 @@ fn wrong_secret_is_a_clear_error_and_nothing_is_written() {
     let mut w = server.world("proj", "");
     w.write("a.txt", "a\n");
     w.env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
-    w.env.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    w.env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
     let r = w.run(&["backup", "--force"]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("refused the credentials")
-            && r.stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        r.stderr.contains("refused the credentials") && r.stderr.contains("AWS_SECRET_ACCESS_KEY"),
         "{}",
         r.stderr
     );
@@ -421,7 +465,10 @@ fn missing_credentials_bucket_or_server_are_clear_errors_before_scanning() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("AWS_ACCESS_KEY_ID") && stderr.contains("not set"), "{stderr}");
+    assert!(
+        stderr.contains("AWS_ACCESS_KEY_ID") && stderr.contains("not set"),
+        "{stderr}"
+    );
 
     // A bucket that does not exist.
     let w = server.world("proj", "");

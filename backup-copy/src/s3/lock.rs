@@ -108,18 +108,21 @@ pub fn live_locks(remote: &Remote, own: Option<&Key>) -> Result<Vec<LockInfo>, C
         if Some(&meta.location) == own {
             continue;
         }
-        let bytes = match remote.block(async {
-            remote.store.get(&meta.location).await?.bytes().await
-        }) {
-            Ok(b) => b,
-            // Deleted between list and read: released.
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(remote.error("read the lock", &meta.location, e)),
-        };
+        let bytes =
+            match remote.block(async { remote.store.get(&meta.location).await?.bytes().await }) {
+                Ok(b) => b,
+                // Deleted between list and read: released.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(remote.error("read the lock", &meta.location, e)),
+            };
         match serde_json::from_slice::<LockInfo>(&bytes) {
             Ok(info) if !info.is_stale(now) => out.push(info),
-            Ok(info) => debug!(lock = %meta.location, host = %info.host, pid = info.pid, "ignoring a stale lock"),
-            Err(e) => warn!(lock = %meta.location, error = %e, "ignoring an unreadable lock object"),
+            Ok(info) => {
+                debug!(lock = %meta.location, host = %info.host, pid = info.pid, "ignoring a stale lock")
+            }
+            Err(e) => {
+                warn!(lock = %meta.location, error = %e, "ignoring an unreadable lock object")
+            }
         }
     }
     Ok(out)

@@ -36,8 +36,8 @@ use backup_core::snapshot::{
     next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
 };
 use backup_core::{
-    Content, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntries, ManifestEntry,
-    Phase, Progress, SnapshotInfo, SnapshotRef, SnapshotRemover, SnapshotStore, SnapshotWriter,
+    Content, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntries, ManifestEntry, Phase,
+    Progress, SnapshotInfo, SnapshotRef, SnapshotRemover, SnapshotStore, SnapshotWriter,
 };
 use chrono::{DateTime, Local};
 use futures::StreamExt;
@@ -76,8 +76,8 @@ pub struct S3Store {
     profile: String,
 }
 
-/// Bytes of a manifest read to find its first line (the snapshot info).
-const INFO_PREFIX: u64 = 64 << 10;
+/// Read buffer for the first line of a manifest (the snapshot info).
+const INFO_PREFIX: usize = 16 << 10;
 
 impl S3Store {
     /// Connects to the bucket for snapshots of `profile` backing up
@@ -110,28 +110,35 @@ impl S3Store {
     }
 
     /// Snapshot names (of every profile) with a manifest in the store.
-    fn manifest_names(&self) -> Result<Vec<(String, Key, u64)>, CoreError> {
+    fn manifest_names(&self) -> Result<Vec<(String, Key)>, CoreError> {
         Ok(self
             .remote
             .list_all(SNAPSHOTS_DIR)?
             .into_iter()
             .filter_map(|m| {
                 let name = m.location.filename()?.strip_suffix(".json")?.to_owned();
-                Some((name, m.location, m.size))
+                Some((name, m.location))
             })
             .collect())
     }
 
-    /// Reads the first line of a manifest: the snapshot's info.
-    fn read_info(&self, key: &Key, size: u64) -> Result<SnapshotInfo, CoreError> {
-        let remote = &self.remote;
-        let bytes = remote
-            .block(remote.store.get_range(key, 0..size.min(INFO_PREFIX)))
-            .map_err(|e| remote.error("read", key, e))?;
-        let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-        serde_json::from_slice(line).map_err(|e| CoreError::Remote {
+    /// Reads the first line of a manifest: the snapshot's info. (The
+    /// download is dropped after that line; ranged reads are not used
+    /// because not every S3-compatible server honours them.)
+    fn read_info(&self, key: &Key) -> Result<SnapshotInfo, CoreError> {
+        let url = self.remote.url_of(key);
+        let mut reader = BufReader::with_capacity(INFO_PREFIX, self.remote.open(key)?);
+        let mut line = Vec::new();
+        reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CoreError::Remote {
+                action: "read",
+                location: url.clone(),
+                message: e.to_string(),
+            })?;
+        serde_json::from_slice(&line).map_err(|e| CoreError::Remote {
             action: "read",
-            location: remote.url_of(key),
+            location: url,
             message: format!("its first line is not a snapshot summary ({e})"),
         })
     }
@@ -278,11 +285,11 @@ impl SnapshotStore for S3Store {
         _history: &HashSet<String>,
     ) -> Result<Vec<SnapshotRef>, CoreError> {
         let mut out = Vec::new();
-        for (name, key, size) in self.manifest_names()? {
+        for (name, key) in self.manifest_names()? {
             let Some(stamp) = parse_snapshot_name(profile, &name) else {
                 continue;
             };
-            let info = match self.read_info(&key, size) {
+            let info = match self.read_info(&key) {
                 Ok(i) => i,
                 Err(e) => {
                     warn!(manifest = %key, error = %e, "skipping an unreadable snapshot manifest");
@@ -309,11 +316,13 @@ impl SnapshotStore for S3Store {
         let mut reader = BufReader::with_capacity(1 << 16, self.remote.open(&key)?);
         // The first line is the snapshot's info.
         let mut first = Vec::new();
-        reader.read_until(b'\n', &mut first).map_err(|e| CoreError::Remote {
-            action: "read",
-            location: url.clone(),
-            message: e.to_string(),
-        })?;
+        reader
+            .read_until(b'\n', &mut first)
+            .map_err(|e| CoreError::Remote {
+                action: "read",
+                location: url.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Box::new(parse_manifest(reader, PathBuf::from(url))))
     }
 
@@ -338,7 +347,7 @@ impl SnapshotStore for S3Store {
         now: DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError> {
-        let names = self.manifest_names()?.into_iter().map(|(n, _, _)| n);
+        let names = self.manifest_names()?.into_iter().map(|(n, _)| n);
         Ok(next_name_among(names, profile, now, history))
     }
 

@@ -178,10 +178,7 @@ impl S3Writer {
                 match claims.get(&hash) {
                     Some(Claim::Present) => return Ok(Ok(None)),
                     Some(Claim::Uploading) => {
-                        claims = self
-                            .claimed
-                            .wait(claims)
-                            .unwrap_or_else(|p| p.into_inner());
+                        claims = self.claimed.wait(claims).unwrap_or_else(|p| p.into_inner());
                     }
                     None => {
                         claims.insert(hash, Claim::Uploading);
@@ -418,13 +415,16 @@ impl SnapshotWriter for S3Writer {
         let remote = &self.remote;
         let key = &self.manifest_key;
         let result = (|| {
-            let out = guard(&self.manifest).take().ok_or_else(|| CoreError::Remote {
-                action: "commit",
-                location: remote.url_of(key),
-                message: "the snapshot was already committed or aborted".into(),
-            })?;
-            let tmp_err =
-                |e: io::Error| CoreError::io("read the temporary manifest in", &std::env::temp_dir(), e);
+            let out = guard(&self.manifest)
+                .take()
+                .ok_or_else(|| CoreError::Remote {
+                    action: "commit",
+                    location: remote.url_of(key),
+                    message: "the snapshot was already committed or aborted".into(),
+                })?;
+            let tmp_err = |e: io::Error| {
+                CoreError::io("read the temporary manifest in", &std::env::temp_dir(), e)
+            };
             let mut file = out.into_inner().map_err(|e| tmp_err(e.into_error()))?;
             file.rewind().map_err(tmp_err)?;
             match remote.block(remote.store.head(key)) {
@@ -433,7 +433,8 @@ impl SnapshotWriter for S3Writer {
                     return Err(CoreError::Remote {
                         action: "commit",
                         location: remote.url_of(key),
-                        message: "a snapshot of that name appeared during the run; run again".into(),
+                        message: "a snapshot of that name appeared during the run; run again"
+                            .into(),
                     })
                 }
                 Err(e) => return Err(remote.error("look up", key, e)),

@@ -1502,3 +1502,21 @@ fn overwrite_restore_never_writes_through_a_symlinked_folder() {
     );
     assert_eq!(fs::read_to_string(to.join("top.txt")).unwrap(), "top");
 }
+
+/// Without the `s3` feature an object-storage destination is a profile
+/// error that says how to get a build with it.
+#[cfg(not(feature = "s3"))]
+#[test]
+fn s3_destination_without_the_feature_says_how_to_build_it() {
+    let w = World::new("");
+    std::fs::write(
+        &w.profile,
+        "name = \"Proj\"\nsource = \"src\"\ndestination = \"s3://some-bucket/p\"\n",
+    )
+    .unwrap();
+    let r = w.run(&["backup"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--features s3"), "{}", r.stderr);
+    let r = w.run(&["list"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

@@ -245,13 +245,10 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
     assert_eq!(report["outcome"], "created", "{report}");
     let copied = report["files_copied"].as_u64().unwrap();
     assert!(
-        copied <= (files as u64) - arrived as u64,
+        copied <= files - arrived as u64,
         "uploaded {copied} again although {arrived} had arrived"
     );
-    assert_eq!(
-        report["files_linked"].as_u64().unwrap() + copied,
-        files as u64
-    );
+    assert_eq!(report["files_linked"].as_u64().unwrap() + copied, files);
     assert_eq!(server.objects("proj", "data").len(), files as usize);
     let v = w.run(&["verify", "--json"]);
     assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);

@@ -42,7 +42,8 @@ pub struct RunOptions {
     pub profile: String,
     /// The source folder.
     pub source: PathBuf,
-    /// The destination folder.
+    /// The destination folder (for an object store: its URL, used in
+    /// messages only; the store stage knows where it writes).
     pub destination: PathBuf,
     /// Path of `backup_metadata.json`.
     pub metadata_file: PathBuf,

@@ -131,3 +131,60 @@ fn template_parses_after_substitution() {
     assert_eq!(prof.name, "Demo");
     drop(dir);
 }
+
+#[test]
+fn s3_destination_is_parsed_with_defaults() {
+    let (dir, p) = write_profile(
+        "name = \"P\"\nsource = \"src\"\ndestination = \"s3://my-bucket/laptop/proj/\"\n",
+    );
+    let prof = Profile::load(&p).unwrap();
+    let s3 = prof.s3.clone().unwrap();
+    assert_eq!(s3.bucket, "my-bucket");
+    assert_eq!(s3.prefix, "laptop/proj");
+    assert_eq!(s3.endpoint, None);
+    assert_eq!(s3.region, "us-east-1");
+    assert_eq!(s3.access_key_env, "AWS_ACCESS_KEY_ID");
+    assert_eq!(s3.secret_key_env, "AWS_SECRET_ACCESS_KEY");
+    assert_eq!(
+        prof.destination,
+        PathBuf::from("s3://my-bucket/laptop/proj")
+    );
+    drop(dir);
+}
+
+#[test]
+fn s3_table_keys_are_read_and_checked() {
+    let (dir, p) = write_profile(
+        "source = \"src\"\ndestination = \"s3://b-1.x\"\n[s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\naccess_key_env = \"MY_KEY\"\nsecret_key_env = \"MY_SECRET\"\n",
+    );
+    let s3 = Profile::load(&p).unwrap().s3.unwrap();
+    assert_eq!(s3.prefix, "");
+    assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(
+        (s3.access_key_env.as_str(), s3.secret_key_env.as_str()),
+        ("MY_KEY", "MY_SECRET")
+    );
+    assert_eq!(s3.url(), "s3://b-1.x");
+    drop(dir);
+    for (body, key) in [
+        ("destination = \"s3://UPPER/x\"\n", "`destination`"),
+        ("destination = \"s3://ab\"\n", "`destination`"),
+        ("destination = \"s3://bucket/a/../b\"\n", "`destination`"),
+        (
+            "destination = \"s3://bucket/x\"\n[s3]\nendpoint = \"host:9000\"\n",
+            "`s3.endpoint`",
+        ),
+        (
+            "destination = \"s3://bucket/x\"\n[s3]\naccess_key_env = \"MY KEY\"\n",
+            "`s3.access_key_env`",
+        ),
+        (
+            "destination = \"s3://bucket/x\"\n[s3]\nsecret = \"x\"\n",
+            "unknown field",
+        ),
+        ("destination = \"local\"\n[s3]\nregion = \"x\"\n", "`s3`"),
+    ] {
+        let e = err(&format!("source = \"src\"\n{body}"));
+        assert!(e.contains(key), "{body}: {e}");
+    }
+}

@@ -218,3 +218,41 @@ impl Drop for LockGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(host: &str, pid: u32, refreshed_secs_ago: i64) -> LockInfo {
+        let t = (Utc::now() - chrono::Duration::seconds(refreshed_secs_ago)).to_rfc3339();
+        LockInfo {
+            host: host.into(),
+            pid,
+            started: t.clone(),
+            refreshed: t,
+            exclusive: false,
+            profile: "P".into(),
+        }
+    }
+
+    #[test]
+    fn a_lock_goes_stale_without_refresh() {
+        let now = Utc::now();
+        assert!(!info("elsewhere", 1, 60).is_stale(now));
+        assert!(info("elsewhere", 1, STALE_AFTER.as_secs() as i64 + 5).is_stale(now));
+        let mut garbled = info("elsewhere", 1, 0);
+        garbled.refreshed = "yesterday".into();
+        assert!(garbled.is_stale(now));
+    }
+
+    #[test]
+    fn a_fresh_lock_of_a_dead_process_on_this_host_is_stale() {
+        let host = backup_core::fsutil::host_name();
+        let now = Utc::now();
+        assert!(!info(&host, std::process::id(), 0).is_stale(now));
+        if std::path::Path::new("/proc/self").exists() {
+            // PIDs this large are not handed out on Linux.
+            assert!(info(&host, 4_000_000_000, 0).is_stale(now));
+        }
+    }
+}

@@ -235,3 +235,26 @@ pub fn is_root() -> bool {
 pub fn set_mtime(p: &Path, secs: i64) {
     filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(secs, 0)).unwrap();
 }
+
+/// Runs `cmd` to the end; returns its exit code and its peak resident set
+/// size in KiB (from `wait4`, for this child alone).
+#[cfg(unix)]
+pub fn run_with_peak_rss(cmd: &mut Command) -> (i32, u64) {
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    #[allow(unsafe_code)]
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are valid for writes.
+    #[allow(unsafe_code)]
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss as u64)
+}

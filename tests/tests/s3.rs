@@ -255,6 +255,41 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
     assert_eq!(v.json()["files_checked"], files);
 }
 
+#[test]
+fn a_large_file_is_uploaded_in_parts_in_constant_memory() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let w = server.world("proj", "");
+    // 1 GiB, sparse on disk: read as zeros, stored as one 1 GiB object.
+    let big = w.src.join("disk.img");
+    let f = fs::File::create(&big).unwrap();
+    f.set_len(1 << 30).unwrap();
+    fs::write(w.src.join("tail.bin"), noise(3, 1000)).unwrap();
+    drop(f);
+    let (code, rss_kib) = backup_tests::run_with_peak_rss(
+        Command::new(binary())
+            .arg("--profile")
+            .arg(&w.profile)
+            .args(["backup", "--force", "--quiet"])
+            .envs(w.env.iter().map(|(k, v)| (k, v))),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        rss_kib < 100 * 1024,
+        "peak RSS {} MiB while uploading a 1 GiB file",
+        rss_kib / 1024
+    );
+    let objects = server.objects("proj", "data");
+    let sizes: Vec<u64> = objects
+        .iter()
+        .map(|p| fs::metadata(server.dir("proj").join(p)).unwrap().len())
+        .collect();
+    assert!(sizes.contains(&(1 << 30)), "{sizes:?}");
+    let v = w.run(&["verify", "--quick", "--json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+}
+
 /// Writes a lock object as another run would.
 fn plant_lock(
     server: &S3Server,

@@ -865,12 +865,20 @@ fn run_locked(
 /// Loads the manifest of `snapshot` as the index the differ compares with.
 pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevIndex, CoreError> {
     let entries = stages.store.read_manifest(snapshot)?;
-    // A manifest has about one entry per file, plus folders and symlinks.
-    let estimate = snapshot
-        .info
-        .as_ref()
-        .map_or(0, |i| i.files_total + i.files_total / 8);
     let local = snapshot.path.is_dir().then(|| snapshot.path.clone());
+    // Reserve once: from a local manifest's size (a line is rarely under
+    // 120 bytes), else from the file count (plus folders and symlinks).
+    let manifest_len = local.as_ref().and_then(|dir| {
+        let path = crate::manifest::state_dir(dir).join(crate::manifest::MANIFEST_FILE);
+        std::fs::metadata(path).ok().map(|m| m.len())
+    });
+    let estimate = match manifest_len {
+        Some(len) => len / 120,
+        None => snapshot
+            .info
+            .as_ref()
+            .map_or(0, |i| i.files_total + i.files_total / 8),
+    };
     PrevIndex::from_entries(local, entries, estimate)
 }
 

@@ -310,6 +310,11 @@ fn plant_lock(
         .to_string(),
     )
     .unwrap();
+    // The server judges locks by their last-modified time (the file's mtime).
+    backup_tests::set_mtime(
+        &dir.join(format!("{name}.json")),
+        now_secs() - refreshed_secs_ago,
+    );
 }
 
 /// RFC 3339 UTC time `secs_ago` seconds ago (from `date`, no extra crate).
@@ -406,6 +411,33 @@ fn a_live_exclusive_lock_makes_a_backup_wait_then_fail_clearly() {
     remover.join().unwrap();
     assert_eq!(r["outcome"], "created", "{r}");
     assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn a_content_missing_from_the_store_is_uploaded_again_not_linked() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let w = server.world("proj", "");
+    w.write("stable.txt", "never changes\n");
+    w.write("moving.txt", "one\n");
+    w.backup(0);
+    // Someone deletes the content of the unchanged file from the bucket.
+    let data = server.dir("proj").join("data");
+    let victim = server
+        .objects("proj", "data")
+        .into_iter()
+        .find(|p| fs::read(server.dir("proj").join(p)).unwrap() == b"never changes\n")
+        .unwrap();
+    fs::remove_file(server.dir("proj").join(&victim)).unwrap();
+    server.settle();
+    w.write("moving.txt", "two\n");
+    let r = w.backup(0);
+    assert_eq!(r["outcome"], "created", "{r}");
+    assert_eq!(r["files_copied"], 2, "{r}");
+    assert!(data.join(victim.strip_prefix("data/").unwrap()).exists());
+    let v = w.run(&["verify", "--json"]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
 }
 
 #[test]

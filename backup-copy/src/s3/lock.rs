@@ -6,8 +6,13 @@
 //! others, so of two runs starting together at least one sees the other:
 //! a backup waits while an exclusive lock is live, garbage collection is
 //! put off while any other lock is live. A live run rewrites its lock every
-//! [`REFRESH_EVERY`]; a lock not refreshed for [`STALE_AFTER`] (or one of
-//! this host whose process is gone) is stale and ignored.
+//! [`REFRESH_EVERY`]; a lock the server has not seen rewritten for
+//! [`STALE_AFTER`] is stale and ignored. Ages are measured on the server's
+//! clock (the objects' last-modified times, against the lock this run just
+//! wrote), so a host with a wrong clock cannot make live locks look stale.
+//! A run that could not refresh its lock for a while (a laptop that slept)
+//! may have been taken for dead: [`LockGuard::unrefreshed_for`] tells the
+//! writer to check its contents are still there before it commits.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use backup_core::CoreError;
 use chrono::{DateTime, Utc};
+
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -46,29 +52,21 @@ pub struct LockInfo {
     pub profile: String,
 }
 
-impl LockInfo {
-    /// Whether the run holding it is presumed dead at `now`.
-    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
-        let refreshed = DateTime::parse_from_rfc3339(&self.refreshed)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let age = now.signed_duration_since(refreshed);
-        if age.to_std().is_ok_and(|a| a > STALE_AFTER) {
-            return true;
-        }
-        // A run of this host whose process is gone (checked where /proc
-        // tells; elsewhere only the age counts).
-        self.host == backup_core::fsutil::host_name()
-            && self.pid != std::process::id()
-            && std::path::Path::new("/proc/self").exists()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
+/// Whether a lock last written at `written` is stale at `now` (both
+/// server times).
+pub fn is_stale(written: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now.signed_duration_since(written)
+        .to_std()
+        .is_ok_and(|age| age > STALE_AFTER)
 }
 
 /// A lock object held by this run; refreshed by a thread, deleted on drop.
 pub struct LockGuard {
     remote: Arc<Remote>,
     key: Key,
+    /// When the lock was last written successfully (wall clock, which,
+    /// unlike a monotonic clock, also runs while the machine sleeps).
+    last_written: Arc<std::sync::Mutex<std::time::SystemTime>>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -100,12 +98,23 @@ fn write_lock(remote: &Remote, key: &Key, info: &LockInfo) -> Result<(), CoreErr
         .map_err(|e| remote.error("write the lock", key, e))
 }
 
-/// The live locks other than `own`, read from the store.
+/// The live locks other than `own`, read from the store. `own` must just
+/// have been written: its last-modified time is the server's "now".
 pub fn live_locks(remote: &Remote, own: Option<&Key>) -> Result<Vec<LockInfo>, CoreError> {
-    let now = Utc::now();
+    let all = remote.list_all(LOCKS_DIR)?;
+    let now = all
+        .iter()
+        .find(|m| Some(&m.location) == own)
+        .map(|m| m.last_modified)
+        .or_else(|| all.iter().map(|m| m.last_modified).max())
+        .unwrap_or_else(Utc::now);
     let mut out = Vec::new();
-    for meta in remote.list_all(LOCKS_DIR)? {
+    for meta in all {
         if Some(&meta.location) == own {
+            continue;
+        }
+        if is_stale(meta.last_modified, now) {
+            debug!(lock = %meta.location, written = %meta.last_modified, "ignoring a stale lock");
             continue;
         }
         let bytes =
@@ -116,12 +125,18 @@ pub fn live_locks(remote: &Remote, own: Option<&Key>) -> Result<Vec<LockInfo>, C
                 Err(e) => return Err(remote.error("read the lock", &meta.location, e)),
             };
         match serde_json::from_slice::<LockInfo>(&bytes) {
-            Ok(info) if !info.is_stale(now) => out.push(info),
-            Ok(info) => {
-                debug!(lock = %meta.location, host = %info.host, pid = info.pid, "ignoring a stale lock")
-            }
+            Ok(info) => out.push(info),
+            // Not ours to judge: count it as a live run of unknown kind.
             Err(e) => {
-                warn!(lock = %meta.location, error = %e, "ignoring an unreadable lock object")
+                warn!(lock = %meta.location, error = %e, "an unreadable lock object counts as a live exclusive lock");
+                out.push(LockInfo {
+                    host: format!("unknown (unreadable {})", meta.location),
+                    pid: 0,
+                    started: meta.last_modified.to_rfc3339(),
+                    refreshed: meta.last_modified.to_rfc3339(),
+                    exclusive: true,
+                    profile: String::new(),
+                });
             }
         }
     }
@@ -174,20 +189,26 @@ pub fn take(remote: &Arc<Remote>, exclusive: bool, profile: &str) -> Result<Lock
             }
         }
     }
+    let last_written = Arc::new(std::sync::Mutex::new(std::time::SystemTime::now()));
     let (stop, stopped) = mpsc::channel::<()>();
     let lock_url = remote.url_of(&key);
     let refresher = {
         let remote = Arc::clone(remote);
         let key = key.clone();
         let mut info = info.clone();
+        let last_written = Arc::clone(&last_written);
         std::thread::Builder::new()
             .name("backup-s3-lock".into())
             .spawn(move || loop {
                 match stopped.recv_timeout(REFRESH_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {
                         info.refreshed = Utc::now().to_rfc3339();
-                        if let Err(e) = write_lock(&remote, &key, &info) {
-                            warn!(error = %e, "cannot refresh the lock object");
+                        match write_lock(&remote, &key, &info) {
+                            Ok(()) => {
+                                *last_written.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    std::time::SystemTime::now();
+                            }
+                            Err(e) => warn!(error = %e, "cannot refresh the lock object"),
                         }
                     }
                     _ => return,
@@ -202,9 +223,21 @@ pub fn take(remote: &Arc<Remote>, exclusive: bool, profile: &str) -> Result<Lock
     Ok(Locked::Held(LockGuard {
         remote: Arc::clone(remote),
         key,
+        last_written,
         stop: Some(stop),
         refresher: Some(refresher),
     }))
+}
+
+impl LockGuard {
+    /// How long ago the lock was last written successfully. Past
+    /// [`STALE_AFTER`]` / 2` other runs may soon take this run for dead.
+    pub fn unrefreshed_for(&self) -> Duration {
+        let at = *self.last_written.lock().unwrap_or_else(|p| p.into_inner());
+        std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for LockGuard {
@@ -223,36 +256,14 @@ impl Drop for LockGuard {
 mod tests {
     use super::*;
 
-    fn info(host: &str, pid: u32, refreshed_secs_ago: i64) -> LockInfo {
-        let t = (Utc::now() - chrono::Duration::seconds(refreshed_secs_ago)).to_rfc3339();
-        LockInfo {
-            host: host.into(),
-            pid,
-            started: t.clone(),
-            refreshed: t,
-            exclusive: false,
-            profile: "P".into(),
-        }
-    }
-
     #[test]
-    fn a_lock_goes_stale_without_refresh() {
+    fn a_lock_goes_stale_without_refresh_on_the_server_clock() {
         let now = Utc::now();
-        assert!(!info("elsewhere", 1, 60).is_stale(now));
-        assert!(info("elsewhere", 1, STALE_AFTER.as_secs() as i64 + 5).is_stale(now));
-        let mut garbled = info("elsewhere", 1, 0);
-        garbled.refreshed = "yesterday".into();
-        assert!(garbled.is_stale(now));
-    }
-
-    #[test]
-    fn a_fresh_lock_of_a_dead_process_on_this_host_is_stale() {
-        let host = backup_core::fsutil::host_name();
-        let now = Utc::now();
-        assert!(!info(&host, std::process::id(), 0).is_stale(now));
-        if std::path::Path::new("/proc/self").exists() {
-            // PIDs this large are not handed out on Linux.
-            assert!(info(&host, 4_000_000_000, 0).is_stale(now));
-        }
+        let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+        assert!(!is_stale(ago(60), now));
+        assert!(!is_stale(ago(STALE_AFTER.as_secs() as i64 - 5), now));
+        assert!(is_stale(ago(STALE_AFTER.as_secs() as i64 + 5), now));
+        // Written "in the future" (clock differences): live.
+        assert!(!is_stale(ago(-3600), now));
     }
 }

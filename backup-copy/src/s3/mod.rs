@@ -42,7 +42,7 @@ use backup_core::{
 use chrono::{DateTime, Local};
 use futures::StreamExt;
 use object_store::path::Path as Key;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -458,6 +458,7 @@ impl S3Remover {
                 }
             }
         }
+        let mut doomed = Vec::new();
         for meta in remote.list_all(DATA_DIR)? {
             let hash = meta
                 .location
@@ -468,14 +469,25 @@ impl S3Remover {
             };
             if referenced.contains(&hash) {
                 report.kept += 1;
-                continue;
+            } else {
+                report.bytes_deleted += meta.size;
+                doomed.push(meta.location);
             }
-            match remote.block(remote.store.delete(&meta.location)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    report.deleted += 1;
-                    report.bytes_deleted += meta.size;
+        }
+        // Bulk deletes (up to 1,000 keys a request where the service
+        // supports it): a large collection holds the exclusive lock briefly.
+        let keys = futures::stream::iter(doomed.into_iter().map(Ok)).boxed();
+        let results: Vec<_> = remote.block(remote.store.delete_stream(keys).collect());
+        for r in results {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => report.deleted += 1,
+                Err(e) => {
+                    return Err(CoreError::Remote {
+                        action: "delete unreferenced contents in",
+                        location: remote.url(),
+                        message: remote.explain(&e),
+                    })
                 }
-                Err(e) => return Err(remote.error("delete", &meta.location, e)),
             }
         }
         Ok(report)

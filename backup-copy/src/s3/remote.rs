@@ -71,7 +71,8 @@ impl Remote {
             .with_client_options(
                 ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(10))
-                    .with_timeout(Duration::from_secs(300)),
+                    // A whole request, body included: large downloads need time.
+                    .with_timeout(Duration::from_secs(30 * 60)),
             )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
@@ -183,7 +184,7 @@ impl Remote {
         } else if text.contains("SignatureDoesNotMatch")
             || text.contains("InvalidAccessKeyId")
             || text.contains("AccessDenied")
-            || text.contains("403")
+            || text.contains("403 Forbidden")
             || matches!(
                 e,
                 object_store::Error::PermissionDenied { .. }

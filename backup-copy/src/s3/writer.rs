@@ -1,22 +1,26 @@
 //! [`S3Writer`]: a snapshot being uploaded.
 //!
+//! When the writer starts (under the run's lock) it lists `data/` once.
 //! Changed files are hashed, then uploaded to `data/<2 hex>/<sha256>`
-//! unless an object of that name and size is already there (unchanged
-//! files are not even looked up: the previous manifest references them).
+//! unless an object of that name and size is listed. An unchanged file
+//! whose content is not listed (deleted by hand, or by a run that took
+//! this one for dead) is uploaded again from the source rather than
+//! linked to nothing.
 //! Small files are read once into memory; larger ones are hashed, then
 //! streamed in parts and hashed again, and the upload is abandoned if the
 //! file changed in between. The manifest collects in a temporary file and
 //! is uploaded last, in one atomic PUT (or completed multipart upload):
 //! until then the snapshot does not exist.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use backup_core::{
-    Action, ContentHash, CoreError, EntryStatus, FileStat, ManifestEntry, PlannedEntry,
+    Action, ContentHash, CoreError, EntryKind, EntryStatus, FileStat, ManifestEntry, PlannedEntry,
     SnapshotInfo, SnapshotWriter, WrittenEntry,
 };
 use object_store::path::Path as Key;
@@ -58,6 +62,39 @@ pub struct S3Writer {
     lock: Mutex<Option<LockGuard>>,
     claims: Mutex<HashMap<ContentHash, Claim>>,
     claimed: Condvar,
+    /// Contents in the store when the writer started, with their sizes.
+    present: HashMap<ContentHash, u64>,
+    /// Contents the manifest references so far.
+    needed: Mutex<HashSet<ContentHash>>,
+}
+
+/// Removes an unfinished claim (also when the upload panicked) and wakes
+/// the threads waiting for it.
+struct ClaimGuard<'a> {
+    writer: &'a S3Writer,
+    hash: ContentHash,
+    present: bool,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        let mut claims = guard(&self.writer.claims);
+        if self.present {
+            claims.insert(self.hash, Claim::Present);
+        } else {
+            claims.remove(&self.hash);
+        }
+        self.writer.claimed.notify_all();
+    }
+}
+
+/// Lists the contents in the store, with their sizes.
+pub(crate) fn list_present(remote: &Remote) -> Result<HashMap<ContentHash, u64>, CoreError> {
+    Ok(remote
+        .list_all(super::remote::DATA_DIR)?
+        .into_iter()
+        .filter_map(|m| Some((m.location.filename()?.parse().ok()?, m.size)))
+        .collect())
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,7 +116,10 @@ impl S3Writer {
                 e,
             )
         })?;
+        let present = list_present(&remote)?;
         Ok(S3Writer {
+            present,
+            needed: Mutex::new(HashSet::new()),
             remote,
             source,
             manifest_key,
@@ -187,17 +227,14 @@ impl S3Writer {
                 }
             }
         }
+        let mut claim = ClaimGuard {
+            writer: self,
+            hash,
+            present: false,
+        };
         let result = self.upload_unless_present(hash, size, body, src);
-        let mut claims = guard(&self.claims);
-        match &result {
-            Ok(Ok(_)) => {
-                claims.insert(hash, Claim::Present);
-            }
-            _ => {
-                claims.remove(&hash);
-            }
-        }
-        self.claimed.notify_all();
+        claim.present = matches!(result, Ok(Ok(_)));
+        drop(claim);
         result
     }
 
@@ -210,13 +247,12 @@ impl S3Writer {
     ) -> Result<Result<Option<u64>, SourceProblem>, CoreError> {
         let remote = &self.remote;
         let key = remote.data_key(&hash);
-        match remote.block(remote.store.head(&key)) {
-            Ok(meta) if meta.size == size => return Ok(Ok(None)),
-            Ok(meta) => {
-                warn!(object = %key, size = meta.size, expected = size, "replacing a content object of the wrong size");
+        match self.present.get(&hash) {
+            Some(&n) if n == size => return Ok(Ok(None)),
+            Some(&n) => {
+                warn!(object = %key, size = n, expected = size, "replacing a content object of the wrong size");
             }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(remote.error("look up", &key, e)),
+            None => {}
         }
         match body {
             Some(body) => {
@@ -236,6 +272,56 @@ impl S3Writer {
                 }
             }
         }
+    }
+
+    /// Uploads the source file; when it cannot be read, keeps the last
+    /// good content if the store still has it.
+    fn write_copy(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        match self.upload_source(planned)? {
+            Ok(w) => Ok(w),
+            Err(error) => match &planned.previous_version {
+                Some(prev) if self.present.contains_key(&prev.hash) => {
+                    let stale = PlannedEntry {
+                        action: prev.keep_stale(&planned.entry.path, error.clone()),
+                        ..planned.clone()
+                    };
+                    Ok(WrittenEntry {
+                        failure: Some(error),
+                        linked: true,
+                        ..Self::written(stale.to_manifest(None))
+                    })
+                }
+                _ => Ok(Self::failed(planned, error)),
+            },
+        }
+    }
+
+    /// Before commit: if the lock went unrefreshed long enough for other
+    /// runs to take this one for dead (and collect garbage), checks that
+    /// every content the manifest references is still there.
+    fn check_still_present(&self) -> Result<(), CoreError> {
+        let unrefreshed = guard(&self.lock)
+            .as_ref()
+            .map_or(Duration::ZERO, LockGuard::unrefreshed_for);
+        if unrefreshed < super::lock::STALE_AFTER / 2 {
+            return Ok(());
+        }
+        let now = list_present(&self.remote)?;
+        let missing = guard(&self.needed)
+            .iter()
+            .filter(|h| !now.contains_key(h))
+            .count();
+        if missing == 0 {
+            return Ok(());
+        }
+        Err(CoreError::Remote {
+            action: "commit",
+            location: self.remote.url_of(&self.manifest_key),
+            message: format!(
+                "this run could not refresh its lock for {} minutes (was the machine asleep?) and {missing} contents it needs were deleted meanwhile; run the backup again",
+                unrefreshed.as_secs() / 60
+            ),
+        })
     }
 
     fn release_lock(&self) {
@@ -347,12 +433,13 @@ pub(crate) fn upload_parts(
         other => other,
     };
     match outcome {
-        Ok(Ok(())) => {
-            remote
-                .block(upload.complete())
-                .map_err(|e| remote.error("finish uploading", key, e))?;
-            Ok(Ok(total))
-        }
+        Ok(Ok(())) => match remote.block(upload.complete()) {
+            Ok(_) => Ok(Ok(total)),
+            Err(e) => {
+                let _ = remote.block(upload.abort());
+                Err(remote.error("finish uploading", key, e))
+            }
+        },
         other => {
             if let Err(e) = remote.block(upload.abort()) {
                 debug!(object = %key, error = %e, "cannot abort the multipart upload");
@@ -368,39 +455,38 @@ impl SnapshotWriter for S3Writer {
             Action::CreateDir | Action::CreateSymlink => {
                 Ok(Self::written(planned.to_manifest(None)))
             }
-            // The previous manifest references the object: it is there.
-            Action::Link { hash, .. } => Ok(WrittenEntry {
+            Action::Link { hash, .. } if self.present.contains_key(hash) => Ok(WrittenEntry {
                 linked: true,
                 ..Self::written(planned.to_manifest(Some(*hash)))
             }),
-            Action::KeepStale(stale) => Ok(WrittenEntry {
-                failure: Some(stale.error.clone()),
-                linked: true,
-                ..Self::written(planned.to_manifest(None))
-            }),
+            // Its content is gone from the store: upload it again.
+            Action::Link { .. } => {
+                warn!(path = %planned.entry.path, "its content is missing from the store; uploading it again");
+                self.write_copy(planned)
+            }
+            Action::KeepStale(stale) if self.present.contains_key(&stale.hash) => {
+                Ok(WrittenEntry {
+                    failure: Some(stale.error.clone()),
+                    linked: true,
+                    ..Self::written(planned.to_manifest(None))
+                })
+            }
+            Action::KeepStale(stale) => Ok(Self::failed(
+                planned,
+                format!(
+                    "{}; its last good copy is missing from the store",
+                    stale.error
+                ),
+            )),
             Action::Fail { error } => Ok(Self::failed(planned, error.clone())),
-            Action::Copy => match self.upload_source(planned)? {
-                Ok(w) => Ok(w),
-                Err(error) => match &planned.previous_version {
-                    // Keep the last good content, which is in the store.
-                    Some(prev) => {
-                        let stale = PlannedEntry {
-                            action: prev.keep_stale(&planned.entry.path, error.clone()),
-                            ..planned.clone()
-                        };
-                        Ok(WrittenEntry {
-                            failure: Some(error),
-                            linked: true,
-                            ..Self::written(stale.to_manifest(None))
-                        })
-                    }
-                    None => Ok(Self::failed(planned, error)),
-                },
-            },
+            Action::Copy => self.write_copy(planned),
         }
     }
 
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError> {
+        if let (Some(h), EntryKind::File) = (entry.sha256, entry.kind) {
+            guard(&self.needed).insert(h);
+        }
         let mut manifest = guard(&self.manifest);
         let Some(out) = manifest.as_mut() else {
             return Ok(());
@@ -415,6 +501,7 @@ impl SnapshotWriter for S3Writer {
         let remote = &self.remote;
         let key = &self.manifest_key;
         let result = (|| {
+            self.check_still_present()?;
             let out = guard(&self.manifest)
                 .take()
                 .ok_or_else(|| CoreError::Remote {

@@ -2,6 +2,9 @@
 //! scenario with the tools interleaved (A B A B …) on a warm cache, and
 //! collects wall times and peak RSS.
 //!
+//! The S3 column (`ours-s3`, `restic-s3`) backs up the same corpus to a
+//! loopback `rclone serve s3` started for the run (see [`crate::s3`]).
+//!
 //! Scratch state (destinations, repositories, restores) lives in a fresh
 //! `scratch-<time>` folder of the work dir and is deleted only at the end,
 //! since deleting many files is slow on some disks and would disturb the
@@ -19,6 +22,7 @@ use crate::corpus::{self, CorpusSize, GENERATOR_VERSION};
 use crate::fsutil::{self, TreeSummary};
 use crate::measure::{self, Measured};
 use crate::report;
+use crate::s3::{self, S3Server};
 
 /// The `apt-get` line that installs the reference tools.
 pub const INSTALL_HINT: &str = "apt-get install rsync restic borgbackup";
@@ -40,11 +44,15 @@ pub enum Tool {
     Restic,
     /// BorgBackup.
     Borg,
+    /// backup-cli backing up to the loopback S3 server.
+    OursS3,
+    /// restic backing up to the loopback S3 server (`-r s3:…`).
+    ResticS3,
 }
 
 impl Tool {
     /// Every tool, in table order.
-    pub const ALL: [Tool; 7] = [
+    pub const ALL: [Tool; 9] = [
         Tool::Ours,
         Tool::Find,
         Tool::Cpa,
@@ -52,6 +60,8 @@ impl Tool {
         Tool::Rsync,
         Tool::Restic,
         Tool::Borg,
+        Tool::OursS3,
+        Tool::ResticS3,
     ];
 
     /// The name used on the command line (`--tools`).
@@ -64,6 +74,8 @@ impl Tool {
             Tool::Rsync => "rsync",
             Tool::Restic => "restic",
             Tool::Borg => "borg",
+            Tool::OursS3 => "ours-s3",
+            Tool::ResticS3 => "restic-s3",
         }
     }
 
@@ -77,7 +89,14 @@ impl Tool {
             Tool::Rsync => "rsync",
             Tool::Restic => "restic",
             Tool::Borg => "borg",
+            Tool::OursS3 => "backup-cli → S3",
+            Tool::ResticS3 => "restic → S3",
         }
+    }
+
+    /// Whether it backs up to the loopback S3 server.
+    pub fn is_s3(self) -> bool {
+        matches!(self, Tool::OursS3 | Tool::ResticS3)
     }
 
     /// Parses a `--tools` name.
@@ -96,11 +115,11 @@ impl Tool {
     /// The external program it needs (none for ours, which is `--bin`).
     fn program(self) -> Option<&'static str> {
         match self {
-            Tool::Ours => None,
+            Tool::Ours | Tool::OursS3 => None,
             Tool::Find => Some("find"),
             Tool::Cpa | Tool::Cpal => Some("cp"),
             Tool::Rsync => Some("rsync"),
-            Tool::Restic => Some("restic"),
+            Tool::Restic | Tool::ResticS3 => Some("restic"),
             Tool::Borg => Some("borg"),
         }
     }
@@ -113,6 +132,7 @@ impl Tool {
             Tool::Find | Tool::Rsync => matches!(sc, Initial | NoChange | Mutate),
             Tool::Cpa => matches!(sc, Initial | Restore | Verify),
             Tool::Cpal => sc == Mutate,
+            Tool::OursS3 | Tool::ResticS3 => matches!(sc, Initial | Mutate),
         }
     }
 }
@@ -191,6 +211,8 @@ pub struct RunOptions {
     pub tools: Vec<Tool>,
     /// The backup-cli binary (default: next to this one).
     pub bin: Option<PathBuf>,
+    /// The rclone binary for the S3 tools (default: see [`s3::find_rclone`]).
+    pub rclone: Option<PathBuf>,
     /// Where to write the Markdown report.
     pub write: Option<PathBuf>,
     /// Corpus seed.
@@ -214,6 +236,8 @@ pub struct Sample {
     pub bytes: Option<u64>,
     /// Files the run looked at, where the tool reports it (backup-cli).
     pub files: Option<u64>,
+    /// CPU seconds the S3 server used during the run (S3 tools only).
+    pub server_cpu: Option<f64>,
     /// Whether the run did what was expected.
     pub ok: bool,
 }
@@ -262,15 +286,30 @@ pub struct Results {
     pub command_line: String,
     /// The backup-cli binary used.
     pub bin: PathBuf,
+    /// The loopback S3 server's peak RSS over the run, MiB (when it ran).
+    pub s3_server_peak_mib: Option<f64>,
 }
 
 /// backup-cli's state for one destination.
 #[derive(Clone, Debug)]
 struct OursState {
     profile: PathBuf,
+    /// The destination folder (for S3: the server's folder of the prefix).
     dest: PathBuf,
     state: PathBuf,
+    /// The latest snapshot (for S3: its manifest's `s3://` URL).
     latest: Option<PathBuf>,
+    /// Whether the destination is on the S3 server.
+    s3: bool,
+}
+
+/// A restic repository on the S3 server.
+#[derive(Clone, Debug)]
+struct ResticS3Repo {
+    /// `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
+    url: String,
+    /// The server's folder holding its objects.
+    dir: PathBuf,
 }
 
 /// What a successful step changes in the chains.
@@ -279,6 +318,7 @@ enum Update {
     Ours(OursState),
     RsyncLatest(PathBuf),
     Restic(PathBuf),
+    ResticS3(ResticS3Repo),
     Borg(PathBuf, String),
     RestoreDir(PathBuf),
 }
@@ -306,6 +346,14 @@ struct Bench {
     borg: Option<(PathBuf, String)>,
     restored: BTreeMap<Tool, PathBuf>,
     anomalies: Vec<String>,
+    /// The loopback S3 server (stopped when dropped).
+    s3: Option<S3Server>,
+    /// backup-cli's state for its S3 destination.
+    ours_s3: Option<OursState>,
+    /// restic's repository on the S3 server.
+    restic_s3: Option<ResticS3Repo>,
+    /// Tools that turned out unable to run mid-way, and why.
+    disabled: BTreeMap<Tool, String>,
 }
 
 /// Corpus marker file contents.
@@ -337,8 +385,42 @@ fn find_bin(opt: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Runs an untimed setup command and fails with its stderr if it fails.
+/// Checks, untimed, that `bin` can back up to the S3 server (`list` of an
+/// empty prefix); `Err` says why not, e.g. a build without the s3 feature.
+fn probe_s3_support(bin: &Path, server: &S3Server, dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let profile = dir.join("profile.toml");
+    let s = |p: &Path| toml_str(&p.to_string_lossy());
+    let text = format!(
+        "name = \"Probe\"\nsource = {}\ndestination = {}\n\
+         metadata_file = {}\nlog_file = {}\nlock_file = {}\n\n[s3]\nendpoint = {}\n",
+        s(dir),
+        toml_str(&format!("s3://{}/probe", s3::BUCKET)),
+        s(&dir.join("backup_metadata.json")),
+        s(&dir.join("backup_operations.log")),
+        s(&dir.join("backup_in_progress.lock")),
+        toml_str(&server.endpoint),
+    );
+    fs::write(&profile, text).map_err(|e| format!("writing {}: {e}", profile.display()))?;
+    let mut c = Command::new(bin);
+    c.arg("--profile").arg(&profile).args(["list", "--json"]);
+    s3_env(&mut c);
+    match untimed(&mut c) {
+        Ok((0, _, _)) => Ok(()),
+        Ok((2, _, err)) if err.contains("--features s3") => Err(no_s3_feature(bin)),
+        Ok((code, out, err)) => Err(format!(
+            "`backup-cli list` on the S3 server failed with exit code {code}: {}",
+            format!("{out}\n{err}").trim().lines().last().unwrap_or("")
+        )),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+/// Runs an untimed setup command (directly, not through the measuring
+/// wrapper, whose exit code is always 0) and fails with its stderr if it
+/// fails.
 fn setup(cmd: &mut Command) -> Result<()> {
+    let mut cmd = measure::unwrapped(cmd);
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -383,6 +465,23 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join(" | ")
+}
+
+/// Gives a command the S3 server's credentials (and nothing else of the
+/// AWS environment that could change whom it signs as).
+fn s3_env(c: &mut Command) {
+    c.env("AWS_ACCESS_KEY_ID", s3::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE");
+}
+
+/// Why backup-cli cannot back up to S3: it lacks the feature.
+fn no_s3_feature(bin: &Path) -> String {
+    format!(
+        "{} was built without the s3 feature (rebuild it with `cargo build --release -p backup-cli --features s3`)",
+        bin.display()
+    )
 }
 
 /// Quotes a string for TOML.
@@ -470,16 +569,54 @@ impl Bench {
     fn ours_cmd(&self, st: &OursState) -> Command {
         let mut c = self.cmd(&self.bin.to_string_lossy());
         c.arg("--profile").arg(&st.profile);
+        if st.s3 {
+            s3_env(&mut c);
+        }
         c
     }
 
-    /// Writes a fresh backup-cli profile for a new destination.
-    fn new_ours_state(&self, dir: &Path) -> Result<OursState> {
+    /// restic with the repository `url` on the S3 server.
+    fn restic_s3(&self, url: &str) -> Command {
+        let mut c = self.restic();
+        c.arg("-r").arg(url);
+        s3_env(&mut c);
+        c
+    }
+
+    /// The state of `tool` (backup-cli to a folder or to S3).
+    fn ours_slot(&mut self, tool: Tool) -> &mut Option<OursState> {
+        if tool == Tool::OursS3 {
+            &mut self.ours_s3
+        } else {
+            &mut self.ours
+        }
+    }
+
+    /// Writes a fresh backup-cli profile for a new destination: a folder
+    /// in `dir`, or with `s3_prefix` that prefix of the S3 server's bucket.
+    fn new_ours_state(&self, dir: &Path, s3_prefix: Option<&str>) -> Result<OursState> {
         let state = dir.join("state");
-        let dest = dir.join("dest");
         fs::create_dir_all(&state)?;
         let profile = dir.join("profile.toml");
         let s = |p: &Path| toml_str(&p.to_string_lossy());
+        let (dest, destination, s3_table) = match s3_prefix {
+            None => {
+                let dest = dir.join("dest");
+                let d = s(&dest);
+                (dest, d, String::new())
+            }
+            Some(prefix) => {
+                let server = self.s3.as_ref().context("the S3 server is not running")?;
+                (
+                    server.dir(prefix),
+                    toml_str(&format!("s3://{}/{prefix}", s3::BUCKET)),
+                    format!(
+                        "\n# Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.\n[s3]\nendpoint = {}\n",
+                        toml_str(&server.endpoint)
+                    ),
+                )
+            }
+        };
         let text = format!(
             "# Written by backup-bench.\n\
              name = \"Bench\"\n\
@@ -491,12 +628,14 @@ impl Bench {
              # State files next to the profile, so the corpus stays untouched.\n\
              metadata_file = {}\n\
              log_file = {}\n\
-             lock_file = {}\n",
+             lock_file = {}\n\
+             {}",
             s(&self.src),
-            s(&dest),
+            destination,
             s(&state.join("backup_metadata.json")),
             s(&state.join("backup_operations.log")),
             s(&state.join("backup_in_progress.lock")),
+            s3_table,
         );
         fs::write(&profile, text)?;
         Ok(OursState {
@@ -504,6 +643,7 @@ impl Bench {
             dest,
             state,
             latest: None,
+            s3: s3_prefix.is_some(),
         })
     }
 
@@ -524,7 +664,7 @@ impl Bench {
         use Scenario::*;
         let cmd = match (tool, sc) {
             (Tool::Ours, Initial) => {
-                let st = self.new_ours_state(&dir)?;
+                let st = self.new_ours_state(&dir, None)?;
                 let mut c = self.ours_cmd(&st);
                 c.args(["backup", "--force", "--json", "--quiet"]);
                 update = Update::Ours(st);
@@ -640,6 +780,44 @@ impl Bench {
                 }
                 c
             }
+            (Tool::OursS3, _) => {
+                let st = if sc == Initial {
+                    let st = self.new_ours_state(&dir, Some(&format!("ours/initial-{run}")))?;
+                    update = Update::Ours(st.clone());
+                    st
+                } else {
+                    let Some(st) = self.ours_s3.clone() else {
+                        return Ok(None);
+                    };
+                    warm.extend([st.dest.clone(), st.state.clone()]);
+                    st
+                };
+                let mut c = self.ours_cmd(&st);
+                c.args(["backup", "--force", "--json", "--quiet"]);
+                c
+            }
+            (Tool::ResticS3, _) => {
+                let repo = if sc == Initial {
+                    let server = self.s3.as_ref().context("the S3 server is not running")?;
+                    let prefix = format!("restic/initial-{run}");
+                    let repo = ResticS3Repo {
+                        url: format!("s3:{}/{}/{prefix}", server.endpoint, s3::BUCKET),
+                        dir: server.dir(&prefix),
+                    };
+                    setup(self.restic_s3(&repo.url).arg("init"))?;
+                    update = Update::ResticS3(repo.clone());
+                    repo
+                } else {
+                    let Some(r) = self.restic_s3.clone() else {
+                        return Ok(None);
+                    };
+                    r
+                };
+                warm.extend([repo.dir.clone(), self.scratch.join("cache/restic")]);
+                let mut c = self.restic_s3(&repo.url);
+                c.arg("backup").args(restic_excludes()).arg(&src);
+                c
+            }
             (Tool::Borg, _) => {
                 let repo = if sc == Initial {
                     let repo = dir.join("repo");
@@ -709,16 +887,37 @@ impl Bench {
         step.cmd.stdout(stdout).stderr(fs::File::create(&step.err)?);
         measure::sync_all();
         fsutil::warm(&step.warm)?;
+        let server_cpu = |b: &Bench| {
+            b.s3.as_ref()
+                .filter(|_| tool.is_s3())
+                .and_then(S3Server::cpu_secs)
+        };
+        let cpu_before = server_cpu(self);
         let m = self.runner.run(&mut step.cmd)?;
+        let cpu_after = server_cpu(self);
         let sync_after = measure::sync_all();
         let mut sample = Sample {
             m,
             sync_after,
             bytes: None,
             files: None,
+            server_cpu: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
             ok: m.ok() || step.ok_codes.contains(&m.code),
         };
         let what = format!("{} {} run {}", sc.key(), tool.label(), run + 1);
+        if tool == Tool::OursS3
+            && m.code == 2
+            && fs::read_to_string(&step.err)
+                .unwrap_or_default()
+                .contains("--features s3")
+        {
+            // Not a backup at all: say so, and do not record a time.
+            let why = no_s3_feature(&self.bin);
+            self.anomalies.push(format!("{what}: {why}"));
+            self.disabled.insert(tool, why);
+            sample.ok = false;
+            return Ok(sample);
+        }
         if !sample.ok {
             self.anomalies.push(format!(
                 "{what}: exit code {}: {}",
@@ -732,8 +931,8 @@ impl Bench {
                 tail(&step.err, 2)
             ));
         }
-        if tool == Tool::Ours {
-            self.check_ours(sc, &what, &step, &mut sample)?;
+        if matches!(tool, Tool::Ours | Tool::OursS3) {
+            self.check_ours(sc, tool, &what, &step, &mut sample)?;
         }
         if sample.ok {
             match step.update {
@@ -742,6 +941,7 @@ impl Bench {
                 Update::Ours(_) => {}
                 Update::RsyncLatest(p) => self.rsync_latest = Some(p),
                 Update::Restic(p) => self.restic_repo = Some(p),
+                Update::ResticS3(r) => self.restic_s3 = Some(r),
                 Update::Borg(p, a) => self.borg = Some((p, a)),
                 Update::RestoreDir(p) => {
                     self.restored.entry(tool).or_insert(p);
@@ -755,6 +955,7 @@ impl Bench {
     fn check_ours(
         &mut self,
         sc: Scenario,
+        tool: Tool,
         what: &str,
         step: &Step,
         sample: &mut Sample,
@@ -803,10 +1004,10 @@ impl Bench {
                         Update::Ours(st) => {
                             let mut st = st.clone();
                             st.latest = path;
-                            self.ours = Some(st);
+                            *self.ours_slot(tool) = Some(st);
                         }
                         _ => {
-                            if let Some(o) = self.ours.as_mut() {
+                            if let Some(o) = self.ours_slot(tool).as_mut() {
                                 o.latest = path;
                             }
                         }
@@ -945,8 +1146,101 @@ impl Bench {
                 }
             }
         }
+        lines.extend(self.s3_consistency(&expected));
         lines
     }
+
+    /// Untimed checks of what the S3 tools left on the server: backup-cli's
+    /// `verify --quick` of its latest snapshot, restic's `check` and
+    /// `stats latest` (the server must still run).
+    fn s3_consistency(&mut self, expected: &TreeSummary) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut bad = Vec::new();
+        if let Some(st) = self.ours_s3.clone().filter(|s| s.latest.is_some()) {
+            let label = format!("{} latest snapshot", Tool::OursS3.label());
+            let mut c = Command::new(&self.bin);
+            c.arg("--profile").arg(&st.profile);
+            s3_env(&mut c);
+            c.args(["verify", "--quick", "--json"]);
+            match untimed(&mut c) {
+                Ok((0, out, _)) => {
+                    let json: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+                    let n = |k: &str| json.get(k).and_then(Value::as_array).map_or(0, Vec::len);
+                    let problems = n("corrupt") + n("missing") + n("unexpected");
+                    let files = json.get("files_checked").and_then(Value::as_u64);
+                    let line = format!(
+                        "{label}: `verify --quick`: {} files there with the right size, {problems} corrupt/missing/unexpected (the source has {} files)",
+                        files.map_or("?".into(), |f| f.to_string()),
+                        expected.files,
+                    );
+                    if problems > 0 || files != Some(expected.files) {
+                        bad.push(line.clone());
+                    }
+                    lines.push(line);
+                }
+                Ok((code, out, err)) => {
+                    let line = format!(
+                        "{label}: `verify --quick` exited with {code}: {} {}",
+                        out.chars().take(300).collect::<String>(),
+                        err.lines().last().unwrap_or("")
+                    );
+                    bad.push(line.clone());
+                    lines.push(line);
+                }
+                Err(e) => lines.push(format!("{label}: could not verify: {e:#}")),
+            }
+        }
+        if let Some(repo) = self.restic_s3.clone() {
+            let label = format!("{} repository", Tool::ResticS3.label());
+            let mut c = self.restic_s3(&repo.url);
+            c.arg("check");
+            match untimed(&mut c) {
+                Ok((0, _, _)) => lines.push(format!("{label}: `restic check`: no errors")),
+                Ok((code, out, err)) => {
+                    let line = format!(
+                        "{label}: `restic check` exited with {code}: {}",
+                        format!("{out}\n{err}").trim().lines().last().unwrap_or("")
+                    );
+                    bad.push(line.clone());
+                    lines.push(line);
+                }
+                Err(e) => lines.push(format!("{label}: could not check: {e:#}")),
+            }
+            let mut c = self.restic_s3(&repo.url);
+            c.args(["stats", "latest", "--json"]);
+            if let Ok((0, out, _)) = untimed(&mut c) {
+                let json: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+                if let Some(size) = json.get("total_size").and_then(Value::as_u64) {
+                    let line = format!(
+                        "{label}: latest snapshot holds {:.1} MiB ({size} bytes; the source has {} bytes)",
+                        mib(size),
+                        expected.bytes
+                    );
+                    if size != expected.bytes {
+                        bad.push(line.clone());
+                    }
+                    lines.push(line);
+                }
+            }
+        }
+        self.anomalies.extend(bad);
+        lines
+    }
+}
+
+/// Runs an untimed command (stdin closed) and returns its exit code (-1 if
+/// killed), stdout and stderr.
+fn untimed(cmd: &mut Command) -> Result<(i32, String, String)> {
+    let mut cmd = measure::unwrapped(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Makes sure the corpus exists (generating or reusing it); returns its
@@ -1044,19 +1338,62 @@ pub fn run(opts: RunOptions) -> Result<Results> {
     }
 
     // Which tools can run.
+    let rclone = if opts.tools.iter().any(|t| t.is_s3()) {
+        s3::find_rclone(opts.rclone.as_deref())?
+    } else {
+        None
+    };
     let mut tools = Vec::new();
     let mut skipped = Vec::new();
+    let mut skip = |msg: String| {
+        eprintln!("skipping {msg}");
+        skipped.push(msg);
+    };
     for t in Tool::ALL {
         if !opts.tools.contains(&t) {
             continue;
         }
         match t.program() {
             Some(p) if fsutil::which(p).is_none() => {
-                let msg = format!("{}: `{p}` is not installed ({INSTALL_HINT})", t.label());
-                eprintln!("skipping {msg}");
-                skipped.push(msg);
+                skip(format!(
+                    "{}: `{p}` is not installed ({INSTALL_HINT})",
+                    t.label()
+                ));
             }
+            _ if t.is_s3() && rclone.is_none() => skip(format!(
+                "{}: rclone (for the loopback S3 server) is not installed ({})",
+                t.label(),
+                s3::RCLONE_HINT
+            )),
             _ => tools.push(t),
+        }
+    }
+    // The loopback S3 server, stopped when dropped (also on errors).
+    let mut server = None;
+    if let (Some(rclone), true) = (&rclone, tools.iter().any(|t| t.is_s3())) {
+        match S3Server::start(rclone, &scratch.join("s3"), &logs.join("rclone.err")) {
+            Ok(s) => {
+                eprintln!(
+                    "S3 server: {} serve s3 on {}, bucket {} in {}",
+                    rclone.display(),
+                    s.endpoint,
+                    s3::BUCKET,
+                    s.root.display()
+                );
+                server = Some(s);
+            }
+            Err(e) => {
+                for t in tools.iter().filter(|t| t.is_s3()) {
+                    skip(format!("{}: {e:#}", t.label()));
+                }
+                tools.retain(|t| !t.is_s3());
+            }
+        }
+    }
+    if let (Some(srv), true) = (&server, tools.contains(&Tool::OursS3)) {
+        if let Err(why) = probe_s3_support(&bin, srv, &scratch.join("probe-s3")) {
+            skip(format!("{}: {why}", Tool::OursS3.label()));
+            tools.retain(|&t| t != Tool::OursS3);
         }
     }
     if tools.is_empty() {
@@ -1065,6 +1402,9 @@ pub fn run(opts: RunOptions) -> Result<Results> {
 
     let corpus = ensure_corpus(&opts, &scratch)?;
     let mut versions = vec![("backup-cli".to_string(), version_line(&bin, &["--version"]))];
+    if let (Some(rclone), Some(_)) = (&rclone, &server) {
+        versions.push(("rclone".to_string(), version_line(rclone, &["version"])));
+    }
     for (t, args) in [
         (Tool::Find, &["--version"][..]),
         (Tool::Cpa, &["--version"][..]),
@@ -1073,7 +1413,9 @@ pub fn run(opts: RunOptions) -> Result<Results> {
         (Tool::Borg, &["--version"][..]),
     ] {
         if let (true, Some(p)) = (
-            tools.contains(&t) || (t == Tool::Cpa && tools.contains(&Tool::Cpal)),
+            tools.contains(&t)
+                || (t == Tool::Cpa && tools.contains(&Tool::Cpal))
+                || (t == Tool::Restic && tools.contains(&Tool::ResticS3)),
             t.program(),
         ) {
             let path = fsutil::which(p).unwrap_or_else(|| PathBuf::from(p));
@@ -1105,6 +1447,10 @@ pub fn run(opts: RunOptions) -> Result<Results> {
         borg: None,
         restored: BTreeMap::new(),
         anomalies: Vec::new(),
+        s3: server,
+        ours_s3: None,
+        restic_s3: None,
+        disabled: BTreeMap::new(),
     };
     let mut samples: BTreeMap<(Scenario, Tool), Vec<Sample>> = BTreeMap::new();
     let mut mutations = corpus.mutations_before;
@@ -1135,6 +1481,9 @@ pub fn run(opts: RunOptions) -> Result<Results> {
                 );
             }
             for &tool in &here {
+                if bench.disabled.contains_key(&tool) {
+                    continue;
+                }
                 let Some(step) = bench.prepare(sc, tool, run)? else {
                     let msg = format!(
                         "{} {} run {}: skipped (no state from an earlier scenario)",
@@ -1147,6 +1496,10 @@ pub fn run(opts: RunOptions) -> Result<Results> {
                     continue;
                 };
                 let s = bench.measure(sc, tool, run, step)?;
+                if let Some(why) = bench.disabled.get(&tool) {
+                    eprintln!("  {}: no time recorded: {why}", tool.label());
+                    continue;
+                }
                 eprintln!(
                     "  [{}/{}] {:<11} {:>8.3} s  {:>7.1} MiB  (sync after {:.2} s){}",
                     run + 1,
@@ -1166,6 +1519,12 @@ pub fn run(opts: RunOptions) -> Result<Results> {
     for c in &checks {
         eprintln!("  {c}");
     }
+    let s3_server_peak_mib = bench.s3.as_ref().and_then(S3Server::peak_rss_mib);
+    // Stop the server before its folder is deleted.
+    drop(bench.s3.take());
+    for (tool, why) in std::mem::take(&mut bench.disabled) {
+        skipped.push(format!("{}: {why}", tool.label()));
+    }
     let results = Results {
         samples,
         tools,
@@ -1178,6 +1537,7 @@ pub fn run(opts: RunOptions) -> Result<Results> {
         runs: opts.runs,
         command_line: opts.command_line.clone(),
         bin,
+        s3_server_peak_mib,
     };
     println!("{}", report::text(&results));
     if let Some(path) = &opts.write {

@@ -1,10 +1,12 @@
 //! `backup-bench`: generates project-like corpora and benchmarks backup-cli
-//! against `find`, `cp -a`, `cp -al`, rsync, restic and borg.
+//! against `find`, `cp -a`, `cp -al`, rsync, restic and borg, and (S3
+//! column) backup-cli against restic backing up to a loopback S3 server.
 //!
 //! ```sh
 //! backup-bench gen --corpus small --out /tmp/corpus
 //! backup-bench mutate --dir /tmp/corpus --seed 7
 //! backup-bench run --corpus small --work /tmp/bench-small --runs 3
+//! backup-bench run --corpus small --work /tmp/bench-s3 --tools ours,restic,ours-s3,restic-s3
 //! ```
 
 mod bench;
@@ -13,6 +15,7 @@ mod fsutil;
 mod measure;
 mod prng;
 mod report;
+mod s3;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,7 +73,10 @@ enum Cmd {
         /// Timed runs per scenario and tool.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Tools to run, comma-separated.
+        /// Tools to run, comma-separated: ours, find, cpa, cpal, rsync,
+        /// restic, borg, and the S3 column ours-s3, restic-s3 (initial and
+        /// after-mutate backups to a loopback `rclone serve s3`; ours-s3
+        /// needs backup-cli built with `--features s3`).
         #[arg(
             long,
             value_delimiter = ',',
@@ -80,6 +86,10 @@ enum Cmd {
         /// The backup-cli binary (default: next to backup-bench).
         #[arg(long, value_name = "PATH")]
         bin: Option<PathBuf>,
+        /// The rclone binary for the S3 tools (default: $RCLONE, else
+        /// .ci/venv/bin/rclone of the workspace, else PATH).
+        #[arg(long, value_name = "PATH")]
+        rclone: Option<PathBuf>,
         /// Also write a Markdown report to this file.
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
@@ -150,6 +160,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runs,
             tools,
             bin,
+            rclone,
             write,
             seed,
             keep_scratch,
@@ -175,6 +186,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 runs,
                 tools,
                 bin,
+                rclone,
                 write,
                 seed,
                 keep_scratch,

@@ -187,6 +187,47 @@ impl Runner {
     }
 }
 
+/// The command a [`Runner::command`] wraps, to run untimed and directly
+/// (the wrapper always exits with 0, hiding the program's exit code);
+/// other commands are copied as they are. Arguments, environment changes
+/// and the working folder carry over; stdio does not.
+pub fn unwrapped(cmd: &Command) -> Command {
+    let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+    let mut c = if args.len() >= 3 && args[0] == WRAPPER_ARG && args[2] == "--" {
+        let mut c = Command::new(args.get(3).copied().unwrap_or_default());
+        c.args(&args[4.min(args.len())..]);
+        c
+    } else {
+        let mut c = Command::new(cmd.get_program());
+        c.args(&args);
+        c
+    };
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// `/proc/PID/stat`; `None` if it cannot be read.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields after it start
+    // behind the last ')'. utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
+}
+
 /// Flushes every file system (`sync(2)`) and returns the seconds it took.
 pub fn sync_all() -> f64 {
     let start = Instant::now();
@@ -207,5 +248,29 @@ mod tests {
         assert!(m.max_rss_kib > 0);
         let ok = run_direct(&mut Command::new("true")).expect("run");
         assert!(ok.ok());
+    }
+
+    #[test]
+    fn unwrapping_keeps_program_args_env_and_dir() {
+        let runner = Runner::new(Path::new("/tmp/unused")).expect("runner");
+        let mut c = runner.command("sh");
+        c.args(["-c", "exit 4"])
+            .env("BENCH_X", "1")
+            .env_remove("BENCH_Y")
+            .current_dir("/");
+        let d = unwrapped(&c);
+        assert_eq!(d.get_program(), "sh");
+        assert_eq!(d.get_args().collect::<Vec<_>>(), ["-c", "exit 4"]);
+        assert_eq!(d.get_envs().count(), 2);
+        assert_eq!(d.get_current_dir(), Some(Path::new("/")));
+        let status = unwrapped(&c).status().expect("run");
+        assert_eq!(status.code(), Some(4));
+    }
+
+    #[test]
+    fn reads_cpu_time_of_a_process() {
+        let cpu = process_cpu_secs(std::process::id()).expect("own /proc/PID/stat");
+        assert!(cpu >= 0.0);
+        assert!(process_cpu_secs(u32::MAX).is_none());
     }
 }

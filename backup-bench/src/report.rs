@@ -115,6 +115,8 @@ pub struct Summary {
     pub bytes: Option<u64>,
     /// Median files reported (backup-cli).
     pub files: Option<u64>,
+    /// Median CPU seconds of the S3 server during the run (S3 tools).
+    pub server_cpu: Option<f64>,
 }
 
 /// The median of a list (mean of the middle two for an even count).
@@ -154,6 +156,7 @@ pub fn summarize(samples: &[Sample]) -> Option<Summary> {
         let v: Vec<f64> = used.iter().filter_map(|s| f(s)).map(|b| b as f64).collect();
         (!v.is_empty()).then(|| median(&v) as u64)
     };
+    let server: Vec<f64> = used.iter().filter_map(|s| s.server_cpu).collect();
     Some(Summary {
         ok: ok.len(),
         n: samples.len(),
@@ -170,6 +173,7 @@ pub fn summarize(samples: &[Sample]) -> Option<Summary> {
         sync_after: median(&syncs),
         bytes: med_u(&|s| s.bytes),
         files: med_u(&|s| s.files),
+        server_cpu: (!server.is_empty()).then(|| median(&server)),
     })
 }
 
@@ -190,14 +194,24 @@ const HEADERS: [&str; 10] = [
     "ours/tool RSS",
 ];
 
+/// The backup-cli run a tool's row is compared with: backup-cli → S3 for
+/// the S3 tools, backup-cli to a folder for the others.
+fn ours_for(t: Tool) -> Tool {
+    if t.is_s3() {
+        Tool::OursS3
+    } else {
+        Tool::Ours
+    }
+}
+
 /// The rows of one scenario's table.
 fn rows(r: &Results, sc: Scenario) -> Vec<Vec<String>> {
-    let ours = get(r, sc, Tool::Ours);
     let mut out = Vec::new();
     for t in Tool::ALL {
         let Some(s) = get(r, sc, t) else { continue };
+        let ours = get(r, sc, ours_for(t));
         let (rt, rr) = match (t, ours) {
-            (Tool::Ours, _) | (_, None) => ("—".to_string(), "—".to_string()),
+            (Tool::Ours | Tool::OursS3, _) | (_, None) => ("—".to_string(), "—".to_string()),
             (_, Some(o)) => (
                 format!("{:.2}×", o.median / s.median),
                 format!("{:.2}×", o.rss_mib / s.rss_mib),
@@ -257,6 +271,29 @@ fn throughput(r: &Results, sc: Scenario) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+/// The S3 column's comparison for a scenario: backup-cli → S3 against
+/// restic → S3 on the same loopback server.
+fn s3_line(r: &Results, sc: Scenario) -> Option<String> {
+    let o = get(r, sc, Tool::OursS3)?;
+    let t = get(r, sc, Tool::ResticS3)?;
+    let cpu = |s: &Summary| s.server_cpu.map_or("?".into(), |c| format!("{c:.2}"));
+    let uploaded = o.bytes.map_or(String::new(), |b| {
+        format!(
+            "; backup-cli uploaded {:.1} MiB",
+            b as f64 / (1024.0 * 1024.0)
+        )
+    });
+    Some(format!(
+        "S3 (loopback rclone serve s3): backup-cli → S3 {:.3} s vs restic → S3 {:.3} s: ours-s3/restic-s3 = {:.2}× the time, {:.2}× the peak RSS (server CPU during the runs: {} s vs {} s{uploaded})",
+        o.median,
+        t.median,
+        o.median / t.median,
+        o.rss_mib / t.rss_mib,
+        cpu(&o),
+        cpu(&t),
+    ))
 }
 
 /// One line per target: (what, goal, measured, verdict).
@@ -404,6 +441,9 @@ pub fn text(r: &Results) -> String {
         if let Some(t) = throughput(r, sc) {
             let _ = writeln!(out, "{t}");
         }
+        if let Some(t) = s3_line(r, sc) {
+            let _ = writeln!(out, "{t}");
+        }
     }
     let _ = writeln!(out, "\ntargets (backup-cli):");
     out.push_str(&text_table(
@@ -490,9 +530,18 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "- backup-cli: `{} --profile P backup --force --json --quiet`, `restore latest --to DIR --json`, `verify --json`; the profile keeps its state files next to it, outside the corpus.\n",
+        "- backup-cli: `{} --profile P backup --force --json --quiet`, `restore latest --to DIR --json`, `verify --json`; the profile keeps its state files next to it, outside the corpus.",
         r.bin.display()
     );
+    if r.tools.iter().any(|t| t.is_s3()) {
+        let _ = writeln!(
+            out,
+            "- S3 column (initial and after-mutate only): a loopback `rclone serve s3` (started once for the run, serving a folder of the scratch dir; every object a file) receives `backup-cli` with `destination = \"s3://bench/ours/initial-N\"` and `[s3] endpoint` (its own state files), and `restic -r s3:http://127.0.0.1:PORT/bench/restic/initial-N backup` (same excludes; `init` untimed); each initial run gets a fresh prefix, the after-mutate runs go to the last one. The warm-up also reads the server's folder of the prefix. The server's CPU and memory are not in the tools' numbers: its CPU seconds during each run are given separately{}. In the S3 rows, \"ours\" is backup-cli → S3.",
+            r.s3_server_peak_mib
+                .map_or(String::new(), |m| format!(", its peak RSS over the whole run was {m:.1} MiB"))
+        );
+    }
+    out.push('\n');
     let _ = writeln!(out, "## Results\n");
     for sc in Scenario::ALL {
         let rows = rows(r, sc);
@@ -502,6 +551,9 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(out, "### {} — {}\n", sc.key(), sc.title());
         out.push_str(&md_table(&HEADERS, &rows));
         if let Some(t) = throughput(r, sc) {
+            let _ = writeln!(out, "\n{t}.");
+        }
+        if let Some(t) = s3_line(r, sc) {
             let _ = writeln!(out, "\n{t}.");
         }
         out.push('\n');

@@ -34,9 +34,9 @@ use crate::copy::open_source;
 use crate::store::CHANGED_FILE_RETRIES;
 
 /// Files up to this size are read into memory and uploaded in one PUT.
-pub const SMALL_FILE: u64 = 4 << 20;
+pub const SMALL_FILE: u64 = 2 << 20;
 /// Part size of multipart uploads (S3 needs at least 5 MiB but the last).
-pub const PART_SIZE: usize = 8 << 20;
+pub const PART_SIZE: usize = 6 << 20;
 
 /// Whether a content object is being uploaded by this run, or is there.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -409,8 +409,10 @@ pub(crate) fn upload_parts(
         .map_err(|e| remote.error("start uploading", key, e))?;
     let mut hasher = Sha256::new();
     let mut total = 0u64;
-    let mut buf = vec![0u8; PART_SIZE];
     let outcome: Result<Result<(), SourceProblem>, CoreError> = (|| loop {
+        // Each part's buffer is handed to the client as is (no copy), so a
+        // worker holds one part at a time.
+        let mut buf = vec![0u8; PART_SIZE];
         let n = match fill(input, &mut buf) {
             Ok(n) => n,
             Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
@@ -420,10 +422,11 @@ pub(crate) fn upload_parts(
         }
         hasher.update(&buf[..n]);
         total += n as u64;
+        buf.truncate(n);
         remote
-            .block(upload.put_part(PutPayload::from(buf[..n].to_vec())))
+            .block(upload.put_part(PutPayload::from(buf)))
             .map_err(|e| remote.error("upload a part of", key, e))?;
-        if n < buf.len() {
+        if n < PART_SIZE {
             return Ok(Ok(()));
         }
     })();

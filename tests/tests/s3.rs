@@ -129,6 +129,15 @@ fn backup_then_restore_is_byte_identical_and_identical_files_are_stored_once() {
     assert_eq!(q.code, 0, "{}", q.stderr);
     assert_eq!(q.json()["bytes_checked"], 0);
 
+    // Once a day: a second backup without --force is skipped, from the
+    // bucket's own listing.
+    w.write("later.txt", "changed after the snapshot\n");
+    let again = w.run(&["backup", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json()["outcome"], "skipped_not_due");
+    assert_eq!(again.json()["snapshot"], name.as_str());
+    fs::remove_file(w.src.join("later.txt")).unwrap();
+
     let list = w.run(&["list", "--json"]);
     assert_eq!(list.code, 0, "{}", list.stderr);
     let list = list.json();

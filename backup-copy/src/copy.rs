@@ -233,25 +233,29 @@ fn set_handle_mode(f: &File, mode: u32) -> io::Result<()> {
 
 /// SHA-256 of a file and the bytes read, in constant memory.
 pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
-    BUFFER.with(|b| hash_with_buffer(path, &mut b.borrow_mut()))
+    hash_reader(&mut File::open(path)?)
 }
 
-fn hash_with_buffer(path: &Path, buf: &mut [u8]) -> io::Result<(ContentHash, u64)> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    loop {
-        match f.read(buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                total += n as u64;
+/// SHA-256 of everything `input` yields and the byte count, in constant
+/// memory.
+pub(crate) fn hash_reader(input: &mut dyn Read) -> io::Result<(ContentHash, u64)> {
+    BUFFER.with(|b| {
+        let buf = &mut b.borrow_mut()[..];
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            match input.read(buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
         }
-    }
-    Ok((ContentHash(hasher.finalize().into()), total))
+        Ok((ContentHash(hasher.finalize().into()), total))
+    })
 }
 
 /// Whether a block is all zero bytes (checked cheaply: most blocks fail on

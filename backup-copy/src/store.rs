@@ -266,30 +266,6 @@ impl LocalWriter {
             from.display()
         )))
     }
-
-    /// A file that could not be backed up at all: recorded, no content.
-    fn failed(&self, planned: &PlannedEntry, error: String) -> WrittenEntry {
-        let failed = PlannedEntry {
-            action: Action::Fail {
-                error: error.clone(),
-            },
-            ..planned.clone()
-        };
-        WrittenEntry {
-            failure: Some(error),
-            ..Self::written(failed.to_manifest(None))
-        }
-    }
-
-    fn written(manifest: ManifestEntry) -> WrittenEntry {
-        WrittenEntry {
-            manifest,
-            bytes_copied: 0,
-            copied: false,
-            linked: false,
-            failure: None,
-        }
-    }
 }
 
 impl SnapshotWriter for LocalWriter {
@@ -304,7 +280,7 @@ impl SnapshotWriter for LocalWriter {
                 })
                 .map_err(|e| self.dest_err("create", &dst, e))?;
                 guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
-                Ok(Self::written(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
             }
             Action::CreateSymlink => {
                 let target = entry.link_target.clone().unwrap_or_default();
@@ -314,7 +290,7 @@ impl SnapshotWriter for LocalWriter {
                 if let Err(e) = filetime::set_symlink_file_times(&dst, t, t) {
                     debug!(path = %dst.display(), error = %e, "cannot set symlink time");
                 }
-                Ok(Self::written(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
             }
             Action::Link { from, hash } => {
                 let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
@@ -329,7 +305,7 @@ impl SnapshotWriter for LocalWriter {
                 )? {
                     Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
                         linked: true,
-                        ..Self::written(planned.to_manifest(Some(*hash)))
+                        ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
                     }),
                     Ok(LinkOutcome::Copied { bytes, hash: got }) => {
                         let mut m = planned.to_manifest(Some(got));
@@ -344,7 +320,7 @@ impl SnapshotWriter for LocalWriter {
                             failure: None,
                         })
                     }
-                    Err(error) => Ok(self.failed(planned, error)),
+                    Err(error) => Ok(WrittenEntry::failed(planned, error)),
                 }
             }
             Action::KeepStale(stale) => {
@@ -365,12 +341,12 @@ impl SnapshotWriter for LocalWriter {
                     Ok(outcome) => Ok(WrittenEntry {
                         failure: Some(error.clone()),
                         linked: outcome == LinkOutcome::Linked,
-                        ..Self::written(planned.to_manifest(None))
+                        ..WrittenEntry::recorded(planned.to_manifest(None))
                     }),
-                    Err(more) => Ok(self.failed(planned, format!("{error}; {more}"))),
+                    Err(more) => Ok(WrittenEntry::failed(planned, format!("{error}; {more}"))),
                 }
             }
-            Action::Fail { error } => Ok(self.failed(planned, error.clone())),
+            Action::Fail { error } => Ok(WrittenEntry::failed(planned, error.clone())),
             Action::Copy => match self.copy_source(planned, &dst)? {
                 Ok(w) => Ok(w),
                 Err(error) => {
@@ -391,11 +367,11 @@ impl SnapshotWriter for LocalWriter {
                             return Ok(WrittenEntry {
                                 failure: Some(error),
                                 linked: outcome == LinkOutcome::Linked,
-                                ..Self::written(stale.to_manifest(None))
+                                ..WrittenEntry::recorded(stale.to_manifest(None))
                             });
                         }
                     }
-                    Ok(self.failed(planned, error))
+                    Ok(WrittenEntry::failed(planned, error))
                 }
             },
         }

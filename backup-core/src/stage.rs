@@ -102,6 +102,35 @@ pub struct WrittenEntry {
     pub failure: Option<String>,
 }
 
+impl WrittenEntry {
+    /// An entry recorded as planned, with no bytes written (a folder, a
+    /// symlink, a link to content the destination already has).
+    pub fn recorded(manifest: ManifestEntry) -> Self {
+        WrittenEntry {
+            manifest,
+            bytes_copied: 0,
+            copied: false,
+            linked: false,
+            failure: None,
+        }
+    }
+
+    /// A file that could not be backed up at all: recorded as failed, with
+    /// no content.
+    pub fn failed(planned: &PlannedEntry, error: String) -> Self {
+        let failed = PlannedEntry {
+            action: crate::plan::Action::Fail {
+                error: error.clone(),
+            },
+            ..planned.clone()
+        };
+        WrittenEntry {
+            failure: Some(error),
+            ..Self::recorded(failed.to_manifest(None))
+        }
+    }
+}
+
 /// Entries of a snapshot's manifest, streamed in manifest order.
 pub type ManifestEntries = Box<dyn Iterator<Item = Result<ManifestEntry, CoreError>> + Send>;
 

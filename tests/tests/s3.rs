@@ -400,7 +400,7 @@ fn rotation_deletes_manifests_and_gc_keeps_exactly_the_referenced_contents() {
 }
 
 #[test]
-fn a_live_exclusive_lock_makes_a_backup_wait_then_fail_clearly() {
+fn a_live_exclusive_lock_makes_a_backup_wait_holding_its_own_lock() {
     let Some(server) = S3Server::start() else {
         return;
     };
@@ -410,16 +410,33 @@ fn a_live_exclusive_lock_makes_a_backup_wait_then_fail_clearly() {
     // released after 3 s: the backup waits, then goes on.
     plant_lock(&server, "proj", "gc", 0, true);
     server.settle();
-    let lock = server.dir("proj").join("locks/gc.json");
+    let locks = server.dir("proj").join("locks");
     let remover = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
-        fs::remove_file(lock).unwrap();
+        // The waiting run has written its own (shared) lock object.
+        let own: Vec<Value> = fs::read_dir(&locks)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "gc.json")
+            .map(|e| serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap())
+            .collect();
+        fs::remove_file(locks.join("gc.json")).unwrap();
+        own
     });
     let started = Instant::now();
     let r = w.backup(0);
-    remover.join().unwrap();
+    let own = remover.join().unwrap();
     assert_eq!(r["outcome"], "created", "{r}");
     assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(own.len(), 1, "{own:?}");
+    let lock = &own[0];
+    assert_eq!(lock["exclusive"], false);
+    assert_eq!(lock["profile"], "Proj");
+    assert!(lock["pid"].as_u64().unwrap() > 0);
+    assert!(!lock["host"].as_str().unwrap().is_empty());
+    assert!(lock["started"].as_str().unwrap().contains('T'));
+    // Released when the run ended.
+    assert!(server.objects("proj", "locks").is_empty());
 }
 
 #[test]

@@ -27,7 +27,6 @@ mod remote;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,9 +74,6 @@ pub struct S3Store {
     source: PathBuf,
     profile: String,
 }
-
-/// Read buffer for the first line of a manifest (the snapshot info).
-const INFO_PREFIX: usize = 16 << 10;
 
 impl S3Store {
     /// Connects to the bucket for snapshots of `profile` backing up
@@ -127,15 +123,7 @@ impl S3Store {
     /// because not every S3-compatible server honours them.)
     fn read_info(&self, key: &Key) -> Result<SnapshotInfo, CoreError> {
         let url = self.remote.url_of(key);
-        let mut reader = BufReader::with_capacity(INFO_PREFIX, self.remote.open(key)?);
-        let mut line = Vec::new();
-        reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| CoreError::Remote {
-                action: "read",
-                location: url.clone(),
-                message: e.to_string(),
-            })?;
+        let (line, _rest) = self.remote.open_manifest(key)?;
         serde_json::from_slice(&line).map_err(|e| CoreError::Remote {
             action: "read",
             location: url,
@@ -313,16 +301,8 @@ impl SnapshotStore for S3Store {
     fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError> {
         let key = self.remote.manifest_key(&snapshot.name);
         let url = self.remote.url_of(&key);
-        let mut reader = BufReader::with_capacity(1 << 16, self.remote.open(&key)?);
         // The first line is the snapshot's info.
-        let mut first = Vec::new();
-        reader
-            .read_until(b'\n', &mut first)
-            .map_err(|e| CoreError::Remote {
-                action: "read",
-                location: url.clone(),
-                message: e.to_string(),
-            })?;
+        let (_info, reader) = self.remote.open_manifest(&key)?;
         Ok(Box::new(parse_manifest(reader, PathBuf::from(url))))
     }
 
@@ -441,15 +421,7 @@ impl S3Remover {
             }
             report.manifests += 1;
             let url = remote.url_of(&meta.location);
-            let mut reader = BufReader::with_capacity(1 << 16, remote.open(&meta.location)?);
-            let mut first = Vec::new();
-            reader
-                .read_until(b'\n', &mut first)
-                .map_err(|e| CoreError::Remote {
-                    action: "read",
-                    location: url.clone(),
-                    message: e.to_string(),
-                })?;
+            let (_info, reader) = remote.open_manifest(&meta.location)?;
             // Any unreadable manifest stops the collection: never delete
             // what might be needed.
             for e in parse_manifest(reader, PathBuf::from(url)) {

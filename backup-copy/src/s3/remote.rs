@@ -3,7 +3,7 @@
 //! that say what to do.
 
 use std::future::Future;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -234,6 +234,26 @@ impl Remote {
             chunk: bytes::Bytes::new(),
             url: self.url_of(key),
         })
+    }
+}
+
+impl Remote {
+    /// Opens a snapshot manifest: returns its first line (the snapshot's
+    /// summary) and a reader positioned at its entries.
+    pub fn open_manifest(
+        self: &Arc<Self>,
+        key: &Key,
+    ) -> Result<(Vec<u8>, BufReader<ObjectReader>), CoreError> {
+        let mut reader = BufReader::with_capacity(1 << 16, self.open(key)?);
+        let mut first = Vec::new();
+        reader
+            .read_until(b'\n', &mut first)
+            .map_err(|e| CoreError::Remote {
+                action: "read",
+                location: self.url_of(key),
+                message: e.to_string(),
+            })?;
+        Ok((first, reader))
     }
 }
 

@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use super::lock::LockGuard;
 use super::remote::Remote;
-use crate::copy::open_source;
+use crate::copy::{hash_reader, open_source};
 use crate::store::CHANGED_FILE_RETRIES;
 
 /// Files up to this size are read into memory and uploaded in one PUT.
@@ -128,29 +128,6 @@ impl S3Writer {
             claims: Mutex::new(HashMap::new()),
             claimed: Condvar::new(),
         })
-    }
-
-    fn written(manifest: ManifestEntry) -> WrittenEntry {
-        WrittenEntry {
-            manifest,
-            bytes_copied: 0,
-            copied: false,
-            linked: false,
-            failure: None,
-        }
-    }
-
-    fn failed(planned: &PlannedEntry, error: String) -> WrittenEntry {
-        let failed = PlannedEntry {
-            action: Action::Fail {
-                error: error.clone(),
-            },
-            ..planned.clone()
-        };
-        WrittenEntry {
-            failure: Some(error),
-            ..Self::written(failed.to_manifest(None))
-        }
     }
 
     /// Hashes and uploads the source file, retrying while it changes.
@@ -288,10 +265,10 @@ impl S3Writer {
                     Ok(WrittenEntry {
                         failure: Some(error),
                         linked: true,
-                        ..Self::written(stale.to_manifest(None))
+                        ..WrittenEntry::recorded(stale.to_manifest(None))
                     })
                 }
-                _ => Ok(Self::failed(planned, error)),
+                _ => Ok(WrittenEntry::failed(planned, error)),
             },
         }
     }
@@ -344,32 +321,19 @@ fn read_hashed(src: &Path) -> io::Result<ReadFile> {
     let mut file = open_source(src)?;
     let before = file.metadata()?;
     let stat = FileStat::from_metadata(&before);
-    let mut hasher = Sha256::new();
-    let (bytes, body) = if stat.size <= SMALL_FILE {
+    let (hash, bytes, body) = if stat.size <= SMALL_FILE {
         let mut body = Vec::with_capacity(stat.size as usize);
         file.read_to_end(&mut body)?;
-        hasher.update(&body);
-        (body.len() as u64, Some(body))
+        let hash = ContentHash(Sha256::digest(&body).into());
+        (hash, body.len() as u64, Some(body))
     } else {
-        let mut buf = vec![0u8; 256 << 10];
-        let mut total = 0u64;
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        (total, None)
+        let (hash, total) = hash_reader(&mut file)?;
+        (hash, total, None)
     };
     let after = FileStat::from_metadata(&file.metadata()?);
     let changed = after.size != stat.size || after.mtime_ns != stat.mtime_ns || bytes != stat.size;
     Ok(ReadFile {
-        hash: ContentHash(hasher.finalize().into()),
+        hash,
         bytes,
         stat: FileStat {
             size: bytes,
@@ -456,11 +420,11 @@ impl SnapshotWriter for S3Writer {
     fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
         match &planned.action {
             Action::CreateDir | Action::CreateSymlink => {
-                Ok(Self::written(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
             }
             Action::Link { hash, .. } if self.present.contains_key(hash) => Ok(WrittenEntry {
                 linked: true,
-                ..Self::written(planned.to_manifest(Some(*hash)))
+                ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
             }),
             // Its content is gone from the store: upload it again.
             Action::Link { .. } => {
@@ -471,17 +435,17 @@ impl SnapshotWriter for S3Writer {
                 Ok(WrittenEntry {
                     failure: Some(stale.error.clone()),
                     linked: true,
-                    ..Self::written(planned.to_manifest(None))
+                    ..WrittenEntry::recorded(planned.to_manifest(None))
                 })
             }
-            Action::KeepStale(stale) => Ok(Self::failed(
+            Action::KeepStale(stale) => Ok(WrittenEntry::failed(
                 planned,
                 format!(
                     "{}; its last good copy is missing from the store",
                     stale.error
                 ),
             )),
-            Action::Fail { error } => Ok(Self::failed(planned, error.clone())),
+            Action::Fail { error } => Ok(WrittenEntry::failed(planned, error.clone())),
             Action::Copy => self.write_copy(planned),
         }
     }

@@ -26,17 +26,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use backup_config::Profile;
-use backup_core::diff::{diff_snapshots, diff_with_source};
-use backup_core::runner::{error_chain, load_previous};
-use backup_core::snapshot::resolve_snapshot;
-use backup_core::{
-    run_backup, NoProgress, Outcome, Progress, RelPath, RunLock, RunReport, SnapshotStatus,
+use backup_core::{NoProgress, Progress, RelPath, SnapshotStatus, SnapshotStore};
+use backup_engine::diff::{diff_snapshots, diff_with_source};
+use backup_engine::{
+    error_chain, load_previous, resolve_snapshot, run_backup, Outcome, RunLock, RunReport,
 };
 use chrono::Local;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command};
-use crate::wiring::{Destination, WiringError};
+use crate::wiring::WiringError;
 
 /// Exit code for usage and profile errors.
 const USAGE: u8 = 2;
@@ -180,12 +179,12 @@ fn wiring_error(e: &WiringError) -> ExitCode {
 /// Opens the profile's destination and lists its snapshots.
 fn open_snapshots(
     profile: &Profile,
-) -> Result<(Destination, Vec<backup_core::SnapshotRef>), ExitCode> {
-    let dest = Destination::open(profile).map_err(|e| {
+) -> Result<(Box<dyn SnapshotStore>, Vec<backup_core::SnapshotRef>), ExitCode> {
+    let dest = wiring::open_store(profile).map_err(|e| {
         tracing::error!("{e}");
         wiring_error(&e)
     })?;
-    let snaps = wiring::snapshots(profile, &*dest.store()).map_err(|e| {
+    let snaps = wiring::snapshots(profile, &*dest).map_err(|e| {
         let e = WiringError::Destination(e);
         tracing::error!("{e}");
         wiring_error(&e)
@@ -292,7 +291,7 @@ fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|s| ListedSnapshot {
             name: s.name.clone(),
-            path: s.path.display().to_string(),
+            path: s.location.clone(),
             created: s.created.to_rfc3339(),
             files_total: s.info.as_ref().map(|i| i.files_total),
             files_copied: s.info.as_ref().map(|i| i.files_copied),
@@ -343,7 +342,7 @@ struct StatusReport {
     last_snapshot_created: Option<String>,
     backup_due: bool,
     once_per_day: bool,
-    lock_holder: Option<backup_core::LockHolder>,
+    lock_holder: Option<backup_engine::LockHolder>,
     destination_free_bytes: Option<u64>,
     snapshots: usize,
     max_backups: u32,
@@ -358,15 +357,7 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
     let today = Local::now().date_naive();
     let made_today = last.is_some_and(|s| s.created.with_timezone(&Local).date_naive() == today);
     let lock_holder = RunLock::holder(&profile.lock_file).unwrap_or(None);
-    let free_bytes = match &dest {
-        Destination::Local(_) => {
-            let mut probe = profile.destination.clone();
-            while !probe.exists() && probe.pop() {}
-            backup_core::fsutil::free_space(&probe).ok()
-        }
-        #[cfg(feature = "s3")]
-        Destination::S3(_) => None,
-    };
+    let free_bytes = dest.free_space();
     let status = StatusReport {
         profile: profile.name.clone(),
         source: profile.source.display().to_string(),
@@ -451,7 +442,7 @@ fn cmd_restore(
         overwrite,
         threads: profile.worker_threads(),
     };
-    let report = match backup_copy::restore(&*dest.store(), snap, &opts, progress) {
+    let report = match backup_copy::restore(&*dest, snap, &opts, progress) {
         Ok(r) => r,
         Err(
             e @ (backup_copy::RestoreError::TargetNotEmpty(_)
@@ -528,14 +519,8 @@ fn cmd_verify(
             Err(e) => return Ok(usage_error(e)),
         }
     };
-    let verified = match &dest {
-        Destination::Local(_) => {
-            backup_copy::verify(&chosen, profile.worker_threads(), quick, progress)
-        }
-        #[cfg(feature = "s3")]
-        Destination::S3(s3) => s3.verify(&chosen, quick, 16, progress),
-    };
-    let report = verified
+    let report = dest
+        .verify(&chosen, quick, profile.worker_threads(), progress)
         .map_err(|e| anyhow::anyhow!(error_chain(&e)))
         .context("verify failed")?;
     tracing::info!(
@@ -596,10 +581,9 @@ fn cmd_diff(
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(e)),
             };
-            let store = dest.store();
-            let d = store
+            let d = dest
                 .read_manifest(older)
-                .and_then(|a| diff_snapshots(a, store.read_manifest(newer)?))
+                .and_then(|a| diff_snapshots(a, dest.read_manifest(newer)?))
                 .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
             (d, newer.name.clone())
         }

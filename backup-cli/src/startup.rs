@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use backup_config::Profile;
-use backup_core::{run_backup, NoProgress, Outcome, RunReport, Stages};
+use backup_core::NoProgress;
+use backup_engine::{run_backup, Outcome, RunReport, Stages};
 
 use crate::logging::{rotate_if_large, LOG_LIMIT};
 use crate::wiring;

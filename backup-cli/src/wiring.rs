@@ -6,13 +6,10 @@ use std::sync::Arc;
 
 use backup_config::{ConfigError, Profile};
 use backup_copy::LocalStore;
-use backup_core::metadata::MetadataLoad;
-use backup_core::runner::error_chain;
-use backup_core::{
-    CoreError, Progress, RunOptions, SnapshotRef, SnapshotRemover, SnapshotStore, Stages,
-};
+use backup_core::{CoreError, Progress, SnapshotRef, SnapshotStore};
+use backup_engine::metadata::{load_summary, MetadataLoad};
+use backup_engine::{error_chain, RunOptions, Stages};
 use backup_hash::HashDiffer;
-use backup_rotate::LocalRemover;
 use backup_scan::JwalkScanner;
 
 /// Why the stages for a profile cannot be set up.
@@ -45,64 +42,46 @@ impl WiringError {
     }
 }
 
-/// The destination of a profile, connected.
-#[derive(Clone, Debug)]
-pub enum Destination {
-    /// A local folder of hard-linked snapshot folders.
-    Local(LocalStore),
-    /// An S3-compatible bucket (feature `s3`).
-    #[cfg(feature = "s3")]
-    S3(backup_copy::s3::S3Store),
+/// Opens the destination of `profile`, bound to its name and source: a
+/// local folder of hard-linked snapshot folders, or (feature `s3`) an
+/// S3-compatible bucket. For object storage this checks the credentials
+/// and the bucket, so problems show before any scan.
+pub fn open_store(profile: &Profile) -> Result<Box<dyn SnapshotStore>, WiringError> {
+    let source = backup_config::canonical_or_lexical(&profile.source);
+    match &profile.s3 {
+        None => Ok(Box::new(LocalStore::new(
+            profile.name.clone(),
+            source,
+            profile.destination.clone(),
+        ))),
+        #[cfg(feature = "s3")]
+        Some(s3) => {
+            let opts = backup_s3::S3Options {
+                bucket: s3.bucket.clone(),
+                prefix: s3.prefix.clone(),
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                access_key_env: s3.access_key_env.clone(),
+                secret_key_env: s3.secret_key_env.clone(),
+            };
+            match backup_s3::S3Store::connect(&opts, &profile.name, source) {
+                Ok(store) => Ok(Box::new(store)),
+                Err(e) => Err(WiringError::Destination(e)),
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        Some(s3) => Err(WiringError::NoS3Support {
+            profile: profile.path.clone(),
+            url: s3.url(),
+        }),
+    }
 }
 
-impl Destination {
-    /// Opens the destination of `profile`. For object storage this checks
-    /// the credentials and the bucket, so problems show before any scan.
-    pub fn open(profile: &Profile) -> Result<Destination, WiringError> {
-        let source = backup_config::canonical_or_lexical(&profile.source);
-        match &profile.s3 {
-            None => Ok(Destination::Local(LocalStore::new(
-                source,
-                profile.destination.clone(),
-            ))),
-            #[cfg(feature = "s3")]
-            Some(s3) => {
-                let opts = backup_copy::s3::S3Options {
-                    bucket: s3.bucket.clone(),
-                    prefix: s3.prefix.clone(),
-                    endpoint: s3.endpoint.clone(),
-                    region: s3.region.clone(),
-                    access_key_env: s3.access_key_env.clone(),
-                    secret_key_env: s3.secret_key_env.clone(),
-                };
-                backup_copy::s3::S3Store::connect(&opts, &profile.name, source)
-                    .map(Destination::S3)
-                    .map_err(WiringError::Destination)
-            }
-            #[cfg(not(feature = "s3"))]
-            Some(s3) => Err(WiringError::NoS3Support {
-                profile: profile.path.clone(),
-                url: s3.url(),
-            }),
-        }
-    }
-
-    /// The store (stage 3) for this destination.
-    pub fn store(&self) -> Box<dyn SnapshotStore> {
-        match self {
-            Destination::Local(l) => Box::new(l.clone()),
-            #[cfg(feature = "s3")]
-            Destination::S3(s) => Box::new(s.clone()),
-        }
-    }
-
-    /// The remover (stage 4b) for this destination.
-    pub fn remover(&self) -> Box<dyn SnapshotRemover> {
-        match self {
-            Destination::Local(_) => Box::new(LocalRemover),
-            #[cfg(feature = "s3")]
-            Destination::S3(s) => Box::new(s.remover()),
-        }
+/// Where `profile`'s destination is, for messages: its folder or its URL.
+pub fn destination_label(profile: &Profile) -> String {
+    match &profile.s3 {
+        Some(s3) => s3.url(),
+        None => profile.destination.display().to_string(),
     }
 }
 
@@ -110,16 +89,16 @@ impl Destination {
 /// destination (local hard-link snapshots or object storage), the
 /// profile's retention rules.
 pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, WiringError> {
-    let scan = profile.scan_options()?;
+    let mut scan = profile.scan_options()?;
+    scan.skip_at_root
+        .push(backup_copy::layout::STATE_DIR.into());
     let source = scan.root.clone();
-    let destination = Destination::open(profile)?;
     Ok(Stages {
         scanner: Box::new(JwalkScanner::new(scan)),
         filters: Vec::new(),
         differ: Box::new(HashDiffer::new(source)),
-        store: destination.store(),
+        store: open_store(profile)?,
         retention: Box::new(profile.keep_rules()),
-        remover: destination.remover(),
         progress,
     })
 }
@@ -130,7 +109,7 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
     RunOptions {
         profile: profile.name.clone(),
         source: backup_config::canonical_or_lexical(&profile.source),
-        destination: profile.destination.clone(),
+        destination: destination_label(profile),
         metadata_file: profile.metadata_file.clone(),
         lock_file: profile.lock_file.clone(),
         once_per_day: profile.once_per_day,
@@ -151,8 +130,7 @@ pub fn snapshots(
     profile: &Profile,
     store: &dyn SnapshotStore,
 ) -> Result<Vec<SnapshotRef>, CoreError> {
-    let history: HashSet<String> = match backup_core::metadata::load_summary(&profile.metadata_file)
-    {
+    let history: HashSet<String> = match load_summary(&profile.metadata_file) {
         MetadataLoad::Loaded(m) => m
             .backup_history
             .iter()
@@ -160,6 +138,5 @@ pub fn snapshots(
             .collect(),
         _ => HashSet::new(),
     };
-    let source = backup_config::canonical_or_lexical(&profile.source);
-    store.list(&profile.name, Some(&source), &history)
+    store.list(&history)
 }

@@ -5,8 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use backup_core::{ContentHash, FileStat};
-use sha2::{Digest, Sha256};
+use backup_core::{ContentHash, ContentHasher, FileStat};
 
 const BUF_SIZE: usize = 256 * 1024;
 
@@ -142,7 +141,7 @@ fn write_hashed(
     output: &mut File,
     buf: &mut [u8],
 ) -> Result<(ContentHash, u64), CopyError> {
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentHasher::new();
     let mut bytes = 0u64;
     let mut trailing_hole = false;
     loop {
@@ -169,7 +168,7 @@ fn write_hashed(
         // A trailing hole has to be made explicit.
         output.set_len(bytes).map_err(CopyError::Destination)?;
     }
-    Ok((ContentHash(hasher.finalize().into()), bytes))
+    Ok((hasher.finish(), bytes))
 }
 
 /// Copies everything `input` yields (e.g. a download) to a new file `dst`
@@ -231,33 +230,6 @@ fn set_handle_mode(f: &File, mode: u32) -> io::Result<()> {
     f.set_permissions(p)
 }
 
-/// SHA-256 of a file and the bytes read, in constant memory.
-pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
-    hash_reader(&mut File::open(path)?)
-}
-
-/// SHA-256 of everything `input` yields and the byte count, in constant
-/// memory.
-pub(crate) fn hash_reader(input: &mut dyn Read) -> io::Result<(ContentHash, u64)> {
-    BUFFER.with(|b| {
-        let buf = &mut b.borrow_mut()[..];
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        loop {
-            match input.read(buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    total += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((ContentHash(hasher.finalize().into()), total))
-    })
-}
-
 /// Whether a block is all zero bytes (checked cheaply: most blocks fail on
 /// their first bytes).
 fn is_zero(block: &[u8]) -> bool {
@@ -291,7 +263,8 @@ mod tests {
         assert_eq!(c.bytes, data.len() as u64);
         assert!(!c.changed_during_copy);
         assert_eq!(std::fs::read(&dst).unwrap(), data);
-        let expect: [u8; 32] = Sha256::digest(&data).into();
+        use sha2::Digest;
+        let expect: [u8; 32] = sha2::Sha256::digest(&data).into();
         assert_eq!(c.hash.0, expect);
     }
 

@@ -7,12 +7,15 @@
 //! snapshot is written under a temporary name and renamed only when
 //! everything is flushed.
 //!
-//! It also holds the way back: [`restore()`] (a snapshot into a folder, each
-//! file checked against its SHA-256) and [`verify()`] (re-read snapshots,
-//! each shared inode once).
+//! [`LocalStore`] is the whole local destination (it implements
+//! [`backup_core::SnapshotStore`]): it names, lists, writes, deletes,
+//! verifies and cleans up snapshot folders, and [`layout`] is the one place
+//! that knows what a snapshot folder looks like on disk.
 //!
-//! Central types: [`LocalStore`] (implements [`backup_core::SnapshotStore`]),
-//! [`copy_hashed`], [`RestoreOptions`] and [`VerifyReport`].
+//! It also holds the way back into a folder: [`restore()`] (a snapshot of
+//! any store into a folder, each file checked against its SHA-256).
+//!
+//! Central types: [`LocalStore`], [`copy_hashed`], [`RestoreOptions`].
 //!
 //! ```
 //! use backup_copy::copy_hashed;
@@ -24,17 +27,15 @@
 //! ```
 
 pub mod copy;
+pub mod fsutil;
+pub mod layout;
 pub mod restore;
-#[cfg(feature = "s3")]
-pub mod s3;
 pub mod store;
 mod sys;
-pub mod verify;
+mod verify;
 
 pub use copy::{
-    copy_hashed, copy_hashed_with, copy_stream_hashed, hash_file, open_source, Copied, CopyError,
-    SetAttrs,
+    copy_hashed, copy_hashed_with, copy_stream_hashed, open_source, Copied, CopyError, SetAttrs,
 };
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
-pub use store::LocalStore;
-pub use verify::{verify, SnapshotPath, VerifyReport};
+pub use store::{LocalStore, CHANGED_FILE_RETRIES};

@@ -14,13 +14,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use backup_core::fsutil::{remove_tree, sync_dir, sync_filesystem};
-use backup_core::manifest::{read_manifest, write_info, ManifestWriter};
-use backup_core::snapshot::{list_snapshots, next_snapshot_name, partial_name, remove_leftovers};
+use backup_core::snapshot::next_name_among;
+use backup_core::sys::sync_dir;
 use backup_core::{
     Action, Content, ContentHash, CoreError, EntryStatus, ManifestEntries, ManifestEntry,
-    PlannedEntry, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
-    WrittenEntry,
+    PlannedEntry, Progress, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
+    VerifyReport, WrittenEntry,
 };
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
@@ -29,6 +28,11 @@ use crate::copy::{
     copy_hashed_with, file_time, is_fatal_destination_error, read_only, set_mode, CopyError,
     SetAttrs,
 };
+use crate::fsutil::{free_space, remove_tree, sync_filesystem};
+use crate::layout::{
+    deleting_name, list_snapshots, names_in_use, partial_name, read_manifest, remove_leftovers,
+    write_info, ManifestWriter,
+};
 
 /// How often a file that changes while it is copied is copied again.
 pub const CHANGED_FILE_RETRIES: u32 = 3;
@@ -36,36 +40,39 @@ pub const CHANGED_FILE_RETRIES: u32 = 3;
 /// Stage 3 for a local destination folder.
 #[derive(Clone, Debug)]
 pub struct LocalStore {
+    profile: String,
     source: PathBuf,
     destination: PathBuf,
 }
 
 impl LocalStore {
-    /// Snapshots of `source` in `destination`.
-    pub fn new(source: impl Into<PathBuf>, destination: impl Into<PathBuf>) -> Self {
+    /// Snapshots of `profile` backing up `source`, in the folder
+    /// `destination`.
+    pub fn new(
+        profile: impl Into<String>,
+        source: impl Into<PathBuf>,
+        destination: impl Into<PathBuf>,
+    ) -> Self {
         LocalStore {
+            profile: profile.into(),
             source: source.into(),
             destination: destination.into(),
         }
     }
+
+    /// The folder of one of this store's snapshots.
+    fn dir_of(&self, snapshot: &SnapshotRef) -> PathBuf {
+        self.destination.join(&snapshot.name)
+    }
 }
 
 impl SnapshotStore for LocalStore {
-    fn location(&self) -> String {
-        self.destination.display().to_string()
-    }
-
-    fn list(
-        &self,
-        profile: &str,
-        source: Option<&Path>,
-        history: &HashSet<String>,
-    ) -> Result<Vec<SnapshotRef>, CoreError> {
-        list_snapshots(&self.destination, profile, source, history)
+    fn list(&self, history: &HashSet<String>) -> Result<Vec<SnapshotRef>, CoreError> {
+        list_snapshots(&self.destination, &self.profile, &self.source, history)
     }
 
     fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError> {
-        Ok(Box::new(read_manifest(&snapshot.path)?))
+        Ok(Box::new(read_manifest(&self.dir_of(snapshot))?))
     }
 
     fn open_content(
@@ -73,20 +80,51 @@ impl SnapshotStore for LocalStore {
         snapshot: &SnapshotRef,
         entry: &ManifestEntry,
     ) -> Result<Content, CoreError> {
-        Ok(Content::File(entry.path.under(&snapshot.path)))
+        Ok(Content::File(entry.path.under(&self.dir_of(snapshot))))
     }
 
     fn next_name(
         &self,
-        profile: &str,
         now: DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError> {
-        Ok(next_snapshot_name(&self.destination, profile, now, history))
+        let in_use = names_in_use(&self.destination);
+        Ok(next_name_among(in_use, &self.profile, now, history))
     }
 
-    fn remove_leftovers(&self, profile: &str, source: &Path) -> Result<Vec<String>, CoreError> {
-        remove_leftovers(&self.destination, profile, source)
+    fn remove_leftovers(&self) -> Result<Vec<String>, CoreError> {
+        remove_leftovers(&self.destination, &self.profile, &self.source)
+    }
+
+    /// First renamed to `.<name>.deleting` (so it stops being a snapshot at
+    /// once, and a crash midway leaves a leftover the next run removes),
+    /// then removed, read-only files and all.
+    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
+        let dir = self.dir_of(snapshot);
+        let doomed = self.destination.join(deleting_name(&snapshot.name));
+        fs::rename(&dir, &doomed).map_err(|e| CoreError::io("rename for deletion", &dir, e))?;
+        remove_tree(&doomed).map_err(|e| CoreError::io("delete", &doomed, e))
+    }
+
+    fn verify(
+        &self,
+        snapshots: &[SnapshotRef],
+        quick: bool,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, CoreError> {
+        crate::verify::verify(&self.destination, snapshots, threads, quick, progress)
+    }
+
+    /// Free space on the destination's file system (on its nearest existing
+    /// folder, when it is not created yet).
+    fn free_space(&self) -> Option<u64> {
+        let probe = self
+            .destination
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(&self.destination);
+        free_space(probe).ok()
     }
 
     fn begin(
@@ -98,12 +136,7 @@ impl SnapshotStore for LocalStore {
             .map_err(|e| CoreError::destination("create", &self.destination, e))?;
         let tmp = self.destination.join(partial_name(name));
         fs::create_dir(&tmp).map_err(|e| CoreError::destination("create", &tmp, e))?;
-        let owner = backup_core::manifest::state_dir(&tmp).join(backup_core::snapshot::OWNER_FILE);
-        let manifest = match ManifestWriter::create(&tmp).and_then(|m| {
-            fs::write(&owner, self.source.display().to_string())
-                .map_err(|e| CoreError::destination("write", &owner, e))?;
-            Ok(m)
-        }) {
+        let manifest = match ManifestWriter::create(&tmp, &self.source) {
             Ok(m) => m,
             Err(e) => {
                 let _ = remove_tree(&tmp);
@@ -115,7 +148,7 @@ impl SnapshotStore for LocalStore {
             tmp,
             final_path: self.destination.join(name),
             destination: self.destination.clone(),
-            previous: previous.map(|s| s.path.clone()),
+            previous: previous.map(|s| self.dir_of(s)),
             manifest: Mutex::new(Some(manifest)),
             dirs: Mutex::new(Vec::new()),
         }))
@@ -384,7 +417,7 @@ impl SnapshotWriter for LocalWriter {
         }
     }
 
-    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+    fn commit(&self, info: &SnapshotInfo) -> Result<String, CoreError> {
         let result = (|| {
             let mut dirs = std::mem::take(&mut *guard(&self.dirs));
             dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
@@ -411,7 +444,7 @@ impl SnapshotWriter for LocalWriter {
             fs::rename(&self.tmp, &self.final_path)
                 .map_err(|e| self.dest_err("rename a snapshot to", &self.final_path, e))?;
             sync_dir(&self.destination).map_err(|e| self.dest_err("sync", &self.destination, e))?;
-            Ok(self.final_path.clone())
+            Ok(self.final_path.display().to_string())
         })();
         if result.is_err() {
             let _ = remove_tree(&self.tmp);
@@ -490,7 +523,7 @@ mod tests {
         fn prev_ref(&self) -> SnapshotRef {
             SnapshotRef {
                 name: "P_backup_2026-01-01_00-00".into(),
-                path: self.prev.clone(),
+                location: self.prev.display().to_string(),
                 created: chrono::Local::now().fixed_offset(),
                 info: None,
             }
@@ -498,15 +531,14 @@ mod tests {
     }
 
     fn sha(b: &[u8]) -> ContentHash {
-        use sha2::Digest;
-        ContentHash(sha2::Sha256::digest(b).into())
+        ContentHash::of(b)
     }
 
     #[test]
     fn source_replaced_by_a_folder_keeps_the_previous_copy_marked_stale() {
         let f = fixture();
         fs::create_dir(f.src.join("a.txt")).unwrap();
-        let store = LocalStore::new(&f.src, &f.dest);
+        let store = LocalStore::new("P", &f.src, &f.dest);
         let w = store
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
@@ -534,7 +566,7 @@ mod tests {
     #[test]
     fn vanished_source_without_earlier_copy_is_recorded_failed() {
         let f = fixture();
-        let store = LocalStore::new(&f.src, &f.dest);
+        let store = LocalStore::new("P", &f.src, &f.dest);
         let w = store
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
@@ -555,11 +587,11 @@ mod tests {
         let f = fixture();
         fs::create_dir(f.src.join("sub")).unwrap();
         fs::write(f.src.join("sub/b.txt"), b"new").unwrap();
-        let store = LocalStore::new(&f.src, &f.dest);
+        let store = LocalStore::new("P", &f.src, &f.dest);
         let w = store
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
-        backup_core::fsutil::remove_tree(&f.dest).unwrap();
+        crate::fsutil::remove_tree(&f.dest).unwrap();
         let err = w
             .write(&planned("sub/b.txt", Action::Copy, None))
             .unwrap_err();
@@ -572,7 +604,7 @@ mod tests {
     fn commit_makes_the_snapshot_appear_under_its_final_name_only() {
         let f = fixture();
         fs::write(f.src.join("b.txt"), b"new").unwrap();
-        let store = LocalStore::new(&f.src, &f.dest);
+        let store = LocalStore::new("P", &f.src, &f.dest);
         let name = "P_backup_2026-01-02_00-00";
         let w = store.begin(name, Some(&f.prev_ref())).unwrap();
         assert!(!f.dest.join(name).exists());
@@ -607,8 +639,9 @@ mod tests {
             status: backup_core::SnapshotStatus::Complete,
             duration_ms: 1,
         };
-        let path = w.commit(&info).unwrap();
-        assert_eq!(path, f.dest.join(name));
+        let location = w.commit(&info).unwrap();
+        let path = f.dest.join(name);
+        assert_eq!(location, path.display().to_string());
         assert!(!f.dest.join(partial_name(name)).exists());
         assert_eq!(fs::read(path.join("b.txt")).unwrap(), b"new");
         #[cfg(unix)]
@@ -622,6 +655,28 @@ mod tests {
                 "read-only"
             );
         }
-        assert_eq!(backup_core::manifest::read_info(&path).unwrap(), info);
+        assert_eq!(crate::layout::read_info(&path).unwrap(), info);
+    }
+
+    #[test]
+    fn remove_deletes_a_read_only_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("P_backup_2026-01-01_00-00");
+        fs::create_dir_all(snap.join("sub")).unwrap();
+        fs::write(snap.join("sub/f"), b"x").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(snap.join("sub/f"), fs::Permissions::from_mode(0o444)).unwrap();
+            fs::set_permissions(snap.join("sub"), fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        let r = SnapshotRef {
+            name: "P_backup_2026-01-01_00-00".into(),
+            location: snap.display().to_string(),
+            created: chrono::Local::now().fixed_offset(),
+            info: None,
+        };
+        LocalStore::new("P", "/src", dir.path()).remove(&r).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -1,4 +1,7 @@
-//! [`verify()`]: re-read snapshots and compare them with their manifests.
+//! [`verify()`]: re-read snapshot folders and compare them with their
+//! manifests (the local store's [`SnapshotStore::verify`]).
+//!
+//! [`SnapshotStore::verify`]: backup_core::SnapshotStore::verify
 //!
 //! Each file is hashed once per inode (snapshots share unchanged files as
 //! hard links), so verifying every snapshot costs little more than one.
@@ -8,45 +11,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use backup_core::manifest::{read_manifest, STATE_DIR};
-use backup_core::{ContentHash, CoreError, EntryKind, EntryStatus, Phase, Progress, SnapshotRef};
-use serde::Serialize;
+use backup_core::{
+    ContentHash, CoreError, EntryKind, EntryStatus, Phase, Progress, SnapshotPath, SnapshotRef,
+    VerifyReport,
+};
 
-/// A path in a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct SnapshotPath {
-    /// The snapshot's name.
-    pub snapshot: String,
-    /// Path relative to the snapshot.
-    pub path: String,
-}
-
-/// The result of verifying snapshots.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct VerifyReport {
-    /// Snapshots checked.
-    pub snapshots_checked: u64,
-    /// File entries checked.
-    pub files_checked: u64,
-    /// Bytes read and hashed.
-    pub bytes_checked: u64,
-    /// Files whose content or size differs from the manifest.
-    pub corrupt: Vec<SnapshotPath>,
-    /// Paths in the manifest but not in the folder.
-    pub missing: Vec<SnapshotPath>,
-    /// Paths in the folder but not in the manifest.
-    pub unexpected: Vec<SnapshotPath>,
-}
-
-impl VerifyReport {
-    /// Whether everything matched.
-    pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty() && self.unexpected.is_empty()
-    }
-}
+use crate::layout::{read_manifest, STATE_DIR};
 
 type InodeKey = (u64, u64);
 
@@ -78,9 +51,11 @@ fn path_key(hasher: &std::hash::RandomState, p: &Path) -> u64 {
     hasher.hash_one(p.as_os_str().as_encoded_bytes())
 }
 
-/// Verifies `snapshots` with `threads` hashing threads. With `quick`, file
-/// contents are not read: only presence, type and size are checked.
+/// Verifies `snapshots` (folders of `destination`) with `threads` hashing
+/// threads. With `quick`, file contents are not read: only presence, type
+/// and size are checked.
 pub fn verify(
+    destination: &Path,
     snapshots: &[SnapshotRef],
     threads: usize,
     quick: bool,
@@ -89,16 +64,20 @@ pub fn verify(
     let mut report = VerifyReport::default();
     let mut checks: Vec<FileCheck> = Vec::new();
     let hasher = std::hash::RandomState::new();
-    for (snap_index, snap) in snapshots.iter().enumerate() {
+    let dirs: Vec<PathBuf> = snapshots
+        .iter()
+        .map(|s| destination.join(&s.name))
+        .collect();
+    for (snap_index, (snap, dir)) in snapshots.iter().zip(&dirs).enumerate() {
         report.snapshots_checked += 1;
         let mut listed: HashSet<u64> = HashSet::new();
-        for e in read_manifest(&snap.path)? {
+        for e in read_manifest(dir)? {
             let e = e?;
             listed.insert(path_key(&hasher, e.path.as_path()));
             if e.status == Some(EntryStatus::Failed) {
                 continue;
             }
-            let full = e.path.under(&snap.path);
+            let full = e.path.under(dir);
             let sp = || SnapshotPath {
                 snapshot: snap.name.clone(),
                 path: e.path.to_string(),
@@ -139,8 +118,8 @@ pub fn verify(
             }
         }
         find_unexpected(
-            &snap.path,
-            &snap.path,
+            dir,
+            dir,
             &listed,
             &hasher,
             &snap.name,
@@ -172,8 +151,8 @@ pub fn verify(
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&i) = to_hash.get(n) else { return };
                 let c = &checks[i];
-                let full = c.rel.under(&snapshots[c.snapshot as usize].path);
-                let h = crate::copy::hash_file(&full).ok();
+                let full = c.rel.under(&dirs[c.snapshot as usize]);
+                let h = backup_core::hash_file(&full).ok();
                 if let Some((_, len)) = h {
                     bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 }

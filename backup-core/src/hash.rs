@@ -1,7 +1,15 @@
-//! [`ContentHash`]: a SHA-256 digest of a file's content, written as 64 hex digits.
+//! [`ContentHash`]: a SHA-256 digest of a file's content, written as 64 hex
+//! digits, and the one implementation that computes it: [`ContentHasher`]
+//! (incremental, also an `io::Write`), [`hash_reader`] and [`hash_file`]
+//! (constant memory, one reused buffer per thread).
 
 use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
 use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -10,6 +18,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct ContentHash(pub [u8; 32]);
 
 impl ContentHash {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        ContentHash(Sha256::digest(bytes).into())
+    }
+
     /// The digest as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -79,6 +92,79 @@ impl<'de> Deserialize<'de> for ContentHash {
     }
 }
 
+/// Computes a [`ContentHash`] from bytes fed in pieces; as an `io::Write`
+/// it hashes whatever is written to it (`io::copy(&mut reader, &mut h)`).
+#[derive(Clone, Default)]
+pub struct ContentHasher(Sha256);
+
+impl ContentHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        ContentHasher::default()
+    }
+
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> ContentHash {
+        ContentHash(self.0.finalize().into())
+    }
+}
+
+impl Write for ContentHasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ContentHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentHasher")
+    }
+}
+
+/// Size of the per-thread read buffer used for hashing.
+const READ_BUF: usize = 256 * 1024;
+
+thread_local! {
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_BUF]);
+}
+
+/// SHA-256 of everything `input` yields and the byte count, in constant
+/// memory.
+pub fn hash_reader(input: &mut dyn Read) -> io::Result<(ContentHash, u64)> {
+    BUFFER.with(|b| {
+        let buf = &mut b.borrow_mut()[..];
+        let mut hasher = ContentHasher::new();
+        let mut total = 0u64;
+        loop {
+            match input.read(buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((hasher.finish(), total))
+    })
+}
+
+/// SHA-256 of a file's content and the bytes read, in constant memory.
+pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
+    hash_reader(&mut File::open(path)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +178,16 @@ mod tests {
         assert_eq!(hex.parse::<ContentHash>().unwrap(), h);
         assert!("xyz".parse::<ContentHash>().is_err());
         assert!("g".repeat(64).parse::<ContentHash>().is_err());
+    }
+
+    #[test]
+    fn every_way_of_hashing_agrees() {
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(ContentHash::of(b"abc").to_hex(), abc);
+        let (h, n) = hash_reader(&mut &b"abc"[..]).unwrap();
+        assert_eq!((h.to_hex().as_str(), n), (abc, 3));
+        let mut w = ContentHasher::new();
+        io::copy(&mut &b"abc"[..], &mut w).unwrap();
+        assert_eq!(w.finish().to_hex(), abc);
     }
 }

@@ -1,14 +1,12 @@
 //! Snapshot manifests: the record that makes a snapshot self-describing.
 //!
-//! Every snapshot folder holds a hidden folder [`STATE_DIR`] with two files:
-//! [`INFO_FILE`], a [`SnapshotInfo`] with the run's summary, and
-//! [`MANIFEST_FILE`], one JSON [`ManifestEntry`] per line for every path in
-//! the snapshot. With them a snapshot can be listed, verified and restored
-//! from the destination alone.
+//! A snapshot records a [`SnapshotInfo`] (the run's summary) and one JSON
+//! [`ManifestEntry`] per line for every path it holds. This module is the
+//! line format only ([`parse_manifest`] over any `BufRead`, [`write_entry`]
+//! into any `Write`); where the lines are kept is each store's business.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +14,6 @@ use crate::entry::{EntryKind, FileStat};
 use crate::error::CoreError;
 use crate::{ContentHash, RelPath};
 
-/// Name of the hidden folder inside each snapshot that holds its manifest.
-pub const STATE_DIR: &str = ".backup-snapshot";
-/// File name of the snapshot summary inside [`STATE_DIR`].
-pub const INFO_FILE: &str = "info.json";
-/// File name of the per-path manifest inside [`STATE_DIR`].
-pub const MANIFEST_FILE: &str = "manifest.jsonl";
 /// Value of [`SnapshotInfo::format`].
 pub const SNAPSHOT_FORMAT: &str = "backup-cli-snapshot";
 
@@ -130,7 +122,7 @@ pub enum SnapshotStatus {
     Partial,
 }
 
-/// The summary of one snapshot, stored in [`INFO_FILE`].
+/// The summary of one snapshot: the first thing a store reads of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     /// Always [`SNAPSHOT_FORMAT`].
@@ -166,31 +158,6 @@ pub struct SnapshotInfo {
     pub duration_ms: u64,
 }
 
-/// Path of the state folder of a snapshot folder.
-pub fn state_dir(snapshot_dir: &Path) -> PathBuf {
-    snapshot_dir.join(STATE_DIR)
-}
-
-/// Reads a snapshot's [`SnapshotInfo`].
-pub fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
-    let path = state_dir(snapshot_dir).join(INFO_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| CoreError::io("read snapshot info", &path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
-        path,
-        reason: e.to_string(),
-    })
-}
-
-/// Streams the entries of a snapshot's manifest.
-pub fn read_manifest(snapshot_dir: &Path) -> Result<ManifestLines<BufReader<File>>, CoreError> {
-    let path = state_dir(snapshot_dir).join(MANIFEST_FILE);
-    let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
-    Ok(parse_manifest(
-        BufReader::with_capacity(1 << 16, file),
-        path,
-    ))
-}
-
 /// Streams manifest entries, one JSON object per line, from `reader`
 /// (`name` says where it comes from in error messages). Blank lines are
 /// skipped.
@@ -200,6 +167,7 @@ pub fn parse_manifest<R: BufRead>(reader: R, name: PathBuf) -> ManifestLines<R> 
         line: Vec::with_capacity(512),
         line_no: 0,
         path: name,
+        expected: 0,
     }
 }
 
@@ -209,10 +177,24 @@ pub struct ManifestLines<R> {
     line: Vec<u8>,
     line_no: u64,
     path: PathBuf,
+    expected: usize,
+}
+
+impl<R> ManifestLines<R> {
+    /// Says how many entries to expect (reported as the iterator's lower
+    /// size hint, so a reader can reserve once instead of doubling).
+    pub fn expecting(mut self, entries: usize) -> Self {
+        self.expected = entries;
+        self
+    }
 }
 
 impl<R: BufRead> Iterator for ManifestLines<R> {
     type Item = Result<ManifestEntry, CoreError>;
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.expected, None)
+    }
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -223,6 +205,7 @@ impl<R: BufRead> Iterator for ManifestLines<R> {
                 Ok(_) => {}
             }
             self.line_no += 1;
+            self.expected = self.expected.saturating_sub(1);
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -238,60 +221,10 @@ impl<R: BufRead> Iterator for ManifestLines<R> {
     }
 }
 
-/// Writes manifest lines; the file lives inside the snapshot being written,
-/// so it becomes visible only when the snapshot is committed.
-pub struct ManifestWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
-}
-
-impl ManifestWriter {
-    /// Creates the state folder and the manifest file of a snapshot being written.
-    pub fn create(snapshot_dir: &Path) -> Result<Self, CoreError> {
-        let dir = state_dir(snapshot_dir);
-        std::fs::create_dir_all(&dir).map_err(|e| CoreError::destination("create", &dir, e))?;
-        let path = dir.join(MANIFEST_FILE);
-        let file = File::create(&path).map_err(|e| CoreError::destination("create", &path, e))?;
-        Ok(ManifestWriter {
-            out: BufWriter::with_capacity(1 << 16, file),
-            path,
-        })
-    }
-
-    /// Appends one entry.
-    pub fn append(&mut self, entry: &ManifestEntry) -> Result<(), CoreError> {
-        serde_json::to_writer(&mut self.out, entry)
-            .map_err(|e| CoreError::destination("write", &self.path, e.into()))?;
-        self.out
-            .write_all(b"\n")
-            .map_err(|e| CoreError::destination("write", &self.path, e))
-    }
-
-    /// Flushes and syncs the manifest.
-    pub fn finish(self) -> Result<(), CoreError> {
-        let path = self.path;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| CoreError::destination("write", &path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| CoreError::destination("sync", &path, e))
-    }
-}
-
-/// Writes a snapshot's [`SnapshotInfo`] (inside the snapshot being written).
-pub fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(), CoreError> {
-    let path = state_dir(snapshot_dir).join(INFO_FILE);
-    let bytes = serde_json::to_vec_pretty(info)
-        .map_err(|e| CoreError::io("encode", &path, std::io::Error::other(e)))?;
-    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| match e {
-        CoreError::Io {
-            action,
-            path,
-            source,
-        } => CoreError::destination(action, &path, source),
-        other => other,
-    })
+/// Writes one manifest line (the entry as JSON, then a newline).
+pub fn write_entry(out: &mut dyn Write, entry: &ManifestEntry) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, entry)?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]
@@ -300,8 +233,6 @@ mod tests {
 
     #[test]
     fn manifest_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = ManifestWriter::create(dir.path()).unwrap();
         let e = ManifestEntry {
             path: RelPath::new("a/b.txt").unwrap(),
             kind: EntryKind::File,
@@ -325,23 +256,19 @@ mod tests {
             error: None,
             ..e.clone()
         };
-        w.append(&e).unwrap();
-        w.append(&link).unwrap();
-        w.finish().unwrap();
-        let back: Vec<_> = read_manifest(dir.path())
-            .unwrap()
+        let mut out = Vec::new();
+        write_entry(&mut out, &e).unwrap();
+        out.push(b'\n');
+        write_entry(&mut out, &link).unwrap();
+        let back: Vec<_> = parse_manifest(&out[..], "m".into())
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(back, vec![e, link]);
     }
 
     #[test]
-    fn corrupt_line_names_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(state_dir(dir.path())).unwrap();
-        std::fs::write(state_dir(dir.path()).join(MANIFEST_FILE), "{}\n").unwrap();
-        let err = read_manifest(dir.path())
-            .unwrap()
+    fn corrupt_line_names_its_source_and_line() {
+        let err = parse_manifest(&b"{}\n"[..], "manifest.jsonl".into())
             .next()
             .unwrap()
             .unwrap_err();

@@ -1,16 +1,15 @@
 //! [`PrevIndex`]: what the previous snapshot holds, for the hash/diff stage.
 //!
-//! Built from the newest snapshot's manifest, then refreshed with the
-//! fast-path facts of `backup_metadata.json` (which a run without changes
-//! still updates). Holds no file content: per path, kind, stat, hash.
+//! Built from the newest snapshot's manifest, then refreshed with newer
+//! fast-path facts where the engine has them (a run without changes still
+//! records new mtimes). Holds no file content: per path, kind, stat, hash.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::entry::{EntryKind, FileStat};
 use crate::error::CoreError;
-use crate::manifest::{read_manifest, ManifestEntry};
-use crate::metadata::FileRecord;
+use crate::manifest::ManifestEntry;
 use crate::{ContentHash, RelPath};
 
 /// One path of the previous snapshot.
@@ -40,7 +39,6 @@ pub struct PrevEntry {
 /// to a small exact map.
 #[derive(Debug, Default)]
 pub struct PrevIndex {
-    snapshot_dir: Option<PathBuf>,
     entries: Vec<PrevEntry>,
     by_path: HashMap<u64, u32>,
     collided: HashMap<RelPath, u32>,
@@ -55,27 +53,15 @@ impl PrevIndex {
         PrevIndex::default()
     }
 
-    /// Loads the manifest of the snapshot folder `dir`.
-    pub fn from_snapshot(dir: &Path) -> Result<Self, CoreError> {
-        // Reserve once from the manifest's size (a line is rarely under 120
-        // bytes) instead of doubling, which leaves up to half unused.
-        let manifest = crate::manifest::state_dir(dir).join(crate::manifest::MANIFEST_FILE);
-        let estimate = std::fs::metadata(&manifest).map_or(0, |m| m.len() / 120);
-        Self::from_entries(Some(dir.to_path_buf()), read_manifest(dir)?, estimate)
-    }
-
-    /// Builds the index from manifest `entries` (of the snapshot folder
-    /// `dir`, when it is a local folder); `estimate` is the expected number
-    /// of entries (0 when unknown), reserved once.
+    /// Builds the index from manifest `entries`, reserving once for as
+    /// many as their size hint says, or else `estimate` (0 when unknown).
     pub fn from_entries(
-        dir: Option<PathBuf>,
         entries: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
         estimate: u64,
     ) -> Result<Self, CoreError> {
-        let mut index = PrevIndex {
-            snapshot_dir: dir,
-            ..PrevIndex::default()
-        };
+        let mut index = PrevIndex::default();
+        let hinted = entries.size_hint().0 as u64;
+        let estimate = if hinted > 0 { hinted } else { estimate };
         let estimate = estimate.min(1 << 26) as usize;
         index.entries.reserve(estimate);
         index.by_path.reserve(estimate);
@@ -136,36 +122,24 @@ impl PrevIndex {
         }
     }
 
-    /// Refreshes the fast-path facts of one path from its metadata record:
-    /// where the record's checksum and size match the snapshot's, its newer
-    /// mtime/ctime/inode replace the snapshot's (a run that only saw mtime
-    /// changes records them there without making a snapshot).
-    pub fn apply_record(&mut self, path: &str, rec: &FileRecord) {
-        let (Some(mtime_ns), Some(ctime_ns), Some(ino)) = (rec.mtime_ns, rec.ctime_ns, rec.inode)
-        else {
-            return;
-        };
-        let Ok(rel) = RelPath::new(path) else { return };
-        let Some(idx) = self.index_of(&rel) else {
+    /// Refreshes the fast-path facts of `path` from a newer record of it:
+    /// where the record's `hash` and size match the snapshot's, its
+    /// mtime/ctime/inode (from `stat`) and `rehash` replace the snapshot's.
+    pub fn refresh(&mut self, path: &RelPath, hash: ContentHash, stat: FileStat, rehash: bool) {
+        let Some(idx) = self.index_of(path) else {
             return;
         };
         let e = &mut self.entries[idx as usize];
         let same = e.kind == EntryKind::File
-            && e.stat.size == rec.size
-            && e.status_ok()
-            && e.sha256
-                .is_some_and(|h| rec.checksum.parse::<ContentHash>().ok() == Some(h));
+            && e.stat.size == stat.size
+            && e.has_content
+            && e.sha256 == Some(hash);
         if same {
-            e.stat.mtime_ns = mtime_ns;
-            e.stat.ctime_ns = ctime_ns;
-            e.stat.ino = ino;
-            e.rehash = rec.rehash;
+            e.stat.mtime_ns = stat.mtime_ns;
+            e.stat.ctime_ns = stat.ctime_ns;
+            e.stat.ino = stat.ino;
+            e.rehash = rehash;
         }
-    }
-
-    /// The folder of the previous snapshot, if any.
-    pub fn snapshot_dir(&self) -> Option<&Path> {
-        self.snapshot_dir.as_deref()
     }
 
     /// Looks a path up; returns its index and entry.
@@ -205,11 +179,5 @@ impl PrevIndex {
     /// All entries, in manifest order.
     pub fn entries(&self) -> &[PrevEntry] {
         &self.entries
-    }
-}
-
-impl PrevEntry {
-    fn status_ok(&self) -> bool {
-        self.has_content
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Local};
@@ -16,7 +16,9 @@ use crate::error::CoreError;
 use crate::manifest::{ManifestEntry, SnapshotInfo};
 use crate::plan::PlannedEntry;
 use crate::prev::PrevIndex;
+use crate::progress::Progress;
 use crate::snapshot::SnapshotRef;
+use crate::verify::VerifyReport;
 
 /// What the scan stage sends downstream.
 #[derive(Clone, Debug)]
@@ -142,22 +144,17 @@ pub enum Content {
     Reader(Box<dyn Read + Send>),
 }
 
-/// Stage 3: where snapshots live: listed, read, and written. The local
-/// folder destination is one implementation, object storage another; the
-/// runner and the read commands only use this trait.
+/// Stage 3: a destination, whole: it lists, names, reads, writes,
+/// deletes and verifies the snapshots of one profile and one source (it is
+/// bound to both when built). The local folder is one implementation,
+/// object storage another; the runner and the commands only use this
+/// trait.
 pub trait SnapshotStore: Send + Sync {
-    /// Where the snapshots are, for messages (a folder path or a URL).
-    fn location(&self) -> String;
-    /// The snapshots of `profile` backing up `source` (any source when
-    /// `None`), oldest first. `history` holds snapshot names the metadata
-    /// history lists (those count as the profile's even without a
-    /// manifest, e.g. the original script's folders).
-    fn list(
-        &self,
-        profile: &str,
-        source: Option<&Path>,
-        history: &HashSet<String>,
-    ) -> Result<Vec<SnapshotRef>, CoreError>;
+    /// This profile's snapshots of this source, oldest first. `history`
+    /// holds snapshot names the metadata history lists (those count as the
+    /// profile's even without a manifest, e.g. the original script's
+    /// folders).
+    fn list(&self, history: &HashSet<String>) -> Result<Vec<SnapshotRef>, CoreError>;
     /// Streams the manifest of `snapshot`.
     fn read_manifest(&self, snapshot: &SnapshotRef) -> Result<ManifestEntries, CoreError>;
     /// Where to read the content of the file `entry` of `snapshot`.
@@ -166,17 +163,16 @@ pub trait SnapshotStore: Send + Sync {
         snapshot: &SnapshotRef,
         entry: &ManifestEntry,
     ) -> Result<Content, CoreError>;
-    /// The name for a snapshot of `profile` made at `now`, never one in use
-    /// or used before (listed in `history`).
+    /// The name for a snapshot made at `now`, never one in use or used
+    /// before (listed in `history`).
     fn next_name(
         &self,
-        profile: &str,
         now: DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError>;
-    /// Removes what interrupted runs of `profile` left behind; returns a
-    /// description of each thing removed.
-    fn remove_leftovers(&self, profile: &str, source: &Path) -> Result<Vec<String>, CoreError>;
+    /// Removes what interrupted runs of this profile and source left
+    /// behind; returns a description of each thing removed.
+    fn remove_leftovers(&self) -> Result<Vec<String>, CoreError>;
     /// Starts writing snapshot `name`; `previous` is the snapshot that
     /// [`crate::plan::Action::Link`] paths refer to.
     fn begin(
@@ -184,6 +180,30 @@ pub trait SnapshotStore: Send + Sync {
         name: &str,
         previous: Option<&SnapshotRef>,
     ) -> Result<Box<dyn SnapshotWriter>, CoreError>;
+    /// Deletes `snapshot` so that a crash midway never leaves it looking
+    /// complete.
+    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError>;
+    /// Called once after a run's removals: frees what no remaining snapshot
+    /// needs (e.g. unreferenced objects of a content-addressed store).
+    /// Returns a line for the log, if anything was done. The default does
+    /// nothing (a deleted folder takes its files with it).
+    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
+        Ok(None)
+    }
+    /// Checks `snapshots` against their manifests; with `quick` contents
+    /// are not read, only their presence and size checked. `threads` is the
+    /// profile's worker count (a store may use more for network requests).
+    fn verify(
+        &self,
+        snapshots: &[SnapshotRef],
+        quick: bool,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, CoreError>;
+    /// Free bytes at the destination, where the store can tell.
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A snapshot being written. `write` is called from several threads.
@@ -195,9 +215,9 @@ pub trait SnapshotWriter: Send + Sync {
     /// Appends an entry to the snapshot's manifest.
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError>;
     /// Writes the summary, flushes everything and makes the snapshot visible
-    /// under its final name; returns where it is (a path or a URL). Called once, after every
-    /// `write` and `record` returned.
-    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError>;
+    /// under its final name; returns where it is (a path or a URL, for
+    /// reports). Called once, after every `write` and `record` returned.
+    fn commit(&self, info: &SnapshotInfo) -> Result<String, CoreError>;
     /// Removes everything written so far.
     fn abort(&self);
 }
@@ -220,23 +240,8 @@ pub struct RotationPlan {
     pub delete: Vec<SnapshotRef>,
 }
 
-/// Stage 4a: decides which snapshots to keep.
+/// Stage 4: decides which snapshots to keep (the store deletes the others).
 pub trait RetentionPolicy: Send + Sync {
     /// Plans over `snapshots` (oldest first, all of this profile).
     fn plan(&self, snapshots: &[SnapshotRef]) -> RotationPlan;
-}
-
-/// Stage 4b: deletes a snapshot.
-pub trait SnapshotRemover: Send + Sync {
-    /// Deletes `snapshot` so that a crash midway never leaves it looking
-    /// complete.
-    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError>;
-
-    /// Called once after a run's removals: frees what no remaining snapshot
-    /// needs (e.g. unreferenced objects of a content-addressed store).
-    /// Returns a line for the log, if anything was done. The default does
-    /// nothing (a deleted folder takes its files with it).
-    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
-        Ok(None)
-    }
 }

@@ -13,8 +13,8 @@
 //!   content is in the previous snapshot (a rename or a copy) it is linked.
 //! - Anything else is copied, and hashed during the copy (one read).
 //!
-//! Central types: [`HashDiffer`] (implements [`backup_core::Differ`]) and
-//! [`hash_file`].
+//! Central type: [`HashDiffer`] (implements [`backup_core::Differ`]); the
+//! hashing itself is `backup_core::hash_file`, the one implementation.
 //!
 //! ```
 //! use backup_core::{Action, Change, Differ, EntryKind, FileStat, PrevIndex, RelPath, ScanEntry};
@@ -34,18 +34,13 @@
 //! assert_eq!(planned.action, Action::Copy);
 //! ```
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use backup_core::{
-    Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex,
+    hash_file, Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex,
     PreviousVersion, ScanEntry, StaleCopy,
 };
-use sha2::{Digest, Sha256};
-
-/// Buffer size for hashing reads.
-const READ_BUF: usize = 256 * 1024;
 
 /// Opens a file for reading without blocking (a FIFO that replaced it) and
 /// closes it again: can the copy stage read it at all?
@@ -58,26 +53,6 @@ fn open_readable(path: &Path) -> io::Result<()> {
         opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
     }
     opts.open(path).map(drop)
-}
-
-/// SHA-256 of a file's content and the number of bytes read, in constant
-/// memory.
-pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; READ_BUF];
-    let mut total = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((ContentHash(hasher.finalize().into()), total))
 }
 
 /// Stage 2: the hash/diff stage over a source folder.

@@ -2,7 +2,7 @@ use super::*;
 use backup_core::{FileStat, ManifestEntry, RelPath};
 
 fn sha(bytes: &[u8]) -> ContentHash {
-    ContentHash(Sha256::digest(bytes).into())
+    ContentHash::of(bytes)
 }
 
 fn stat(size: u64, mtime_ns: i64) -> FileStat {

@@ -2,13 +2,12 @@
 //!
 //! Stage 4 of the backup pipeline: retention. A policy first computes a
 //! [`RotationPlan`] (what to keep and why, what to delete) over one
-//! profile's snapshots; only then does a remover delete. The runner never
+//! profile's snapshots; only then does the store delete. The runner never
 //! hands a policy folders it did not create, and never deletes the newest
 //! snapshot.
 //!
 //! Central types: [`KeepRules`] (keep last N, plus daily/weekly/monthly,
-//! in the spirit of `restic forget --keep-daily 7 --keep-weekly 4`) and
-//! [`LocalRemover`].
+//! in the spirit of `restic forget --keep-daily 7 --keep-weekly 4`).
 //!
 //! ```
 //! use backup_rotate::KeepRules;
@@ -17,11 +16,8 @@
 //! ```
 
 use std::collections::HashSet;
-use std::fs;
 
-use backup_core::fsutil::remove_tree;
-use backup_core::snapshot::deleting_name;
-use backup_core::{CoreError, Kept, RetentionPolicy, RotationPlan, SnapshotRef, SnapshotRemover};
+use backup_core::{Kept, RetentionPolicy, RotationPlan, SnapshotRef};
 use chrono::{Datelike, Local};
 
 /// Which snapshots to keep. A snapshot is kept when any rule keeps it.
@@ -96,24 +92,6 @@ impl RetentionPolicy for KeepRules {
     }
 }
 
-/// Deletes a local snapshot folder: first renamed to `.<name>.deleting`
-/// (so it stops being a snapshot at once, and a crash midway leaves a
-/// leftover the next run removes), then removed, read-only files and all.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalRemover;
-
-impl SnapshotRemover for LocalRemover {
-    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
-        let parent = snapshot.path.parent().ok_or_else(|| {
-            CoreError::NotFound(format!("{} has no parent folder", snapshot.path.display()))
-        })?;
-        let doomed = parent.join(deleting_name(&snapshot.name));
-        fs::rename(&snapshot.path, &doomed)
-            .map_err(|e| CoreError::io("rename for deletion", &snapshot.path, e))?;
-        remove_tree(&doomed).map_err(|e| CoreError::io("delete", &doomed, e))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,7 +104,7 @@ mod tests {
             .enumerate()
             .map(|(i, d)| SnapshotRef {
                 name: format!("s{i}"),
-                path: format!("/nowhere/s{i}").into(),
+                location: format!("/nowhere/s{i}"),
                 created: (base - Duration::days(*d)).fixed_offset(),
                 info: None,
             })
@@ -170,27 +148,5 @@ mod tests {
             .iter()
             .any(|k| k.reasons.contains(&"weekly".to_string())));
         assert_eq!(plan.keep.len() + plan.delete.len(), 40);
-    }
-
-    #[test]
-    fn remover_deletes_read_only_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let snap = dir.path().join("P_backup_2026-01-01_00-00");
-        fs::create_dir_all(snap.join("sub")).unwrap();
-        fs::write(snap.join("sub/f"), b"x").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(snap.join("sub/f"), fs::Permissions::from_mode(0o444)).unwrap();
-            fs::set_permissions(snap.join("sub"), fs::Permissions::from_mode(0o555)).unwrap();
-        }
-        let r = SnapshotRef {
-            name: "P_backup_2026-01-01_00-00".into(),
-            path: snap.clone(),
-            created: Local::now().fixed_offset(),
-            info: None,
-        };
-        LocalRemover.remove(&r).unwrap();
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

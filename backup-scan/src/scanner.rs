@@ -28,10 +28,6 @@ use crate::sys::{ChildKind, DirHandle};
 /// (<https://bford.info/cachedir/>).
 pub const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
-/// The name of the folder each snapshot keeps its manifest in; never
-/// backed up from a source's top level.
-const SNAPSHOT_STATE_DIR: &str = backup_core::manifest::STATE_DIR;
-
 /// What to walk and what to leave out.
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
@@ -48,6 +44,9 @@ pub struct ScanOptions {
     pub exclude_if_present: Vec<String>,
     /// Honour `.gitignore` files in the source.
     pub respect_gitignore: bool,
+    /// Names never backed up at the root of the source: a store's own
+    /// state folder, found there when a restored snapshot is backed up.
+    pub skip_at_root: Vec<OsString>,
     /// Walker threads. 0 or 1 (the default): one thread walks, at the
     /// speed of `find`, and never gets ahead of the stages downstream by
     /// more than their bounded channels. N > 1: a rayon pool of N, faster
@@ -141,7 +140,7 @@ impl Scanner for JwalkScanner {
                     if is_state_temp(&name, dir, &opts.excluded_paths) {
                         return false;
                     }
-                    if rel_dir.as_os_str().is_empty() && name == SNAPSHOT_STATE_DIR {
+                    if rel_dir.as_os_str().is_empty() && opts.skip_at_root.contains(&name) {
                         return false;
                     }
                     let rel = rel_dir.join(&name);
@@ -381,6 +380,7 @@ mod tests {
         touch(&r, "keep.txt", b"x");
         touch(&r, ".backup-snapshot/manifest.jsonl", b"");
         let mut o = opts(&r);
+        o.skip_at_root = vec![".backup-snapshot".into()];
         o.excluded_paths = vec![r.join("backups"), r.join("backup_metadata.json")];
         let (entries, _) = scan(o);
         assert_eq!(names(&entries), ["keep.txt"]);

@@ -484,6 +484,7 @@ impl Profile {
             exclude_caches: self.exclude_caches,
             exclude_if_present: self.exclude_if_present.clone(),
             respect_gitignore: self.respect_gitignore,
+            skip_at_root: Vec::new(),
             // The walk is serial (memory stays flat); `threads` sizes the
             // hash and copy workers.
             threads: 0,

@@ -3,9 +3,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::entry::FileStat;
-use crate::stage::{Kept, RotationPlan, SnapshotWriter};
-use crate::{RelPath, ScanBatch, ScanEvent, SnapshotInfo, WrittenEntry};
+use backup_core::entry::FileStat;
+use backup_core::stage::{Kept, RotationPlan, SnapshotWriter};
+use backup_core::{RelPath, ScanBatch, ScanEvent, SnapshotInfo, WrittenEntry};
 
 struct OneFileScanner {
     panic: bool,
@@ -58,45 +58,32 @@ struct FullDiskWriter {
 
 /// An empty store: no snapshots yet.
 impl SnapshotStore for FullDisk {
-    fn location(&self) -> String {
-        "full-disk".into()
-    }
-    fn list(
-        &self,
-        _profile: &str,
-        _source: Option<&std::path::Path>,
-        _history: &HashSet<String>,
-    ) -> Result<Vec<SnapshotRef>, CoreError> {
+    fn list(&self, _history: &HashSet<String>) -> Result<Vec<SnapshotRef>, CoreError> {
         Ok(Vec::new())
     }
-    fn read_manifest(&self, s: &SnapshotRef) -> Result<crate::ManifestEntries, CoreError> {
+    fn read_manifest(&self, s: &SnapshotRef) -> Result<backup_core::ManifestEntries, CoreError> {
         Err(CoreError::NotFound(s.name.clone()))
     }
     fn open_content(
         &self,
         s: &SnapshotRef,
         _entry: &ManifestEntry,
-    ) -> Result<crate::Content, CoreError> {
+    ) -> Result<backup_core::Content, CoreError> {
         Err(CoreError::NotFound(s.name.clone()))
     }
     fn next_name(
         &self,
-        profile: &str,
         now: chrono::DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError> {
-        Ok(crate::snapshot::next_name_among(
+        Ok(backup_core::snapshot::next_name_among(
             std::iter::empty(),
-            profile,
+            "T",
             now,
             history,
         ))
     }
-    fn remove_leftovers(
-        &self,
-        _profile: &str,
-        _source: &std::path::Path,
-    ) -> Result<Vec<String>, CoreError> {
+    fn remove_leftovers(&self) -> Result<Vec<String>, CoreError> {
         Ok(Vec::new())
     }
     fn begin(
@@ -107,6 +94,18 @@ impl SnapshotStore for FullDisk {
         Ok(Box::new(FullDiskWriter {
             aborted: Arc::clone(&self.aborted),
         }))
+    }
+    fn remove(&self, _snapshot: &SnapshotRef) -> Result<(), CoreError> {
+        Ok(())
+    }
+    fn verify(
+        &self,
+        _snapshots: &[SnapshotRef],
+        _quick: bool,
+        _threads: usize,
+        _progress: &dyn Progress,
+    ) -> Result<backup_core::VerifyReport, CoreError> {
+        Ok(backup_core::VerifyReport::default())
     }
 }
 
@@ -121,7 +120,7 @@ impl SnapshotWriter for FullDiskWriter {
     fn record(&self, _entry: &ManifestEntry) -> Result<(), CoreError> {
         Ok(())
     }
-    fn commit(&self, _info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+    fn commit(&self, _info: &SnapshotInfo) -> Result<String, CoreError> {
         panic!("must not commit after a fatal error")
     }
     fn abort(&self) {
@@ -146,14 +145,6 @@ impl RetentionPolicy for KeepAll {
     }
 }
 
-struct NoRemove;
-
-impl SnapshotRemover for NoRemove {
-    fn remove(&self, _snapshot: &SnapshotRef) -> Result<(), CoreError> {
-        Ok(())
-    }
-}
-
 fn setup(panic: bool, aborted: Arc<AtomicUsize>) -> (tempfile::TempDir, RunOptions, Stages) {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("src");
@@ -161,7 +152,7 @@ fn setup(panic: bool, aborted: Arc<AtomicUsize>) -> (tempfile::TempDir, RunOptio
     let opts = RunOptions {
         profile: "T".into(),
         source: source.clone(),
-        destination: dir.path().join("dest"),
+        destination: dir.path().join("dest").display().to_string(),
         metadata_file: source.join("backup_metadata.json"),
         lock_file: source.join("backup_in_progress.lock"),
         once_per_day: true,
@@ -175,8 +166,7 @@ fn setup(panic: bool, aborted: Arc<AtomicUsize>) -> (tempfile::TempDir, RunOptio
         differ: Box::new(CopyAll),
         store: Box::new(FullDisk { aborted }),
         retention: Box::new(KeepAll),
-        remover: Box::new(NoRemove),
-        progress: Arc::new(crate::NoProgress),
+        progress: Arc::new(backup_core::NoProgress),
     };
     (dir, opts, stages)
 }

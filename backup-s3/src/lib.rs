@@ -1,7 +1,10 @@
-//! The S3-compatible object-storage destination (cargo feature `s3`): a
-//! second implementation of the copy stage behind the same
-//! [`SnapshotStore`] and [`SnapshotRemover`] traits, so the scan, hash/diff
-//! and retention stages do not change.
+//! # backup-s3
+//!
+//! The S3-compatible object-storage destination (`backup-cli`'s cargo
+//! feature `s3`): a second implementation of the whole destination behind
+//! the same [`SnapshotStore`] trait, so the scan, hash/diff and retention
+//! stages do not change. This crate owns the bucket's layout; nothing else
+//! knows it.
 //!
 //! Layout under `s3://BUCKET/PREFIX`:
 //!
@@ -15,7 +18,7 @@
 //!
 //! An interrupted upload leaves contents without a manifest; the next run
 //! finds them by name and does not upload them again. Deleting a snapshot
-//! deletes its manifest; [`S3Remover::collect_garbage`] then deletes the
+//! deletes its manifest; [`SnapshotStore::collect_garbage`] then deletes the
 //! contents no remaining manifest (of any profile sharing the prefix)
 //! references, under an exclusive lock.
 //!
@@ -27,7 +30,7 @@ mod remote;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::manifest::parse_manifest;
@@ -35,20 +38,21 @@ use backup_core::snapshot::{
     next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
 };
 use backup_core::{
-    Content, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntries, ManifestEntry, Phase,
-    Progress, SnapshotInfo, SnapshotRef, SnapshotRemover, SnapshotStore, SnapshotWriter,
+    Content, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus, ManifestEntries,
+    ManifestEntry, Phase, Progress, SnapshotInfo, SnapshotPath, SnapshotRef, SnapshotStore,
+    SnapshotWriter, VerifyReport,
 };
 use chrono::{DateTime, Local};
 use futures::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 pub use remote::{Remote, DATA_DIR, LOCKS_DIR, SNAPSHOTS_DIR};
 pub use writer::{PART_SIZE, SMALL_FILE};
 
-use crate::verify::{SnapshotPath, VerifyReport};
+/// Content requests `verify` keeps in flight.
+const VERIFY_REQUESTS: usize = 16;
 
 /// Where and how to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,14 +96,6 @@ impl S3Store {
         })
     }
 
-    /// The remover (rotation and garbage collection) for this store.
-    pub fn remover(&self) -> S3Remover {
-        S3Remover {
-            remote: Arc::clone(&self.remote),
-            profile: self.profile.clone(),
-        }
-    }
-
     /// The connection.
     pub fn remote(&self) -> &Arc<Remote> {
         &self.remote
@@ -133,12 +129,12 @@ impl S3Store {
 
     /// Checks `snapshots`: every file content they reference is downloaded
     /// and hashed once (contents are shared), or with `quick` only looked
-    /// up and its size compared. `threads` requests run at once.
-    pub fn verify(
+    /// up and its size compared. `requests` run at once.
+    fn verify_contents(
         &self,
         snapshots: &[SnapshotRef],
         quick: bool,
-        threads: usize,
+        requests: usize,
         progress: &dyn Progress,
     ) -> Result<VerifyReport, CoreError> {
         let mut report = VerifyReport::default();
@@ -175,7 +171,7 @@ impl S3Store {
                     Err(e) => Err(remote.error("download", &key, e)),
                     Ok(got) => {
                         let mut stream = got.into_stream();
-                        let mut hasher = Sha256::new();
+                        let mut hasher = ContentHasher::new();
                         let mut n = 0u64;
                         let mut failed = None;
                         while let Some(chunk) = stream.next().await {
@@ -192,9 +188,7 @@ impl S3Store {
                         }
                         match failed {
                             Some(e) => Err(e),
-                            None if ContentHash(hasher.finalize().into()) == hash && n == size => {
-                                Ok(Verdict::Good(n))
-                            }
+                            None if hasher.finish() == hash && n == size => Ok(Verdict::Good(n)),
                             None => Ok(Verdict::Corrupt),
                         }
                     }
@@ -204,7 +198,7 @@ impl S3Store {
         });
         let results: Vec<_> = remote.block(
             futures::stream::iter(checks)
-                .buffer_unordered(threads.clamp(1, 64))
+                .buffer_unordered(requests.clamp(1, 64))
                 .inspect(|(_, size, _)| progress.inc(1, if quick { 0 } else { *size }))
                 .collect(),
         );
@@ -262,16 +256,8 @@ enum Verdict {
 }
 
 impl SnapshotStore for S3Store {
-    fn location(&self) -> String {
-        self.remote.url()
-    }
-
-    fn list(
-        &self,
-        profile: &str,
-        source: Option<&Path>,
-        _history: &HashSet<String>,
-    ) -> Result<Vec<SnapshotRef>, CoreError> {
+    fn list(&self, _history: &HashSet<String>) -> Result<Vec<SnapshotRef>, CoreError> {
+        let profile = self.profile.as_str();
         let mut out = Vec::new();
         for (name, key) in self.manifest_names()? {
             let Some(stamp) = parse_snapshot_name(profile, &name) else {
@@ -284,12 +270,12 @@ impl SnapshotStore for S3Store {
                     continue;
                 }
             };
-            if info.profile != profile || !same_source(&info.source, source) {
+            if info.profile != profile || !same_source(&info.source, &self.source) {
                 continue;
             }
             out.push(SnapshotRef {
                 created: snapshot_created(Some(&info), stamp),
-                path: PathBuf::from(self.remote.url_of(&key)),
+                location: self.remote.url_of(&key),
                 name,
                 info: Some(info),
             });
@@ -323,15 +309,14 @@ impl SnapshotStore for S3Store {
 
     fn next_name(
         &self,
-        profile: &str,
         now: DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError> {
         let names = self.manifest_names()?.into_iter().map(|(n, _)| n);
-        Ok(next_name_among(names, profile, now, history))
+        Ok(next_name_among(names, &self.profile, now, history))
     }
 
-    fn remove_leftovers(&self, _profile: &str, _source: &Path) -> Result<Vec<String>, CoreError> {
+    fn remove_leftovers(&self) -> Result<Vec<String>, CoreError> {
         // Contents an interrupted run uploaded are kept: the next run
         // reuses them, garbage collection removes those nobody needs.
         Ok(Vec::new())
@@ -365,14 +350,40 @@ impl SnapshotStore for S3Store {
             guard,
         )?))
     }
-}
 
-/// Stage 4b for an S3-compatible bucket: deletes manifests, then collects
-/// the contents nothing references any more.
-#[derive(Clone, Debug)]
-pub struct S3Remover {
-    remote: Arc<Remote>,
-    profile: String,
+    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
+        let remote = &self.remote;
+        let key = remote.manifest_key(&snapshot.name);
+        match remote.block(remote.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote.error("delete", &key, e)),
+        }
+    }
+
+    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
+        let r = self.gc()?;
+        let line = match &r.put_off {
+            Some(why) => format!("garbage collection put off: {why}"),
+            None => format!(
+                "garbage collection: {} manifests, {} contents kept, {} deleted ({} bytes)",
+                r.manifests, r.kept, r.deleted, r.bytes_deleted
+            ),
+        };
+        info!("{line}");
+        Ok(Some(line))
+    }
+
+    /// Downloads and re-hashes each content once; `threads` is ignored:
+    /// up to 16 requests run at once (the wait is on the network).
+    fn verify(
+        &self,
+        snapshots: &[SnapshotRef],
+        quick: bool,
+        _threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, CoreError> {
+        self.verify_contents(snapshots, quick, VERIFY_REQUESTS, progress)
+    }
 }
 
 /// What a garbage collection did.
@@ -390,7 +401,7 @@ pub struct GcReport {
     pub put_off: Option<String>,
 }
 
-impl S3Remover {
+impl S3Store {
     /// Deletes every content object that no manifest under the prefix
     /// references, holding an exclusive lock; puts itself off (deleting
     /// nothing) while another run holds a live lock.
@@ -463,29 +474,5 @@ impl S3Remover {
             }
         }
         Ok(report)
-    }
-}
-
-impl SnapshotRemover for S3Remover {
-    fn remove(&self, snapshot: &SnapshotRef) -> Result<(), CoreError> {
-        let remote = &self.remote;
-        let key = remote.manifest_key(&snapshot.name);
-        match remote.block(remote.store.delete(&key)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(remote.error("delete", &key, e)),
-        }
-    }
-
-    fn collect_garbage(&self) -> Result<Option<String>, CoreError> {
-        let r = self.gc()?;
-        let line = match &r.put_off {
-            Some(why) => format!("garbage collection put off: {why}"),
-            None => format!(
-                "garbage collection: {} manifests, {} contents kept, {} deleted ({} bytes)",
-                r.manifests, r.kept, r.deleted, r.bytes_deleted
-            ),
-        };
-        info!("{line}");
-        Ok(Some(line))
     }
 }

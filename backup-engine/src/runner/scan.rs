@@ -12,11 +12,11 @@ use crossbeam_channel::bounded;
 use tracing::{info, info_span, warn};
 
 use super::{lock, FailedPath, RunOptions, Stages};
-use crate::entry::{EntryKind, ScanEntry};
-use crate::error::CoreError;
-use crate::plan::{Action, Change, PlannedEntry, StaleCopy};
-use crate::prev::PrevIndex;
-use crate::stage::{ScanBatch, ScanEvent};
+use backup_core::entry::{EntryKind, ScanEntry};
+use backup_core::error::CoreError;
+use backup_core::plan::{Action, Change, PlannedEntry, StaleCopy};
+use backup_core::prev::PrevIndex;
+use backup_core::stage::{ScanBatch, ScanEvent};
 
 /// What the scan found besides planned entries.
 pub(crate) struct ScanSummary {

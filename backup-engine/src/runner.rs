@@ -19,16 +19,17 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 use tracing::{info, info_span, warn};
 
-use crate::entry::{EntryKind, ScanEntry};
-use crate::error::CoreError;
 use crate::lock::{LockAttempt, LockHolder, RunLock};
-use crate::manifest::{ManifestEntry, SnapshotInfo, SnapshotStatus, SNAPSHOT_FORMAT};
 use crate::metadata::{BackupMetadata, FileRecord, HistoryEntry, MetadataLoad};
-use crate::plan::{Action, Change, PlannedEntry};
-use crate::prev::PrevIndex;
-use crate::progress::{Phase, Progress};
-use crate::snapshot::SnapshotRef;
-use crate::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotRemover, SnapshotStore};
+use backup_core::entry::{EntryKind, FileStat, ScanEntry};
+use backup_core::error::CoreError;
+use backup_core::manifest::{ManifestEntry, SnapshotInfo, SnapshotStatus, SNAPSHOT_FORMAT};
+use backup_core::plan::{Action, Change, PlannedEntry};
+use backup_core::prev::PrevIndex;
+use backup_core::progress::{Phase, Progress};
+use backup_core::snapshot::SnapshotRef;
+use backup_core::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotStore};
+use backup_core::RelPath;
 
 /// A file modified this close to (or after) the start of the scan that
 /// recorded it is "racily clean": its mtime cannot prove it unchanged, so
@@ -42,9 +43,9 @@ pub struct RunOptions {
     pub profile: String,
     /// The source folder.
     pub source: PathBuf,
-    /// The destination folder (for an object store: its URL, used in
-    /// messages only; the store stage knows where it writes).
-    pub destination: PathBuf,
+    /// Where the destination is, for messages (the store knows where it
+    /// writes).
+    pub destination: String,
     /// Path of `backup_metadata.json`.
     pub metadata_file: PathBuf,
     /// Path of `backup_in_progress.lock`.
@@ -67,12 +68,10 @@ pub struct Stages {
     pub filters: Vec<Box<dyn EntryFilter>>,
     /// Stage 2.
     pub differ: Box<dyn Differ>,
-    /// Stage 3.
+    /// Stage 3: the destination (it also deletes what retention gives up).
     pub store: Box<dyn SnapshotStore>,
     /// Stage 4: which snapshots to keep.
     pub retention: Box<dyn RetentionPolicy>,
-    /// Stage 4: how to delete one.
-    pub remover: Box<dyn SnapshotRemover>,
     /// Progress display.
     pub progress: Arc<dyn Progress>,
 }
@@ -221,7 +220,7 @@ pub fn run_backup(opts: &RunOptions, stages: &Stages) -> RunReport {
     };
     info!(
         source = %opts.source.display(),
-        destination = %opts.destination.display(),
+        destination = %opts.destination,
         dry_run = opts.dry_run,
         force = opts.force,
         "backup run started"
@@ -277,7 +276,7 @@ enum Held {
     /// Same path, kind, target and content as previous entry `prev`.
     Same {
         prev: u32,
-        stat: crate::entry::FileStat,
+        stat: backup_core::entry::FileStat,
         change: Change,
     },
     /// Anything else (boxed: rare, and it keeps every held entry small).
@@ -437,16 +436,13 @@ impl Collector<'_> {
 
     /// Begins the snapshot and hands it everything held so far.
     fn start_writing(&mut self, prev: &PrevIndex) -> Result<(), CoreError> {
-        let name = self
-            .stages
-            .store
-            .next_name(&self.opts.profile, self.created, self.history)?;
+        let name = self.stages.store.next_name(self.created, self.history)?;
         let writer = self.stages.store.begin(&name, self.previous.as_ref())?;
         let metadata = crate::metadata::MetadataWriter::create(&self.opts.metadata_file)
             .inspect_err(|_| writer.abort())?;
         self.stages.progress.finish();
         self.stages.progress.start(Phase::Copy, None, None);
-        let writer: Arc<dyn crate::stage::SnapshotWriter> = Arc::from(writer);
+        let writer: Arc<dyn backup_core::stage::SnapshotWriter> = Arc::from(writer);
         let applier = Applier::start(
             Arc::clone(&writer),
             metadata,
@@ -527,9 +523,7 @@ fn run_locked(
         .iter()
         .filter_map(|h| h.folder_name().map(str::to_owned))
         .collect();
-    let snapshots = stages
-        .store
-        .list(&opts.profile, Some(&opts.source), &history)?;
+    let snapshots = stages.store.list(&history)?;
 
     if opts.once_per_day && !opts.force {
         if let Some(last) = snapshots.last() {
@@ -542,7 +536,7 @@ fn run_locked(
         }
     }
     if !opts.dry_run {
-        let mut leftovers = stages.store.remove_leftovers(&opts.profile, &opts.source)?;
+        let mut leftovers = stages.store.remove_leftovers()?;
         leftovers.extend(
             crate::metadata::remove_stale_temps(&opts.metadata_file)
                 .into_iter()
@@ -576,7 +570,7 @@ fn run_locked(
         if meta_ok && !records_are_manifest {
             let applied =
                 crate::metadata::for_each_file_record(&opts.metadata_file, |path, rec| {
-                    prev.apply_record(path, &rec)
+                    refresh_from_record(&mut prev, path, &rec)
                 });
             if let Err(e) = applied {
                 load_warnings.push(format!("{}; using the snapshot's facts", error_chain(&e)));
@@ -661,11 +655,11 @@ fn run_locked(
         report.failed.splice(0..0, scan_failures);
         report.files_failed = report.failed.len() as u64;
         if c.any_change {
-            let name = stages.store.next_name(&opts.profile, created, &history)?;
+            let name = stages.store.next_name(created, &history)?;
             let mut with_new = snapshots.clone();
             with_new.push(SnapshotRef {
                 name: name.clone(),
-                path: opts.destination.join(&name),
+                location: name.clone(),
                 created: created.fixed_offset(),
                 info: None,
             });
@@ -764,7 +758,7 @@ fn run_locked(
         },
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    let path = match writer.commit(&info) {
+    let location = match writer.commit(&info) {
         Ok(p) => p,
         Err(e) => {
             writer.abort();
@@ -774,7 +768,7 @@ fn run_locked(
     info!(snapshot = %name, "snapshot committed");
     report.outcome = Outcome::Created;
     report.snapshot = Some(name.clone());
-    report.snapshot_path = Some(path.display().to_string());
+    report.snapshot_path = Some(location.clone());
 
     // Rotation, then the metadata (a crash in between only leaves history
     // entries of deleted snapshots, which are ignored; the new snapshot is
@@ -782,10 +776,7 @@ fn run_locked(
     // From here on the snapshot is committed: problems are warnings, never
     // a "failed" outcome.
     history.insert(name.clone());
-    let all = match stages
-        .store
-        .list(&opts.profile, Some(&opts.source), &history)
-    {
+    let all = match stages.store.list(&history) {
         Ok(all) => all,
         Err(e) => {
             let msg = format!("rotation skipped: {}", error_chain(&e));
@@ -800,7 +791,7 @@ fn run_locked(
             .progress
             .start(Phase::Rotate, Some(doomed.len() as u64), None);
         for s in &doomed {
-            match stages.remover.remove(s) {
+            match stages.store.remove(s) {
                 Ok(()) => {
                     info!(snapshot = %s.name, "rotation deleted an old snapshot");
                     report.rotate.push(s.name.clone());
@@ -814,7 +805,7 @@ fn run_locked(
             stages.progress.inc(1, 0);
         }
         if !report.rotate.is_empty() {
-            match stages.remover.collect_garbage() {
+            match stages.store.collect_garbage() {
                 Ok(Some(line)) => info!("{line}"),
                 Ok(None) => {}
                 Err(e) => {
@@ -835,7 +826,7 @@ fn run_locked(
     meta.profile = Some(opts.profile.clone());
     meta.backup_history.push(HistoryEntry {
         date: info.created.clone(),
-        backup_dir: path.display().to_string(),
+        backup_dir: location,
         files_backed_up: report.files_copied,
         total_files: report.files_total,
         snapshot: Some(name.clone()),
@@ -863,23 +854,35 @@ fn run_locked(
 }
 
 /// Loads the manifest of `snapshot` as the index the differ compares with.
+/// The store's manifest stream says how many entries to expect where it
+/// can tell; else the file count (plus folders and symlinks) is used.
 pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevIndex, CoreError> {
     let entries = stages.store.read_manifest(snapshot)?;
-    let local = snapshot.path.is_dir().then(|| snapshot.path.clone());
-    // Reserve once: from a local manifest's size (a line is rarely under
-    // 120 bytes), else from the file count (plus folders and symlinks).
-    let manifest_len = local.as_ref().and_then(|dir| {
-        let path = crate::manifest::state_dir(dir).join(crate::manifest::MANIFEST_FILE);
-        std::fs::metadata(path).ok().map(|m| m.len())
-    });
-    let estimate = match manifest_len {
-        Some(len) => len / 120,
-        None => snapshot
-            .info
-            .as_ref()
-            .map_or(0, |i| i.files_total + i.files_total / 8),
+    let estimate = snapshot
+        .info
+        .as_ref()
+        .map_or(0, |i| i.files_total + i.files_total / 8);
+    PrevIndex::from_entries(entries, estimate)
+}
+
+/// Applies one `file_checksums` record of the metadata file to the
+/// previous index (records with every fast-path fact and a valid hash only).
+fn refresh_from_record(prev: &mut PrevIndex, path: &str, rec: &FileRecord) {
+    let (Some(mtime_ns), Some(ctime_ns), Some(ino)) = (rec.mtime_ns, rec.ctime_ns, rec.inode)
+    else {
+        return;
     };
-    PrevIndex::from_entries(local, entries, estimate)
+    let (Ok(rel), Ok(hash)) = (RelPath::new(path), rec.checksum.parse()) else {
+        return;
+    };
+    let stat = FileStat {
+        size: rec.size,
+        mtime_ns,
+        ctime_ns,
+        ino,
+        mode: 0,
+    };
+    prev.refresh(&rel, hash, stat, rec.rehash);
 }
 
 /// The snapshots the retention policy deletes, never the newest and never `current`.

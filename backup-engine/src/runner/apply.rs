@@ -12,11 +12,11 @@ use crossbeam_channel::{bounded, Sender};
 use tracing::{info_span, warn};
 
 use super::{lock, mark_racy, FailedPath};
-use crate::error::CoreError;
 use crate::metadata::MetadataWriter;
-use crate::plan::{Action, PlannedEntry};
-use crate::progress::Progress;
-use crate::stage::{SnapshotWriter, WrittenEntry};
+use backup_core::error::CoreError;
+use backup_core::plan::{Action, PlannedEntry};
+use backup_core::progress::Progress;
+use backup_core::stage::{SnapshotWriter, WrittenEntry};
 
 /// Largest batch of entries handed to one copy worker.
 const COPY_BATCH: usize = 256;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::CoreError;
+use backup_core::error::CoreError;
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -100,7 +100,7 @@ impl RunLock {
             let text = format!(
                 "pid={}\nhost={}\nstarted={}\n",
                 std::process::id(),
-                crate::fsutil::host_name(),
+                backup_core::sys::host_name(),
                 chrono::Local::now().to_rfc3339()
             );
             let write = (|| {

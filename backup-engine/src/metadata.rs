@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
+use backup_core::error::CoreError;
 
 /// The whole metadata file.
 ///

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::entry::EntryKind;
-use crate::error::CoreError;
-use crate::manifest::ManifestEntry;
-use crate::plan::Change;
-use crate::prev::PrevIndex;
 use crate::runner::{scan_and_diff, RunOptions, Stages};
+use backup_core::entry::EntryKind;
+use backup_core::error::CoreError;
+use backup_core::manifest::ManifestEntry;
+use backup_core::plan::Change;
+use backup_core::prev::PrevIndex;
 
 /// Paths added, changed (content, target, type or mode) and removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -42,7 +42,7 @@ fn leaf(m: &ManifestEntry) -> bool {
 }
 
 /// Compares the manifests of two snapshots (e.g. from
-/// [`crate::SnapshotStore::read_manifest`]).
+/// [`backup_core::SnapshotStore::read_manifest`]).
 pub fn diff_snapshots(
     older: impl Iterator<Item = Result<ManifestEntry, CoreError>>,
     newer: impl Iterator<Item = Result<ManifestEntry, CoreError>>,

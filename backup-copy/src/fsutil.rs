@@ -1,67 +1,14 @@
-//! File-system helpers: atomic writes, directory syncs, tree removal and
-//! free-space queries.
+//! File-system helpers of the local destination: syncing a whole file
+//! system once per snapshot, free space, and removing snapshot trees whose
+//! folders may be read-only.
 //!
-//! This is the one module allowed `unsafe`, for the `syncfs` and `statvfs`
-//! system calls that std does not expose.
+//! `unsafe` is allowed here for the `syncfs` and `statvfs` system calls
+//! that std does not expose.
 #![allow(unsafe_code)]
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
-
-use crate::error::CoreError;
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or
-/// the new one: write a temporary sibling, fsync, rename, fsync the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
-    write_atomic_with(path, |w| Ok(w.write_all(bytes)?))
-}
-
-/// Like [`write_atomic`], with the content produced by `fill` into a
-/// buffered writer (so large files are streamed, not built in memory).
-pub fn write_atomic_with<F>(path: &Path, fill: F) -> Result<(), CoreError>
-where
-    F: FnOnce(&mut dyn Write) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
-{
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
-        fill(&mut out)?;
-        let f = out.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        let io = match e.downcast::<io::Error>() {
-            Ok(io) => *io,
-            Err(other) => io::Error::other(other),
-        };
-        return Err(CoreError::io("write", path, io));
-    }
-    if let Some(parent) = path.parent() {
-        sync_dir(parent).map_err(|e| CoreError::io("sync", parent, e))?;
-    }
-    Ok(())
-}
-
-/// fsyncs a directory so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
 
 /// Flushes every dirty page of the file system holding `path` to disk
 /// (`syncfs`). One call replaces an fsync per file of a snapshot.
@@ -149,32 +96,9 @@ fn make_dirs_writable(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// This machine's host name (for lock files and logs).
-pub fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("state.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
 
     #[cfg(unix)]
     #[test]

@@ -20,18 +20,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use backup_core::{
-    Action, ContentHash, CoreError, EntryKind, EntryStatus, FileStat, ManifestEntry, PlannedEntry,
-    SnapshotInfo, SnapshotWriter, WrittenEntry,
+    Action, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus, FileStat, ManifestEntry,
+    PlannedEntry, SnapshotInfo, SnapshotWriter, WrittenEntry,
 };
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
-use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::lock::LockGuard;
 use super::remote::Remote;
-use crate::copy::{hash_reader, open_source};
-use crate::store::CHANGED_FILE_RETRIES;
+use backup_copy::{open_source, CHANGED_FILE_RETRIES};
+use backup_core::hash_reader;
 
 /// Files up to this size are read into memory and uploaded in one PUT.
 pub const SMALL_FILE: u64 = 2 << 20;
@@ -324,7 +323,7 @@ fn read_hashed(src: &Path) -> io::Result<ReadFile> {
     let (hash, bytes, body) = if stat.size <= SMALL_FILE {
         let mut body = Vec::with_capacity(stat.size as usize);
         file.read_to_end(&mut body)?;
-        let hash = ContentHash(Sha256::digest(&body).into());
+        let hash = ContentHash::of(&body);
         (hash, body.len() as u64, Some(body))
     } else {
         let (hash, total) = hash_reader(&mut file)?;
@@ -371,7 +370,7 @@ pub(crate) fn upload_parts(
     let mut upload = remote
         .block(remote.store.put_multipart(key))
         .map_err(|e| remote.error("start uploading", key, e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentHasher::new();
     let mut total = 0u64;
     let outcome: Result<Result<(), SourceProblem>, CoreError> = (|| loop {
         // Each part's buffer is handed to the client as is (no copy), so a
@@ -394,7 +393,7 @@ pub(crate) fn upload_parts(
             return Ok(Ok(()));
         }
     })();
-    let hash = ContentHash(hasher.finalize().into());
+    let hash = hasher.finish();
     let outcome = match outcome {
         Ok(Ok(())) if expected.is_some_and(|h| h != hash) => Ok(Err(SourceProblem::Changed)),
         other => other,
@@ -464,7 +463,7 @@ impl SnapshotWriter for S3Writer {
             .map_err(|e| CoreError::io("write the temporary manifest in", &std::env::temp_dir(), e))
     }
 
-    fn commit(&self, info: &SnapshotInfo) -> Result<PathBuf, CoreError> {
+    fn commit(&self, info: &SnapshotInfo) -> Result<String, CoreError> {
         let remote = &self.remote;
         let key = &self.manifest_key;
         let result = (|| {
@@ -519,7 +518,7 @@ impl SnapshotWriter for S3Writer {
                     });
                 }
             }
-            Ok(PathBuf::from(remote.url_of(key)))
+            Ok(remote.url_of(key))
         })();
         self.release_lock();
         result

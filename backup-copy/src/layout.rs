@@ -1,0 +1,313 @@
+//! The local destination's layout, in one place: which folder is whose
+//! snapshot, what is inside one besides the copied tree, and the temporary
+//! forms a snapshot takes while it is written or deleted.
+//!
+//! ```text
+//! <destination>/
+//!   <profile>_backup_YYYY-MM-DD_HH-MM[-N]/    a snapshot: the source tree, read-only files
+//!     .backup-snapshot/info.json              its SnapshotInfo (written at commit)
+//!     .backup-snapshot/manifest.jsonl         one ManifestEntry per line
+//!     .backup-snapshot/owner                  the source it backs up (written first)
+//!   .<name>.partial/                          being written; renamed to <name> at commit
+//!   .<name>.deleting/                         being deleted by rotation
+//! ```
+//!
+//! A folder counts as this profile's snapshot only when its own info names
+//! the profile and the source, or the metadata history lists it: a folder
+//! merely named like a snapshot is left alone. Nothing outside this module
+//! knows these names.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use backup_core::manifest::{parse_manifest, write_entry, ManifestLines};
+use backup_core::snapshot::{parse_snapshot_name, same_source, snapshot_created, sort_snapshots};
+use backup_core::{CoreError, ManifestEntry, SnapshotInfo, SnapshotRef};
+
+use crate::fsutil::remove_tree;
+
+/// Name of the hidden folder inside each snapshot that holds its manifest.
+/// The scan leaves a folder of this name at the root of a source alone (a
+/// restored snapshot backed up again must not record its old manifest).
+pub const STATE_DIR: &str = ".backup-snapshot";
+const INFO_FILE: &str = "info.json";
+const MANIFEST_FILE: &str = "manifest.jsonl";
+/// Names the source a snapshot backs up; written when the snapshot is
+/// started, so even an unfinished one can be told apart from another
+/// project's of the same name.
+const OWNER_FILE: &str = "owner";
+const PARTIAL_SUFFIX: &str = ".partial";
+const DELETING_SUFFIX: &str = ".deleting";
+
+/// The temporary name a snapshot is written under.
+pub(crate) fn partial_name(final_name: &str) -> String {
+    format!(".{final_name}{PARTIAL_SUFFIX}")
+}
+
+/// The name a snapshot is renamed to before it is deleted.
+pub(crate) fn deleting_name(final_name: &str) -> String {
+    format!(".{final_name}{DELETING_SUFFIX}")
+}
+
+/// The snapshot a temporary folder name stands for (`.<name>.partial` or
+/// `.<name>.deleting`), if it is one.
+fn temporary_of(folder: &str) -> Option<&str> {
+    let inner = folder.strip_prefix('.')?;
+    inner
+        .strip_suffix(PARTIAL_SUFFIX)
+        .or_else(|| inner.strip_suffix(DELETING_SUFFIX))
+}
+
+fn state_dir(snapshot_dir: &Path) -> PathBuf {
+    snapshot_dir.join(STATE_DIR)
+}
+
+/// Path of a snapshot folder's manifest.
+pub(crate) fn manifest_path(snapshot_dir: &Path) -> PathBuf {
+    state_dir(snapshot_dir).join(MANIFEST_FILE)
+}
+
+/// Reads a snapshot folder's [`SnapshotInfo`].
+pub(crate) fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
+    let path = state_dir(snapshot_dir).join(INFO_FILE);
+    let bytes = fs::read(&path).map_err(|e| CoreError::io("read snapshot info", &path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Streams the entries of a snapshot folder's manifest; the iterator's
+/// size hint is estimated from the file's size (a line is rarely under 120
+/// bytes), so the reader can reserve once.
+pub(crate) fn read_manifest(
+    snapshot_dir: &Path,
+) -> Result<ManifestLines<BufReader<File>>, CoreError> {
+    let path = manifest_path(snapshot_dir);
+    let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
+    let expected = file.metadata().map_or(0, |m| m.len() / 120);
+    let expected = usize::try_from(expected.min(1 << 26)).unwrap_or(0);
+    Ok(parse_manifest(BufReader::with_capacity(1 << 16, file), path).expecting(expected))
+}
+
+/// Writes the manifest of a snapshot folder being written (it becomes
+/// visible only when the snapshot is committed).
+pub(crate) struct ManifestWriter {
+    out: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl ManifestWriter {
+    /// Creates the state folder of a snapshot being written, records its
+    /// owner (`source`) and opens the manifest.
+    pub(crate) fn create(snapshot_dir: &Path, source: &Path) -> Result<Self, CoreError> {
+        let dir = state_dir(snapshot_dir);
+        fs::create_dir_all(&dir).map_err(|e| CoreError::destination("create", &dir, e))?;
+        let owner = dir.join(OWNER_FILE);
+        fs::write(&owner, source.display().to_string())
+            .map_err(|e| CoreError::destination("write", &owner, e))?;
+        let path = dir.join(MANIFEST_FILE);
+        let file = File::create(&path).map_err(|e| CoreError::destination("create", &path, e))?;
+        Ok(ManifestWriter {
+            out: BufWriter::with_capacity(1 << 16, file),
+            path,
+        })
+    }
+
+    /// Appends one entry.
+    pub(crate) fn append(&mut self, entry: &ManifestEntry) -> Result<(), CoreError> {
+        write_entry(&mut self.out, entry)
+            .map_err(|e| CoreError::destination("write", &self.path, e))
+    }
+
+    /// Flushes and syncs the manifest.
+    pub(crate) fn finish(self) -> Result<(), CoreError> {
+        let path = self.path;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| CoreError::destination("write", &path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| CoreError::destination("sync", &path, e))
+    }
+}
+
+/// Writes a snapshot's [`SnapshotInfo`] inside the folder being written
+/// (flushed; the folder's rename at commit makes it visible).
+pub(crate) fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(), CoreError> {
+    let path = state_dir(snapshot_dir).join(INFO_FILE);
+    let bytes = serde_json::to_vec_pretty(info)
+        .map_err(|e| CoreError::destination("encode", &path, e.into()))?;
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&path)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| CoreError::destination("write", &path, e))
+}
+
+/// Every snapshot name the destination holds in any form (final, being
+/// written, being deleted): none of them may be given to a new snapshot.
+pub(crate) fn names_in_use(destination: &Path) -> impl Iterator<Item = String> {
+    fs::read_dir(destination)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            Some(temporary_of(&name).map_or(name.clone(), str::to_owned))
+        })
+}
+
+/// Lists the snapshots of `profile` backing up `source` in `destination`,
+/// oldest first. Two projects with the same profile name sharing a
+/// destination never see (or rotate) each other's snapshots. `history`
+/// holds folder names the metadata history lists (those count as this
+/// profile's even without a manifest, e.g. the original script's).
+pub(crate) fn list_snapshots(
+    destination: &Path,
+    profile: &str,
+    source: &Path,
+    history: &HashSet<String>,
+) -> Result<Vec<SnapshotRef>, CoreError> {
+    let read = match fs::read_dir(destination) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io("list", destination, e)),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| CoreError::io("list", destination, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(stamp) = parse_snapshot_name(profile, &name) else {
+            continue;
+        };
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let info = read_info(&path)
+            .ok()
+            .filter(|i| i.profile == profile && same_source(&i.source, source));
+        if info.is_none() && !history.contains(&name) {
+            continue;
+        }
+        let created = snapshot_created(info.as_ref(), stamp);
+        out.push(SnapshotRef {
+            name,
+            location: path.display().to_string(),
+            created,
+            info,
+        });
+    }
+    sort_snapshots(&mut out);
+    Ok(out)
+}
+
+/// Removes what killed runs of `profile` (backing up `source`) left:
+/// `.partial` and `.deleting` folders. Call only while holding the run
+/// lock. Returns what was removed.
+pub(crate) fn remove_leftovers(
+    destination: &Path,
+    profile: &str,
+    source: &Path,
+) -> Result<Vec<String>, CoreError> {
+    let read = match fs::read_dir(destination) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CoreError::io("list", destination, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in read.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let ours = temporary_of(&name).is_some_and(|b| parse_snapshot_name(profile, b).is_some());
+        if !ours {
+            continue;
+        }
+        let path = entry.path();
+        let owner = fs::read_to_string(state_dir(&path).join(OWNER_FILE))
+            .ok()
+            .or_else(|| read_info(&path).ok().map(|i| i.source));
+        if owner.is_some_and(|o| !same_source(&o, source)) {
+            // Another project's run (same profile name) is writing it.
+            continue;
+        }
+        remove_tree(&path).map_err(|e| CoreError::io("remove leftover", &path, e))?;
+        removed.push(path.display().to_string());
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::snapshot::next_name_among;
+    use chrono::Local;
+
+    #[test]
+    fn next_name_never_reuses_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Local::now();
+        let none = HashSet::new();
+        let next = || next_name_among(names_in_use(dir.path()), "P", now, &none);
+        let a = next();
+        fs::create_dir(dir.path().join(&a)).unwrap();
+        let b = next();
+        assert_eq!(b, format!("{a}-2"));
+        fs::create_dir(dir.path().join(partial_name(&b))).unwrap();
+        assert_eq!(next(), format!("{a}-3"));
+        fs::create_dir(dir.path().join(deleting_name(&format!("{a}-3")))).unwrap();
+        assert_eq!(next(), format!("{a}-4"));
+    }
+
+    #[test]
+    fn foreign_folders_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("P_backup_2026-01-02_03-04")).unwrap();
+        fs::create_dir(dir.path().join("unrelated")).unwrap();
+        let src = Path::new("/src");
+        assert!(list_snapshots(dir.path(), "P", src, &HashSet::new())
+            .unwrap()
+            .is_empty());
+        let hist: HashSet<String> = ["P_backup_2026-01-02_03-04".to_string()].into();
+        assert_eq!(
+            list_snapshots(dir.path(), "P", src, &hist).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn manifest_round_trip_through_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path(), Path::new("/src")).unwrap();
+        let e = ManifestEntry {
+            path: backup_core::RelPath::new("a").unwrap(),
+            kind: backup_core::EntryKind::File,
+            size: 3,
+            mtime_ns: 5,
+            mode: 0o644,
+            sha256: Some(backup_core::ContentHash([1; 32])),
+            target: None,
+            ctime_ns: 6,
+            ino: 7,
+            rehash: false,
+            status: None,
+            error: None,
+        };
+        w.append(&e).unwrap();
+        w.finish().unwrap();
+        let back: Vec<_> = read_manifest(dir.path())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, vec![e]);
+        let err = read_info(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("info.json"), "{err}");
+    }
+}

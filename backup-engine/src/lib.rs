@@ -1,0 +1,30 @@
+//! # backup-engine
+//!
+//! What runs a backup and works on any destination, generic over the stage
+//! traits of `backup-core`: the runner ([`run_backup`]), the original
+//! system's `backup_metadata.json` ([`metadata`]), the run lock
+//! ([`RunLock`]), and the read commands' logic ([`diff`], [`select`]).
+//! Concrete stages come from their crates; `backup-cli` wires them.
+//!
+//! ```no_run
+//! # fn stages() -> backup_engine::Stages { unimplemented!() }
+//! # fn options() -> backup_engine::RunOptions { unimplemented!() }
+//! let report = backup_engine::run_backup(&options(), &stages());
+//! println!("{:?}: {} files copied", report.outcome, report.files_copied);
+//! ```
+
+pub mod diff;
+mod fsutil;
+pub mod lock;
+pub mod metadata;
+pub mod runner;
+pub mod select;
+
+pub use diff::TreeDiff;
+pub use lock::{LockAttempt, LockHolder, RunLock};
+pub use metadata::BackupMetadata;
+pub use runner::{
+    error_chain, load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions,
+    RunReport, Stages,
+};
+pub use select::resolve_snapshot;

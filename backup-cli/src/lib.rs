@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "--profile FILE is required (or use `backup-cli init` to write one)",
         ));
     };
-    let profile = match Profile::load(&profile_path) {
+    let profile = match wiring::load_profile(&profile_path) {
         Ok(p) => p,
         Err(e) => return Ok(usage_error(e)),
     };
@@ -309,8 +309,7 @@ fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
     } else if rows.is_empty() {
         println!(
             "No snapshots of {} in {} yet.",
-            profile.name,
-            profile.destination.display()
+            profile.name, profile.destination
         );
     } else {
         println!(
@@ -361,7 +360,7 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
     let status = StatusReport {
         profile: profile.name.clone(),
         source: profile.source.display().to_string(),
-        destination: profile.destination.display().to_string(),
+        destination: profile.destination.to_string(),
         last_snapshot: last.map(|s| s.name.clone()),
         last_snapshot_created: last.map(|s| s.created.to_rfc3339()),
         backup_due: !(profile.once_per_day && made_today),
@@ -669,7 +668,7 @@ fn cmd_init(
     file.write_all(text.as_bytes())
         .and_then(|_| file.sync_all())
         .with_context(|| format!("cannot write {}", profile_path.display()))?;
-    if let Err(e) = Profile::load(profile_path) {
+    if let Err(e) = wiring::load_profile(profile_path) {
         let _ = std::fs::remove_file(profile_path);
         return Ok(usage_error(e));
     }

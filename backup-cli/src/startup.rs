@@ -94,7 +94,7 @@ fn startup_run<F>(path: &Path, customize: F) -> RunReport
 where
     F: FnOnce(&Profile, Stages) -> Stages,
 {
-    let profile = match Profile::load(path) {
+    let profile = match wiring::load_profile(path) {
         Ok(p) => p,
         Err(e) => return failed(e.to_string()),
     };

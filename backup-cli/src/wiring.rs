@@ -1,16 +1,22 @@
-//! Wiring: the one place that picks the concrete stages for a profile.
+//! Wiring: the one place that turns a profile (plain data, validated by
+//! `backup-config`) into what the stages need (exclusion matchers, scan
+//! options, retention rules, a connected store) and picks the concrete
+//! stages. [`load_profile`] is where every command gets its profile, so
+//! the checks that need those built values (exclusion patterns compile, the
+//! destination is not inside an excluded folder) fail every command alike.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_config::{ConfigError, Profile};
+use backup_config::{ConfigError, Destination, Profile, Retention};
 use backup_copy::LocalStore;
 use backup_core::{CoreError, Progress, SnapshotRef, SnapshotStore};
 use backup_engine::metadata::{load_summary, MetadataLoad};
 use backup_engine::{error_chain, RunOptions, Stages};
 use backup_hash::HashDiffer;
-use backup_scan::JwalkScanner;
+use backup_rotate::KeepRules;
+use backup_scan::{ExcludeSet, JwalkScanner, ScanOptions, DEFAULT_EXCLUDES};
 
 /// Why the stages for a profile cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -42,20 +48,97 @@ impl WiringError {
     }
 }
 
+/// Reads and validates the profile at `path`, including the checks on
+/// built values: its exclusion patterns compile, and a destination folder
+/// inside the source does not lie in an excluded folder.
+pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
+    let profile = Profile::load(path)?;
+    let excludes = exclude_set(&profile)?;
+    if let Some(folder) = profile.destination.folder() {
+        let dst = backup_config::canonical_or_lexical(folder);
+        if let Ok(rel) = dst.strip_prefix(&profile.canonical_source) {
+            let mut prefix = PathBuf::new();
+            for c in rel.components() {
+                prefix.push(c);
+                if excludes.is_excluded(&prefix, true) {
+                    return Err(profile.invalid(
+                        "destination",
+                        format!(
+                            "lies inside the excluded path {}; excluded folders are often caches that get wiped: choose another destination",
+                            prefix.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(profile)
+}
+
+/// The default and profile exclusions, compiled.
+pub fn exclude_set(profile: &Profile) -> Result<ExcludeSet, ConfigError> {
+    let defaults: &[&str] = if profile.default_excludes {
+        DEFAULT_EXCLUDES
+    } else {
+        &[]
+    };
+    let all = defaults
+        .iter()
+        .map(|s| s.to_string())
+        .chain(profile.exclude.iter().cloned());
+    ExcludeSet::new(all).map_err(|e| profile.invalid("exclude", e.to_string()))
+}
+
+/// Options for the scan stage.
+pub fn scan_options(profile: &Profile) -> Result<ScanOptions, ConfigError> {
+    Ok(ScanOptions {
+        root: profile.canonical_source.clone(),
+        excludes: exclude_set(profile)?,
+        excluded_paths: profile.state_paths(),
+        exclude_caches: profile.exclude_caches,
+        exclude_if_present: profile.exclude_if_present.clone(),
+        respect_gitignore: profile.respect_gitignore,
+        // A restored snapshot backed up again must not record its old
+        // manifest as a file.
+        skip_at_root: vec![backup_copy::layout::STATE_DIR.into()],
+        // The walk is serial (memory stays flat); `threads` sizes the
+        // hash and copy workers.
+        threads: 0,
+    })
+}
+
+/// The retention rules: `[retention]`, or keep the last `max_backups`.
+pub fn keep_rules(profile: &Profile) -> KeepRules {
+    match profile.retention {
+        Some(Retention {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+        }) => KeepRules {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+        },
+        None => KeepRules::last(profile.max_backups),
+    }
+}
+
 /// Opens the destination of `profile`, bound to its name and source: a
 /// local folder of hard-linked snapshot folders, or (feature `s3`) an
 /// S3-compatible bucket. For object storage this checks the credentials
 /// and the bucket, so problems show before any scan.
 pub fn open_store(profile: &Profile) -> Result<Box<dyn SnapshotStore>, WiringError> {
-    let source = backup_config::canonical_or_lexical(&profile.source);
-    match &profile.s3 {
-        None => Ok(Box::new(LocalStore::new(
+    let source = profile.canonical_source.clone();
+    match &profile.destination {
+        Destination::Folder(folder) => Ok(Box::new(LocalStore::new(
             profile.name.clone(),
             source,
-            profile.destination.clone(),
+            folder.clone(),
         ))),
         #[cfg(feature = "s3")]
-        Some(s3) => {
+        Destination::S3(s3) => {
             let opts = backup_s3::S3Options {
                 bucket: s3.bucket.clone(),
                 prefix: s3.prefix.clone(),
@@ -70,18 +153,10 @@ pub fn open_store(profile: &Profile) -> Result<Box<dyn SnapshotStore>, WiringErr
             }
         }
         #[cfg(not(feature = "s3"))]
-        Some(s3) => Err(WiringError::NoS3Support {
+        Destination::S3(s3) => Err(WiringError::NoS3Support {
             profile: profile.path.clone(),
             url: s3.url(),
         }),
-    }
-}
-
-/// Where `profile`'s destination is, for messages: its folder or its URL.
-pub fn destination_label(profile: &Profile) -> String {
-    match &profile.s3 {
-        Some(s3) => s3.url(),
-        None => profile.destination.display().to_string(),
     }
 }
 
@@ -89,16 +164,14 @@ pub fn destination_label(profile: &Profile) -> String {
 /// destination (local hard-link snapshots or object storage), the
 /// profile's retention rules.
 pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, WiringError> {
-    let mut scan = profile.scan_options()?;
-    scan.skip_at_root
-        .push(backup_copy::layout::STATE_DIR.into());
+    let scan = scan_options(profile)?;
     let source = scan.root.clone();
     Ok(Stages {
         scanner: Box::new(JwalkScanner::new(scan)),
         filters: Vec::new(),
         differ: Box::new(HashDiffer::new(source)),
         store: open_store(profile)?,
-        retention: Box::new(profile.keep_rules()),
+        retention: Box::new(keep_rules(profile)),
         progress,
     })
 }
@@ -108,15 +181,15 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
     let threads = profile.worker_threads();
     RunOptions {
         profile: profile.name.clone(),
-        source: backup_config::canonical_or_lexical(&profile.source),
-        destination: destination_label(profile),
+        source: profile.canonical_source.clone(),
+        destination: profile.destination.to_string(),
         metadata_file: profile.metadata_file.clone(),
         lock_file: profile.lock_file.clone(),
         once_per_day: profile.once_per_day,
         force,
         dry_run,
         // Uploads wait on the network more than on the disk or the CPU.
-        threads: if profile.s3.is_some() {
+        threads: if profile.destination.s3().is_some() {
             threads.max(8)
         } else {
             threads
@@ -139,4 +212,47 @@ pub fn snapshots(
         _ => HashSet::new(),
     };
     store.list(&history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_profile(body: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, body).unwrap();
+        (dir, p)
+    }
+
+    fn err(body: &str) -> String {
+        let (_d, p) = write_profile(body);
+        load_profile(&p).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn destination_inside_an_excluded_path() {
+        let e = err("source = \"src\"\ndestination = \"src/temp_processing/b\"\nexclude = [\"temp_processing/\"]\n");
+        assert!(e.contains("`destination`") && e.contains("excluded"), "{e}");
+        // Inside the source but not excluded: fine.
+        let (_d, p) = write_profile("source = \"src\"\ndestination = \"src/backups\"\n");
+        load_profile(&p).unwrap();
+    }
+
+    #[test]
+    fn bad_exclude_glob_names_the_key() {
+        let e = err("source = \"src\"\ndestination = \"b\"\nexclude = [\"a[b\"]\n");
+        assert!(e.contains("`exclude`") && e.contains("a[b"), "{e}");
+    }
+
+    #[test]
+    fn retention_replaces_max_backups() {
+        let (_d, p) = write_profile("source = \"src\"\ndestination = \"b\"\nmax_backups = 2\n[retention]\nkeep_daily = 7\nkeep_weekly = 4\n");
+        let prof = load_profile(&p).unwrap();
+        assert_eq!(keep_rules(&prof).keep_daily, Some(7));
+        assert_eq!(keep_rules(&prof).keep_last, None);
+        let (_d, p) = write_profile("source = \"src\"\ndestination = \"b\"\n");
+        assert_eq!(keep_rules(&load_profile(&p).unwrap()), KeepRules::last(10));
+    }
 }

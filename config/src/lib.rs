@@ -1,12 +1,16 @@
 //! # backup-config
 //!
-//! The TOML profile: read it strictly (unknown keys and wrong types are
-//! errors with line and column), validate it, resolve its paths (relative
-//! to the profile file's folder; `~` is the home folder) and turn it into
-//! each stage's options.
+//! The TOML profile, as plain data: read it strictly (unknown keys and
+//! wrong types are errors with line and column), validate each value,
+//! resolve its paths (relative to the profile file's folder; `~` is the
+//! home folder). Turning a profile into the stages' options (exclusion
+//! matchers, scan options, retention rules, an S3 connection) is the
+//! binary's wiring, not this crate's: it depends on serde, toml and
+//! thiserror only.
 //!
-//! Central types: [`Profile`] (a validated profile), [`ConfigError`] and
-//! [`TEMPLATE`] (the commented starter profile written by `init`).
+//! Central types: [`Profile`] (a validated profile), [`Destination`],
+//! [`ConfigError`] and [`TEMPLATE`] (the commented starter profile written
+//! by `init`).
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -15,13 +19,11 @@
 //! std::fs::write(&file, "name = \"Demo\"\nsource = \"project\"\ndestination = \"backups\"\n").unwrap();
 //! let profile = backup_config::Profile::load(&file).unwrap();
 //! assert_eq!(profile.max_backups, 10);
-//! assert!(profile.destination.ends_with("backups"));
+//! assert!(profile.destination.folder().unwrap().ends_with("backups"));
 //! ```
 
 use std::path::{Component, Path, PathBuf};
 
-use backup_rotate::KeepRules;
-use backup_scan::{ExcludeSet, ScanOptions, DEFAULT_EXCLUDES};
 use serde::Deserialize;
 
 /// Default file names of the state files, in the source root.
@@ -158,6 +160,57 @@ struct RawRetention {
     keep_monthly: Option<i64>,
 }
 
+/// Where a profile's snapshots go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A local folder of snapshot folders (absolute).
+    Folder(PathBuf),
+    /// S3-compatible object storage.
+    S3(S3Destination),
+}
+
+impl Destination {
+    /// The folder, for a local destination.
+    pub fn folder(&self) -> Option<&Path> {
+        match self {
+            Destination::Folder(p) => Some(p),
+            Destination::S3(_) => None,
+        }
+    }
+
+    /// The bucket, for object storage.
+    pub fn s3(&self) -> Option<&S3Destination> {
+        match self {
+            Destination::S3(s3) => Some(s3),
+            Destination::Folder(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    /// The folder's path or the `s3://` URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Folder(p) => write!(f, "{}", p.display()),
+            Destination::S3(s3) => f.write_str(&s3.url()),
+        }
+    }
+}
+
+/// Which snapshots `[retention]` keeps (each rule at least 1 when set; at
+/// least one rule set). A snapshot is kept when any rule keeps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// `keep_last`: the newest N.
+    pub keep_last: Option<u32>,
+    /// `keep_daily`: the newest of each of the last N days with one.
+    pub keep_daily: Option<u32>,
+    /// `keep_weekly`: the newest of each of the last N ISO weeks with one.
+    pub keep_weekly: Option<u32>,
+    /// `keep_monthly`: the newest of each of the last N months with one.
+    pub keep_monthly: Option<u32>,
+}
+
 /// A validated profile with absolute paths.
 #[derive(Clone, Debug)]
 pub struct Profile {
@@ -165,17 +218,21 @@ pub struct Profile {
     pub path: PathBuf,
     /// Snapshot name prefix.
     pub name: String,
-    /// The folder backed up.
+    /// The folder backed up, as the profile names it (absolute).
     pub source: PathBuf,
+    /// [`Profile::source`] with symlinks resolved (as far as it exists):
+    /// the identity snapshots record and the root the scan walks.
+    pub canonical_source: PathBuf,
     /// Where snapshots go.
-    pub destination: PathBuf,
+    pub destination: Destination,
     /// Snapshots kept by default rotation.
     pub max_backups: u32,
     /// Make at most one snapshot per day.
     pub once_per_day: bool,
-    /// The profile's own exclude patterns.
+    /// The profile's own exclude patterns (gitignore syntax; compiled and
+    /// checked by the wiring).
     pub exclude: Vec<String>,
-    /// Add [`DEFAULT_EXCLUDES`].
+    /// Add the scan's default exclusions.
     pub default_excludes: bool,
     /// Worker threads (0: one per core).
     pub threads: usize,
@@ -192,10 +249,216 @@ pub struct Profile {
     /// Honour `.gitignore` files.
     pub respect_gitignore: bool,
     /// `[retention]`, which replaces `max_backups` when present.
-    pub retention: Option<KeepRules>,
-    /// Set when the destination is S3-compatible object storage
-    /// (`destination` then holds its `s3://` URL, not a folder).
-    pub s3: Option<S3Destination>,
+    pub retention: Option<Retention>,
+}
+
+/// Builds [`ConfigError::Invalid`] for one profile file.
+struct Checker<'a> {
+    path: &'a Path,
+    base: &'a Path,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: &'static str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key,
+            message,
+        }
+    }
+
+    /// A path value made absolute against the profile's folder.
+    fn resolve(&self, key: &'static str, value: &str) -> Result<PathBuf, ConfigError> {
+        if value.trim().is_empty() {
+            return Err(self.invalid(key, "must not be empty; give a folder path".into()));
+        }
+        expand(self.base, value).ok_or_else(|| {
+            self.invalid(
+                key,
+                "starts with `~` but HOME is not set; write the full path".into(),
+            )
+        })
+    }
+
+    fn destination(
+        &self,
+        value: Option<&str>,
+        s3: Option<RawS3>,
+    ) -> Result<Destination, ConfigError> {
+        match (value, s3) {
+            (Some(d), s3) if d.starts_with("s3://") => Ok(Destination::S3(self.s3(d, s3)?)),
+            (_, Some(_)) => Err(self.invalid(
+                "s3",
+                "is only used with an object-storage destination; set destination = \"s3://BUCKET/PREFIX\" or remove the [s3] table".into(),
+            )),
+            (Some(d), None) => Ok(Destination::Folder(self.resolve("destination", d)?)),
+            (None, None) => Err(self.invalid(
+                "destination",
+                "is missing; add e.g. destination = \"~/Project Backups\"".into(),
+            )),
+        }
+    }
+
+    fn s3(&self, url: &str, table: Option<RawS3>) -> Result<S3Destination, ConfigError> {
+        let (bucket, prefix) = parse_s3_url(url).map_err(|m| self.invalid("destination", m))?;
+        let s3 = table.unwrap_or(RawS3 {
+            endpoint: None,
+            region: None,
+            access_key_env: None,
+            secret_key_env: None,
+        });
+        let env_name = |key: &'static str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                Err(self.invalid(
+                    key,
+                    format!(
+                        "{v:?} is not an environment variable name; use letters, digits and '_'"
+                    ),
+                ))
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(e) = &s3.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(self.invalid(
+                    "s3.endpoint",
+                    format!("{e:?} is not a URL; write e.g. \"https://s3.example.com\" or \"http://127.0.0.1:9000\""),
+                ));
+            }
+        }
+        Ok(S3Destination {
+            bucket,
+            prefix,
+            endpoint: s3.endpoint,
+            region: s3.region.unwrap_or_else(|| "us-east-1".into()),
+            access_key_env: env_name("s3.access_key_env", s3.access_key_env, "AWS_ACCESS_KEY_ID")?,
+            secret_key_env: env_name(
+                "s3.secret_key_env",
+                s3.secret_key_env,
+                "AWS_SECRET_ACCESS_KEY",
+            )?,
+        })
+    }
+
+    fn name(&self, value: Option<String>, source: &Path) -> Result<String, ConfigError> {
+        let name = match value {
+            Some(n) => n,
+            None => source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "backup".into()),
+        };
+        if name.is_empty()
+            || name.starts_with('.')
+            || name
+                .chars()
+                .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
+        {
+            return Err(self.invalid(
+                "name",
+                format!("{name:?} cannot start a folder name; use letters, digits, '-' and '_'"),
+            ));
+        }
+        Ok(name)
+    }
+
+    fn max_backups(&self, value: Option<i64>) -> Result<u32, ConfigError> {
+        let max_backups = value.unwrap_or(10);
+        u32::try_from(max_backups)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                self.invalid(
+                    "max_backups",
+                    format!("is {max_backups}; it must be a whole number of at least 1"),
+                )
+            })
+    }
+
+    fn threads(&self, value: Option<i64>) -> Result<usize, ConfigError> {
+        let threads = value.unwrap_or(0);
+        if !(0..=1024).contains(&threads) {
+            return Err(self.invalid(
+                "threads",
+                format!("is {threads}; use 0 (one per core) to 1024"),
+            ));
+        }
+        Ok(threads as usize)
+    }
+
+    fn retention(&self, raw: Option<RawRetention>) -> Result<Option<Retention>, ConfigError> {
+        let Some(r) = raw else { return Ok(None) };
+        let check = |key: &'static str, v: Option<i64>| -> Result<Option<u32>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(n) if (1..=u32::MAX as i64).contains(&n) => Ok(Some(n as u32)),
+                Some(n) => Err(self.invalid(key, format!("is {n}; it must be at least 1"))),
+            }
+        };
+        let rules = Retention {
+            keep_last: check("retention.keep_last", r.keep_last)?,
+            keep_daily: check("retention.keep_daily", r.keep_daily)?,
+            keep_weekly: check("retention.keep_weekly", r.keep_weekly)?,
+            keep_monthly: check("retention.keep_monthly", r.keep_monthly)?,
+        };
+        if rules == Retention::default() {
+            return Err(self.invalid(
+                "retention",
+                "keeps nothing; set keep_last, keep_daily, keep_weekly or keep_monthly".into(),
+            ));
+        }
+        Ok(Some(rules))
+    }
+
+    fn exclude_if_present(&self, names: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+        let names = names.unwrap_or_default();
+        for name in &names {
+            if name.is_empty() || name.contains(['/', '\\']) {
+                return Err(self.invalid(
+                    "exclude_if_present",
+                    format!("{name:?} must be a plain file name such as \".nobackup\""),
+                ));
+            }
+        }
+        Ok(names)
+    }
+
+    /// A state file: the profile's path, or `default` in the source.
+    fn state_file(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+        source: &Path,
+        default: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        match value {
+            Some(v) => self.resolve(key, &v),
+            None => Ok(source.join(default)),
+        }
+    }
+
+    /// The destination folder must not be the source itself.
+    fn not_the_source(
+        &self,
+        canonical_source: &Path,
+        dest: &Destination,
+    ) -> Result<(), ConfigError> {
+        let Some(folder) = dest.folder() else {
+            return Ok(());
+        };
+        if canonical_or_lexical(folder) == canonical_source {
+            return Err(self.invalid(
+                "destination",
+                format!(
+                    "is the source folder {}; choose a folder outside it (or a subfolder)",
+                    canonical_source.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Profile {
@@ -220,227 +483,45 @@ impl Profile {
     }
 
     fn from_raw(path: &Path, base: &Path, raw: RawProfile) -> Result<Profile, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
-        let resolve = |key: &'static str, value: &str| -> Result<PathBuf, ConfigError> {
-            if value.trim().is_empty() {
-                return Err(invalid(key, "must not be empty; give a folder path".into()));
-            }
-            expand(base, value).ok_or_else(|| {
-                invalid(
-                    key,
-                    "starts with `~` but HOME is not set; write the full path".into(),
-                )
-            })
-        };
-        let source = resolve("source", raw.source.as_deref().unwrap_or("."))?;
-        let s3 = match (raw.destination.as_deref(), raw.s3) {
-            (Some(d), s3) if d.starts_with("s3://") => {
-                let (bucket, prefix) = parse_s3_url(d).map_err(|m| invalid("destination", m))?;
-                let s3 = s3.unwrap_or(RawS3 {
-                    endpoint: None,
-                    region: None,
-                    access_key_env: None,
-                    secret_key_env: None,
-                });
-                let env_name = |key: &'static str, v: Option<String>, default: &str| {
-                    let v = v.unwrap_or_else(|| default.to_owned());
-                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                        Err(invalid(
-                            key,
-                            format!("{v:?} is not an environment variable name; use letters, digits and '_'"),
-                        ))
-                    } else {
-                        Ok(v)
-                    }
-                };
-                if let Some(e) = &s3.endpoint {
-                    if !(e.starts_with("http://") || e.starts_with("https://")) {
-                        return Err(invalid(
-                            "s3.endpoint",
-                            format!("{e:?} is not a URL; write e.g. \"https://s3.example.com\" or \"http://127.0.0.1:9000\""),
-                        ));
-                    }
-                }
-                Some(S3Destination {
-                    bucket,
-                    prefix,
-                    endpoint: s3.endpoint,
-                    region: s3.region.unwrap_or_else(|| "us-east-1".into()),
-                    access_key_env: env_name(
-                        "s3.access_key_env",
-                        s3.access_key_env,
-                        "AWS_ACCESS_KEY_ID",
-                    )?,
-                    secret_key_env: env_name(
-                        "s3.secret_key_env",
-                        s3.secret_key_env,
-                        "AWS_SECRET_ACCESS_KEY",
-                    )?,
-                })
-            }
-            (_, Some(_)) => {
-                return Err(invalid(
-                    "s3",
-                    "is only used with an object-storage destination; set destination = \"s3://BUCKET/PREFIX\" or remove the [s3] table".into(),
-                ))
-            }
-            _ => None,
-        };
-        let destination = match raw.destination.as_deref() {
-            Some(_) if s3.is_some() => {
-                PathBuf::from(s3.as_ref().map(S3Destination::url).unwrap_or_default())
-            }
-            Some(d) => resolve("destination", d)?,
-            None => {
-                return Err(invalid(
-                    "destination",
-                    "is missing; add e.g. destination = \"~/Project Backups\"".into(),
-                ))
-            }
-        };
-        let name = match raw.name {
-            Some(n) => n,
-            None => source
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "backup".into()),
-        };
-        if name.is_empty()
-            || name.starts_with('.')
-            || name
-                .chars()
-                .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
-        {
-            return Err(invalid(
-                "name",
-                format!("{name:?} cannot start a folder name; use letters, digits, '-' and '_'"),
-            ));
-        }
-        let max_backups = raw.max_backups.unwrap_or(10);
-        if max_backups < 1 || max_backups > u32::MAX as i64 {
-            return Err(invalid(
-                "max_backups",
-                format!("is {max_backups}; it must be a whole number of at least 1"),
-            ));
-        }
-        let threads = raw.threads.unwrap_or(0);
-        if !(0..=1024).contains(&threads) {
-            return Err(invalid(
-                "threads",
-                format!("is {threads}; use 0 (one per core) to 1024"),
-            ));
-        }
-        let retention = match raw.retention {
-            None => None,
-            Some(r) => {
-                let check =
-                    |key: &'static str, v: Option<i64>| -> Result<Option<u32>, ConfigError> {
-                        match v {
-                            None => Ok(None),
-                            Some(n) if (1..=u32::MAX as i64).contains(&n) => Ok(Some(n as u32)),
-                            Some(n) => Err(invalid(key, format!("is {n}; it must be at least 1"))),
-                        }
-                    };
-                let rules = KeepRules {
-                    keep_last: check("retention.keep_last", r.keep_last)?,
-                    keep_daily: check("retention.keep_daily", r.keep_daily)?,
-                    keep_weekly: check("retention.keep_weekly", r.keep_weekly)?,
-                    keep_monthly: check("retention.keep_monthly", r.keep_monthly)?,
-                };
-                if rules == KeepRules::default() {
-                    return Err(invalid(
-                        "retention",
-                        "keeps nothing; set keep_last, keep_daily, keep_weekly or keep_monthly"
-                            .into(),
-                    ));
-                }
-                Some(rules)
-            }
-        };
-        let state_file = |key: &'static str, v: Option<String>, default: &str| match v {
-            Some(v) => resolve(key, &v),
-            None => Ok(source.join(default)),
-        };
+        let c = Checker { path, base };
+        let source = c.resolve("source", raw.source.as_deref().unwrap_or("."))?;
+        let destination = c.destination(raw.destination.as_deref(), raw.s3)?;
         let profile = Profile {
             path: path.to_path_buf(),
-            name,
-            max_backups: max_backups as u32,
+            name: c.name(raw.name, &source)?,
+            max_backups: c.max_backups(raw.max_backups)?,
             once_per_day: raw.once_per_day.unwrap_or(true),
             exclude: raw.exclude.unwrap_or_default(),
             default_excludes: raw.default_excludes.unwrap_or(true),
-            threads: threads as usize,
-            metadata_file: state_file("metadata_file", raw.metadata_file, METADATA_FILE)?,
-            log_file: state_file("log_file", raw.log_file, LOG_FILE)?,
-            lock_file: state_file("lock_file", raw.lock_file, LOCK_FILE)?,
+            threads: c.threads(raw.threads)?,
+            retention: c.retention(raw.retention)?,
+            metadata_file: c.state_file(
+                "metadata_file",
+                raw.metadata_file,
+                &source,
+                METADATA_FILE,
+            )?,
+            log_file: c.state_file("log_file", raw.log_file, &source, LOG_FILE)?,
+            lock_file: c.state_file("lock_file", raw.lock_file, &source, LOCK_FILE)?,
             exclude_caches: raw.exclude_caches.unwrap_or(true),
-            exclude_if_present: raw.exclude_if_present.unwrap_or_default(),
+            exclude_if_present: c.exclude_if_present(raw.exclude_if_present)?,
             respect_gitignore: raw.respect_gitignore.unwrap_or(false),
-            retention,
+            canonical_source: canonical_or_lexical(&source),
             source,
             destination,
-            s3,
         };
-        for name in &profile.exclude_if_present {
-            if name.is_empty() || name.contains(['/', '\\']) {
-                return Err(invalid(
-                    "exclude_if_present",
-                    format!("{name:?} must be a plain file name such as \".nobackup\""),
-                ));
-            }
-        }
-        let excludes = profile.exclude_set()?;
-        if profile.s3.is_some() {
-            return Ok(profile);
-        }
-        let src = canonical_or_lexical(&profile.source);
-        let dst = canonical_or_lexical(&profile.destination);
-        if src == dst {
-            return Err(invalid(
-                "destination",
-                format!(
-                    "is the source folder {}; choose a folder outside it (or a subfolder)",
-                    src.display()
-                ),
-            ));
-        }
-        if let Ok(rel) = dst.strip_prefix(&src) {
-            let mut prefix = PathBuf::new();
-            for c in rel.components() {
-                prefix.push(c);
-                if excludes.is_excluded(&prefix, true) {
-                    return Err(invalid(
-                        "destination",
-                        format!(
-                            "lies inside the excluded path {}; excluded folders are often caches that get wiped: choose another destination",
-                            prefix.display()
-                        ),
-                    ));
-                }
-            }
-        }
+        c.not_the_source(&profile.canonical_source, &profile.destination)?;
         Ok(profile)
     }
 
-    /// The default and profile exclusions, compiled.
-    pub fn exclude_set(&self) -> Result<ExcludeSet, ConfigError> {
-        let defaults: &[&str] = if self.default_excludes {
-            DEFAULT_EXCLUDES
-        } else {
-            &[]
-        };
-        let all = defaults
-            .iter()
-            .map(|s| s.to_string())
-            .chain(self.exclude.iter().cloned());
-        ExcludeSet::new(all).map_err(|e| ConfigError::Invalid {
+    /// A [`ConfigError::Invalid`] about `key` of this profile (for checks
+    /// the wiring makes, such as compiling the exclude patterns).
+    pub fn invalid(&self, key: &'static str, message: String) -> ConfigError {
+        ConfigError::Invalid {
             path: self.path.clone(),
-            key: "exclude",
-            message: e.to_string(),
-        })
+            key,
+            message,
+        }
     }
 
     /// Checks that the source exists and is a readable folder (needed to back up).
@@ -453,49 +534,31 @@ impl Profile {
             Ok(_) => "is not a folder".to_string(),
             Err(e) => format!("cannot be used ({e})"),
         };
-        Err(ConfigError::Invalid {
-            path: self.path.clone(),
-            key: "source",
-            message: format!(
+        Err(self.invalid(
+            "source",
+            format!(
                 "{} {problem}; fix the path (relative paths start at the profile's folder)",
                 self.source.display()
             ),
-        })
+        ))
     }
 
-    /// Options for the scan stage.
-    pub fn scan_options(&self) -> Result<ScanOptions, ConfigError> {
-        let source = canonical_or_lexical(&self.source);
-        let mut excluded_paths: Vec<PathBuf> = [
-            &self.destination,
-            &self.metadata_file,
-            &self.log_file,
-            &self.lock_file,
-        ]
-        .iter()
-        .map(|p| canonical_or_lexical(p))
-        .collect();
-        // The log's rotated copy.
-        excluded_paths.push(canonical_or_lexical(&rotated_log(&self.log_file)));
-        Ok(ScanOptions {
-            root: source,
-            excludes: self.exclude_set()?,
-            excluded_paths,
-            exclude_caches: self.exclude_caches,
-            exclude_if_present: self.exclude_if_present.clone(),
-            respect_gitignore: self.respect_gitignore,
-            skip_at_root: Vec::new(),
-            // The walk is serial (memory stays flat); `threads` sizes the
-            // hash and copy workers.
-            threads: 0,
-        })
-    }
-
-    /// The retention rules: `[retention]`, or keep the last `max_backups`.
-    pub fn keep_rules(&self) -> KeepRules {
-        self.retention
-            .clone()
-            .unwrap_or_else(|| KeepRules::last(self.max_backups))
+    /// Paths the scan must never back up: the destination (when inside the
+    /// source), the state files and the log's rotated copy, in canonical form.
+    pub fn state_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self
+            .destination
+            .folder()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        paths.extend([
+            self.metadata_file.clone(),
+            self.log_file.clone(),
+            self.lock_file.clone(),
+            rotated_log(&self.log_file),
+        ]);
+        paths.iter().map(|p| canonical_or_lexical(p)).collect()
     }
 
     /// Worker threads to use (at least 1).

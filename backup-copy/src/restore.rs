@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use backup_core::parallel::for_each_in_runs;
 use backup_core::{
     Content, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath,
     SnapshotRef, SnapshotStore,
@@ -201,39 +202,24 @@ pub fn restore(
     let shared = Mutex::new(&mut report);
     // Workers take runs of consecutive files (mostly one folder's), so two
     // threads rarely write into the same folder at once.
-    const RUN: usize = 64;
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..opts.threads.max(1) {
-            s.spawn(|| loop {
-                let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
-                let Some(run) = files.get(start..(start + RUN).min(files.len())) else {
-                    return;
-                };
-                if run.is_empty() {
-                    return;
-                }
-                for e in run {
-                    let outcome = restore_file(store, snapshot, opts, e);
-                    progress.inc(1, e.size);
-                    let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
-                    match outcome {
-                        FileOutcome::Written(bytes) => {
-                            r.files_restored += 1;
-                            r.bytes_restored += bytes;
-                        }
-                        FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
-                            path: e.path.to_string(),
-                            error: msg,
-                        }),
-                        FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
-                            path: e.path.to_string(),
-                            error: msg,
-                        }),
-                        FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
-                    }
-                }
-            });
+    for_each_in_runs(&files, opts.threads, 64, |_, e| {
+        let outcome = restore_file(store, snapshot, opts, e);
+        progress.inc(1, e.size);
+        let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            FileOutcome::Written(bytes) => {
+                r.files_restored += 1;
+                r.bytes_restored += bytes;
+            }
+            FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
+                path: e.path.to_string(),
+                error: msg,
+            }),
+            FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
+                path: e.path.to_string(),
+                error: msg,
+            }),
+            FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
         }
     });
     progress.finish();

@@ -19,6 +19,8 @@ use backup_core::{
     VerifyReport,
 };
 
+use backup_core::parallel::for_each_in_runs;
+
 use crate::layout::{read_manifest, STATE_DIR};
 
 type InodeKey = (u64, u64);
@@ -143,24 +145,17 @@ pub fn verify(
     let total: u64 = to_hash.iter().map(|&i| checks[i].size).sum();
     progress.start(Phase::Verify, Some(to_hash.len() as u64), Some(total));
     let results: Mutex<Vec<Option<ContentHash>>> = Mutex::new(vec![None; checks.len()]);
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = to_hash.get(n) else { return };
-                let c = &checks[i];
-                let full = c.rel.under(&dirs[c.snapshot as usize]);
-                let h = backup_core::hash_file(&full).ok();
-                if let Some((_, len)) = h {
-                    bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-                }
-                progress.inc(1, checks[i].size);
-                if let Some(slot) = results.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
-                    *slot = h.map(|(h, _)| h);
-                }
-            });
+    for_each_in_runs(&to_hash, threads, 1, |_, &i| {
+        let c = &checks[i];
+        let full = c.rel.under(&dirs[c.snapshot as usize]);
+        let h = backup_core::hash_file(&full).ok();
+        if let Some((_, len)) = h {
+            bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        }
+        progress.inc(1, c.size);
+        if let Some(slot) = results.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
+            *slot = h.map(|(h, _)| h);
         }
     });
     progress.finish();

@@ -29,6 +29,7 @@ pub mod entry;
 pub mod error;
 pub mod hash;
 pub mod manifest;
+pub mod parallel;
 pub mod plan;
 pub mod prev;
 pub mod progress;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use tracing::{info_span, warn};
 
 use super::{lock, mark_racy, FailedPath};
@@ -61,8 +61,171 @@ fn spawn<T: Send + 'static>(
         .map_err(|e| CoreError::io("start thread", std::path::Path::new(&name), e))
 }
 
+/// Records the first fatal error and cancels the copy stage.
+#[derive(Clone)]
+struct Fail {
+    cancel: Arc<AtomicBool>,
+    first_error: Arc<Mutex<Option<CoreError>>>,
+}
+
+impl Fail {
+    fn fail(&self, e: CoreError) {
+        let mut slot = lock(&self.first_error);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The recorder thread: appends each written entry to the manifest and its
+/// record to the new metadata file, and counts. It starts first, so results
+/// always have somewhere to go.
+fn spawn_recorder(
+    writer: Arc<dyn SnapshotWriter>,
+    metadata: MetadataWriter,
+    done_rx: Receiver<Vec<WrittenEntry>>,
+    fail: Fail,
+    progress: Arc<dyn Progress>,
+    scan_started_ns: i64,
+) -> Result<JoinHandle<Result<Counts, CoreError>>, CoreError> {
+    spawn("backup-record".into(), move || {
+        let mut counts = Counts {
+            files_copied: 0,
+            files_linked: 0,
+            bytes_copied: 0,
+            failed: Vec::new(),
+            metadata,
+        };
+        let mut error = None;
+        for batch in done_rx {
+            let mut bytes = 0;
+            let files = batch.len() as u64;
+            for w in batch {
+                let m = mark_racy(w.manifest, scan_started_ns);
+                if w.copied {
+                    counts.files_copied += 1;
+                    counts.bytes_copied += w.bytes_copied;
+                    bytes += w.bytes_copied;
+                }
+                if w.linked {
+                    counts.files_linked += 1;
+                }
+                if let Some(err) = &w.failure {
+                    warn!(path = %m.path, error = %err, "cannot back up");
+                    counts.failed.push(FailedPath {
+                        path: m.path.to_string(),
+                        error: err.clone(),
+                    });
+                }
+                if error.is_none() {
+                    let recorded = writer
+                        .record(&m)
+                        .and_then(|()| match super::file_record(&m) {
+                            Some((path, rec)) => counts.metadata.add(path, &rec),
+                            None => Ok(()),
+                        });
+                    if let Err(e) = recorded {
+                        error = Some(e);
+                        fail.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            progress.inc(files, bytes);
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(counts),
+        }
+    })
+}
+
+/// Copy worker `i`: writes each entry of the batches it takes.
+fn spawn_worker(
+    i: usize,
+    writer: Arc<dyn SnapshotWriter>,
+    work_rx: Receiver<Vec<PlannedEntry>>,
+    done_tx: Sender<Vec<WrittenEntry>>,
+    fail: Fail,
+) -> Result<JoinHandle<()>, CoreError> {
+    spawn(format!("backup-copy-{i}"), move || {
+        let _span = info_span!("copy", worker = i).entered();
+        for batch in work_rx {
+            if fail.is_cancelled() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(batch.len());
+            for p in &batch {
+                match writer.write(p) {
+                    Ok(w) => out.push(w),
+                    Err(e) => {
+                        fail.fail(e);
+                        break;
+                    }
+                }
+            }
+            if done_tx.send(out).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// The feeder: makes folders itself, in order (parents first), and groups
+/// the other entries by folder so that two workers rarely contend for one
+/// directory.
+fn spawn_feeder(
+    writer: Arc<dyn SnapshotWriter>,
+    feed_rx: Receiver<Vec<PlannedEntry>>,
+    work_tx: Sender<Vec<PlannedEntry>>,
+    done_tx: Sender<Vec<WrittenEntry>>,
+    fail: Fail,
+) -> Result<JoinHandle<()>, CoreError> {
+    spawn("backup-feed".into(), move || {
+        let mut group: Vec<PlannedEntry> = Vec::with_capacity(COPY_BATCH);
+        let flush = |group: &mut Vec<PlannedEntry>| {
+            if !group.is_empty() {
+                let batch = std::mem::replace(group, Vec::with_capacity(COPY_BATCH));
+                let _ = work_tx.send(batch);
+            }
+        };
+        for batch in feed_rx {
+            if fail.is_cancelled() {
+                continue;
+            }
+            for p in batch {
+                if p.action == Action::CreateDir {
+                    flush(&mut group);
+                    match writer.write(&p) {
+                        Ok(w) => {
+                            let _ = done_tx.send(vec![w]);
+                        }
+                        Err(e) => {
+                            fail.fail(e);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                let same_folder = group.last().is_none_or(|last| {
+                    last.entry.path.as_path().parent() == p.entry.path.as_path().parent()
+                });
+                if !same_folder || group.len() >= COPY_BATCH {
+                    flush(&mut group);
+                }
+                group.push(p);
+            }
+        }
+        flush(&mut group);
+    })
+}
+
 impl Applier {
-    /// Starts the feeder, `workers` copy workers and the recorder.
+    /// Starts the recorder, `workers` copy workers and the feeder.
     pub(crate) fn start(
         writer: Arc<dyn SnapshotWriter>,
         metadata: MetadataWriter,
@@ -70,161 +233,35 @@ impl Applier {
         progress: Arc<dyn Progress>,
         scan_started_ns: i64,
     ) -> Result<Applier, CoreError> {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let first_error: Arc<Mutex<Option<CoreError>>> = Arc::default();
-        let fail = {
-            let cancel = Arc::clone(&cancel);
-            let first_error = Arc::clone(&first_error);
-            move |e: CoreError| {
-                let mut slot = lock(&first_error);
-                if slot.is_none() {
-                    *slot = Some(e);
-                }
-                cancel.store(true, Ordering::Relaxed);
-            }
+        let fail = Fail {
+            cancel: Arc::new(AtomicBool::new(false)),
+            first_error: Arc::default(),
         };
         let (feed_tx, feed_rx) = bounded::<Vec<PlannedEntry>>(16);
         let (work_tx, work_rx) = bounded::<Vec<PlannedEntry>>(64);
         let (done_tx, done_rx) = bounded::<Vec<WrittenEntry>>(64);
+        let w = || Arc::clone(&writer);
+        let recorder = spawn_recorder(
+            w(),
+            metadata,
+            done_rx,
+            fail.clone(),
+            progress,
+            scan_started_ns,
+        )?;
         let mut threads = Vec::new();
-
-        // Recorder first, so results always have somewhere to go.
-        let recorder = {
-            let writer = Arc::clone(&writer);
-            let cancel = Arc::clone(&cancel);
-            spawn("backup-record".into(), move || {
-                let mut counts = Counts {
-                    files_copied: 0,
-                    files_linked: 0,
-                    bytes_copied: 0,
-                    failed: Vec::new(),
-                    metadata,
-                };
-                let mut error = None;
-                for batch in done_rx {
-                    let mut bytes = 0;
-                    let files = batch.len() as u64;
-                    for w in batch {
-                        let m = mark_racy(w.manifest, scan_started_ns);
-                        if w.copied {
-                            counts.files_copied += 1;
-                            counts.bytes_copied += w.bytes_copied;
-                            bytes += w.bytes_copied;
-                        }
-                        if w.linked {
-                            counts.files_linked += 1;
-                        }
-                        if let Some(err) = &w.failure {
-                            warn!(path = %m.path, error = %err, "cannot back up");
-                            counts.failed.push(FailedPath {
-                                path: m.path.to_string(),
-                                error: err.clone(),
-                            });
-                        }
-                        if error.is_none() {
-                            let recorded =
-                                writer
-                                    .record(&m)
-                                    .and_then(|()| match super::file_record(&m) {
-                                        Some((path, rec)) => counts.metadata.add(path, &rec),
-                                        None => Ok(()),
-                                    });
-                            if let Err(e) = recorded {
-                                error = Some(e);
-                                cancel.store(true, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    progress.inc(files, bytes);
-                }
-                match error {
-                    Some(e) => Err(e),
-                    None => Ok(counts),
-                }
-            })?
-        };
-
         for i in 0..workers {
-            let rx = work_rx.clone();
-            let tx = done_tx.clone();
-            let writer = Arc::clone(&writer);
-            let cancel = Arc::clone(&cancel);
-            let fail = fail.clone();
-            threads.push(spawn(format!("backup-copy-{i}"), move || {
-                let _span = info_span!("copy", worker = i).entered();
-                for batch in rx {
-                    if cancel.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let mut out = Vec::with_capacity(batch.len());
-                    for p in &batch {
-                        match writer.write(p) {
-                            Ok(w) => out.push(w),
-                            Err(e) => {
-                                fail(e);
-                                break;
-                            }
-                        }
-                    }
-                    if tx.send(out).is_err() {
-                        return;
-                    }
-                }
-            })?);
+            let (rx, tx) = (work_rx.clone(), done_tx.clone());
+            threads.push(spawn_worker(i, w(), rx, tx, fail.clone())?);
         }
         drop(work_rx);
-
-        // The feeder makes folders itself, in order, and groups the rest by
-        // folder so that two workers rarely contend for one directory.
-        {
-            let writer = Arc::clone(&writer);
-            let cancel = Arc::clone(&cancel);
-            let fail = fail.clone();
-            threads.push(spawn("backup-feed".into(), move || {
-                let mut group: Vec<PlannedEntry> = Vec::with_capacity(COPY_BATCH);
-                let flush = |group: &mut Vec<PlannedEntry>| {
-                    if !group.is_empty() {
-                        let batch = std::mem::replace(group, Vec::with_capacity(COPY_BATCH));
-                        let _ = work_tx.send(batch);
-                    }
-                };
-                for batch in feed_rx {
-                    if cancel.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    for p in batch {
-                        if p.action == Action::CreateDir {
-                            flush(&mut group);
-                            match writer.write(&p) {
-                                Ok(w) => {
-                                    let _ = done_tx.send(vec![w]);
-                                }
-                                Err(e) => {
-                                    fail(e);
-                                    break;
-                                }
-                            }
-                            continue;
-                        }
-                        let same_folder = group.last().is_none_or(|last| {
-                            last.entry.path.as_path().parent() == p.entry.path.as_path().parent()
-                        });
-                        if !same_folder || group.len() >= COPY_BATCH {
-                            flush(&mut group);
-                        }
-                        group.push(p);
-                    }
-                }
-                flush(&mut group);
-            })?);
-        }
-
+        threads.push(spawn_feeder(w(), feed_rx, work_tx, done_tx, fail.clone())?);
         Ok(Applier {
             feed: Some(feed_tx),
             threads,
             recorder: Some(recorder),
-            cancel,
-            first_error,
+            cancel: fail.cancel,
+            first_error: fail.first_error,
             writer,
         })
     }

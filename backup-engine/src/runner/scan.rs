@@ -3,11 +3,11 @@
 //! gets them back in scan order (parents before children) through a
 //! callback.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use backup_core::parallel::InOrder;
 use crossbeam_channel::bounded;
 use tracing::{info, info_span, warn};
 
@@ -134,24 +134,13 @@ where
                 .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
         }
         drop(plan_tx);
-        let mut next = 1u64;
-        let mut waiting = BTreeMap::new();
-        for (seq, batch) in plan_rx {
-            waiting.insert(seq, batch);
-            while let Some(batch) = waiting.remove(&next) {
-                next += 1;
-                if callback_error.is_none() {
-                    if let Err(e) = collect(&mut summary, batch, prev, stages, &mut on_entry) {
-                        callback_error = Some(e);
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-        for (_, batch) in std::mem::take(&mut waiting) {
+        // Back in scan order (parents before children), whichever worker
+        // finished first; batches are numbered from 1 as they are taken.
+        for batch in InOrder::new(plan_rx, 1) {
             if callback_error.is_none() {
                 if let Err(e) = collect(&mut summary, batch, prev, stages, &mut on_entry) {
                     callback_error = Some(e);
+                    cancel.store(true, Ordering::Relaxed);
                 }
             }
         }

@@ -2,10 +2,16 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+
 use super::*;
 use backup_core::entry::FileStat;
+use backup_core::entry::ScanEntry;
+use backup_core::plan::{Action, Change, PlannedEntry};
 use backup_core::stage::{Kept, RotationPlan, SnapshotWriter};
 use backup_core::{RelPath, ScanBatch, ScanEvent, SnapshotInfo, WrittenEntry};
+use chrono::Local;
 
 struct OneFileScanner {
     panic: bool,

@@ -1,22 +1,33 @@
 //! [`BarProgress`]: the library's [`Progress`] trait drawn with indicatif on
-//! stderr. Used only when stderr is a terminal and neither `--quiet` nor
-//! `--json` is given.
+//! stderr, one bar per phase (the scan's and the copy's are shown together
+//! while they overlap). Used only when stderr is a terminal and neither
+//! `--quiet` nor `--json` is given.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use backup_core::{Phase, Progress};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use backup_core::{Phase, PhaseProgress, Progress};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar per phase.
-#[derive(Default)]
+/// Progress bars on stderr.
 pub struct BarProgress {
-    /// The bar, and whether it counts bytes (else entries).
-    bar: Mutex<Option<(ProgressBar, bool)>>,
+    bars: MultiProgress,
+}
+
+impl Default for BarProgress {
+    fn default() -> Self {
+        BarProgress {
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+        }
+    }
 }
 
 impl Progress for BarProgress {
-    fn start(&self, phase: Phase, total_files: Option<u64>, total_bytes: Option<u64>) {
+    fn start(
+        &self,
+        phase: Phase,
+        total_files: Option<u64>,
+        total_bytes: Option<u64>,
+    ) -> Box<dyn PhaseProgress> {
         let label = match phase {
             Phase::Scan => "scan",
             Phase::Copy => "copy",
@@ -27,7 +38,7 @@ impl Progress for BarProgress {
         let by_bytes = total_bytes.is_some_and(|b| b > 0);
         let bar = match total_bytes.filter(|b| *b > 0) {
             Some(bytes) => {
-                let b = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+                let b = ProgressBar::new(bytes);
                 b.set_style(
                     ProgressStyle::with_template(
                         "{prefix:>7} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
@@ -38,7 +49,10 @@ impl Progress for BarProgress {
                 b
             }
             None => {
-                let b = ProgressBar::with_draw_target(total_files, ProgressDrawTarget::stderr());
+                let b = match total_files {
+                    Some(n) => ProgressBar::new(n),
+                    None => ProgressBar::no_length(),
+                };
                 b.set_style(
                     ProgressStyle::with_template(
                         "{prefix:>7} {spinner} {pos} entries {per_sec} {msg}",
@@ -48,27 +62,32 @@ impl Progress for BarProgress {
                 b
             }
         };
+        let bar = self.bars.add(bar);
         bar.set_prefix(label);
         bar.enable_steady_tick(Duration::from_millis(200));
-        if let Some((old, _)) = self
-            .bar
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace((bar, by_bytes))
-        {
-            old.finish_and_clear();
-        }
+        Box::new(Bar { bar, by_bytes })
     }
+}
 
+/// One phase's bar: counts bytes when the phase knows its total bytes,
+/// else entries; cleared when the phase ends.
+struct Bar {
+    bar: ProgressBar,
+    by_bytes: bool,
+}
+
+impl PhaseProgress for Bar {
     fn inc(&self, files: u64, bytes: u64) {
-        if let Some((b, by_bytes)) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            b.inc(if *by_bytes { bytes } else { files });
-        }
+        self.bar.inc(if self.by_bytes { bytes } else { files });
     }
 
     fn finish(&self) {
-        if let Some((b, _)) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            b.finish_and_clear();
-        }
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }

@@ -198,13 +198,13 @@ pub fn restore(
         .filter(|e| e.kind == EntryKind::File)
         .collect();
     let total_bytes: u64 = files.iter().map(|e| e.size).sum();
-    progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
+    let bar = progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
     let shared = Mutex::new(&mut report);
     // Workers take runs of consecutive files (mostly one folder's), so two
     // threads rarely write into the same folder at once.
     for_each_in_runs(&files, opts.threads, 64, |_, e| {
         let outcome = restore_file(store, snapshot, opts, e);
-        progress.inc(1, e.size);
+        bar.inc(1, e.size);
         let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             FileOutcome::Written(bytes) => {
@@ -222,7 +222,7 @@ pub fn restore(
             FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
         }
     });
-    progress.finish();
+    bar.finish();
     for e in entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
         let dst = e.path.under(&opts.target);
         let result = (|| {

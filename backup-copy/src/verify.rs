@@ -143,7 +143,7 @@ pub fn verify(
         }
     }
     let total: u64 = to_hash.iter().map(|&i| checks[i].size).sum();
-    progress.start(Phase::Verify, Some(to_hash.len() as u64), Some(total));
+    let bar = progress.start(Phase::Verify, Some(to_hash.len() as u64), Some(total));
     let results: Mutex<Vec<Option<ContentHash>>> = Mutex::new(vec![None; checks.len()]);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     for_each_in_runs(&to_hash, threads, 1, |_, &i| {
@@ -153,12 +153,12 @@ pub fn verify(
         if let Some((_, len)) = h {
             bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
-        progress.inc(1, c.size);
+        bar.inc(1, c.size);
         if let Some(slot) = results.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
             *slot = h.map(|(h, _)| h);
         }
     });
-    progress.finish();
+    bar.finish();
     report.bytes_checked = bytes.into_inner();
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     for (i, c) in checks.iter().enumerate() {

@@ -45,7 +45,7 @@ pub use hash::{hash_file, hash_reader, ContentHash, ContentHasher};
 pub use manifest::{EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
 pub use plan::{Action, Change, PlannedEntry, PreviousVersion, StaleCopy};
 pub use prev::{PrevEntry, PrevIndex};
-pub use progress::{NoProgress, Phase, Progress};
+pub use progress::{NoProgress, Phase, PhaseProgress, Progress};
 pub use relpath::RelPath;
 pub use snapshot::SnapshotRef;
 pub use stage::{

@@ -1,5 +1,10 @@
 //! [`Progress`]: how long work reports its progress. The library only calls
-//! the trait; a terminal front end (indicatif in `backup-cli`) implements it.
+//! the traits; a terminal front end (indicatif in `backup-cli`) implements
+//! them.
+//!
+//! Each phase gets its own handle ([`PhaseProgress`]), so phases that
+//! overlap (the scan goes on while the copy stage writes) never count into
+//! each other's display.
 
 /// A phase of work that reports progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,13 +21,25 @@ pub enum Phase {
     Restore,
 }
 
-/// Receives progress; every method has a no-op default.
+/// Receives progress: hands out one handle per phase.
 pub trait Progress: Send + Sync {
-    /// A phase starts; totals are known for some phases.
-    fn start(&self, _phase: Phase, _total_files: Option<u64>, _total_bytes: Option<u64>) {}
+    /// A phase starts; totals are known for some phases. The display of
+    /// the phase ends when the handle is finished or dropped.
+    fn start(
+        &self,
+        _phase: Phase,
+        _total_files: Option<u64>,
+        _total_bytes: Option<u64>,
+    ) -> Box<dyn PhaseProgress> {
+        Box::new(NoProgress)
+    }
+}
+
+/// The progress of one phase; every method has a no-op default.
+pub trait PhaseProgress: Send + Sync {
     /// Work advanced by `files` entries and `bytes` bytes.
     fn inc(&self, _files: u64, _bytes: u64) {}
-    /// The phase ended.
+    /// The phase ended (dropping the handle does the same).
     fn finish(&self) {}
 }
 
@@ -31,3 +48,5 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+impl PhaseProgress for NoProgress {}

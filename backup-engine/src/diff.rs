@@ -92,6 +92,7 @@ pub fn diff_with_source(
         opts,
         stages,
         &cancel,
+        &backup_core::NoProgress,
         move || prev,
         |prev, p| {
             let path = p.entry.path.to_string();

@@ -281,7 +281,7 @@ fn run_locked(
     if opts.dry_run {
         return phases::dry_run_report(stages, &start, scanned);
     }
-    let written = match phases::write(opts, stages, &mut start, scanned)? {
+    let written = match phases::write(opts, &mut start, scanned)? {
         phases::Written::Unchanged(report) => return Ok(report),
         phases::Written::Snapshot(written) => written,
     };

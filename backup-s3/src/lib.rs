@@ -150,7 +150,7 @@ impl S3Store {
             }
         }
         let total: u64 = wanted.values().sum();
-        progress.start(
+        let bar = progress.start(
             Phase::Verify,
             Some(wanted.len() as u64),
             (!quick).then_some(total),
@@ -199,10 +199,10 @@ impl S3Store {
         let results: Vec<_> = remote.block(
             futures::stream::iter(checks)
                 .buffer_unordered(requests.clamp(1, 64))
-                .inspect(|(_, size, _)| progress.inc(1, if quick { 0 } else { *size }))
+                .inspect(|(_, size, _)| bar.inc(1, if quick { 0 } else { *size }))
                 .collect(),
         );
-        progress.finish();
+        bar.finish();
         let mut bad: HashMap<ContentHash, bool> = HashMap::new();
         for (hash, _, verdict) in results {
             match verdict? {

@@ -15,7 +15,7 @@ use super::{lock, mark_racy, FailedPath};
 use crate::metadata::MetadataWriter;
 use backup_core::error::CoreError;
 use backup_core::plan::{Action, PlannedEntry};
-use backup_core::progress::Progress;
+use backup_core::progress::PhaseProgress;
 use backup_core::stage::{SnapshotWriter, WrittenEntry};
 
 /// Largest batch of entries handed to one copy worker.
@@ -90,7 +90,7 @@ fn spawn_recorder(
     metadata: MetadataWriter,
     done_rx: Receiver<Vec<WrittenEntry>>,
     fail: Fail,
-    progress: Arc<dyn Progress>,
+    progress: Box<dyn PhaseProgress>,
     scan_started_ns: i64,
 ) -> Result<JoinHandle<Result<Counts, CoreError>>, CoreError> {
     spawn("backup-record".into(), move || {
@@ -137,6 +137,7 @@ fn spawn_recorder(
             }
             progress.inc(files, bytes);
         }
+        progress.finish();
         match error {
             Some(e) => Err(e),
             None => Ok(counts),
@@ -230,7 +231,7 @@ impl Applier {
         writer: Arc<dyn SnapshotWriter>,
         metadata: MetadataWriter,
         workers: usize,
-        progress: Arc<dyn Progress>,
+        progress: Box<dyn PhaseProgress>,
         scan_started_ns: i64,
     ) -> Result<Applier, CoreError> {
         let fail = Fail {

@@ -190,14 +190,13 @@ impl Collector<'_> {
         let writer = self.stages.store.begin(&name, self.previous.as_ref())?;
         let metadata =
             MetadataWriter::create(&self.opts.metadata_file).inspect_err(|_| writer.abort())?;
-        self.stages.progress.finish();
-        self.stages.progress.start(Phase::Copy, None, None);
+        let bar = self.stages.progress.start(Phase::Copy, None, None);
         let writer: Arc<dyn backup_core::stage::SnapshotWriter> = Arc::from(writer);
         let applier = Applier::start(
             Arc::clone(&writer),
             metadata,
             self.opts.threads.max(1),
-            Arc::clone(&self.stages.progress),
+            bar,
             self.scan_started_ns,
         )
         .inspect_err(|_| writer.abort())?;

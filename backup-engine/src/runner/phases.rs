@@ -192,14 +192,14 @@ pub(super) fn scan_and_plan(
     };
     c.report.warnings = start.warnings.clone();
     let cancel = AtomicBool::new(false);
-    stages.progress.start(Phase::Scan, None, None);
-    let scanned = scan_and_diff(opts, stages, &cancel, load_prev, |prev, p| {
+    let bar = stages.progress.start(Phase::Scan, None, None);
+    let scanned = scan_and_diff(opts, stages, &cancel, &*bar, load_prev, |prev, p| {
         c.accept(prev, p)
     });
+    bar.finish();
     let (summary, prev) = match scanned {
         Ok(v) => v,
         Err(e) => {
-            stages.progress.finish();
             if let Sink::Writing(applier, _) = std::mem::replace(&mut c.sink, Sink::Counting) {
                 // A copy-stage failure is the real cause of a cancelled scan.
                 return match applier.finish() {
@@ -234,10 +234,7 @@ pub(super) fn scan_and_plan(
     );
     if c.any_change && matches!(c.sink, Sink::Holding(_)) {
         // Only removals: nothing triggered writing during the scan.
-        if let Err(e) = c.start_writing(&prev) {
-            stages.progress.finish();
-            return Err(e);
-        }
+        c.start_writing(&prev)?;
     }
     Ok(Scanned {
         report: c.report,
@@ -259,7 +256,6 @@ pub(super) fn dry_run_report(
     start: &Start,
     scanned: Scanned,
 ) -> Result<RunReport, CoreError> {
-    stages.progress.finish();
     let mut report = scanned.report;
     report.outcome = Outcome::DryRun;
     report.bytes_copied = scanned.dry_copy_bytes;
@@ -303,7 +299,6 @@ pub(super) struct WrittenSnapshot {
 /// the new facts instead (see [`record_unchanged`]).
 pub(super) fn write(
     opts: &RunOptions,
-    stages: &Stages,
     start: &mut Start,
     scanned: Scanned,
 ) -> Result<Written, CoreError> {
@@ -313,7 +308,6 @@ pub(super) fn write(
     let (applier, pending) = match scanned.sink {
         Sink::Writing(applier, pending) => (applier, pending),
         Sink::Holding(held) => {
-            stages.progress.finish();
             let unchanged = Unchanged {
                 held,
                 prev: &scanned.prev,
@@ -327,9 +321,7 @@ pub(super) fn write(
     if !pending.is_empty() {
         applier.send(pending);
     }
-    let finished = applier.finish();
-    stages.progress.finish();
-    let mut applied = finished?;
+    let mut applied = applier.finish()?;
     report.files_copied = applied.files_copied;
     report.files_linked = applied.files_linked;
     report.bytes_copied = applied.bytes_copied;
@@ -469,7 +461,7 @@ pub(super) fn rotate(stages: &Stages, history: &mut HashSet<String>, committed: 
     if doomed.is_empty() {
         return;
     }
-    stages
+    let bar = stages
         .progress
         .start(Phase::Rotate, Some(doomed.len() as u64), None);
     for s in &doomed {
@@ -484,7 +476,7 @@ pub(super) fn rotate(stages: &Stages, history: &mut HashSet<String>, committed: 
                 report.warnings.push(msg);
             }
         }
-        stages.progress.inc(1, 0);
+        bar.inc(1, 0);
     }
     if !report.rotate.is_empty() {
         match stages.store.collect_garbage() {
@@ -500,7 +492,7 @@ pub(super) fn rotate(stages: &Stages, history: &mut HashSet<String>, committed: 
             }
         }
     }
-    stages.progress.finish();
+    bar.finish();
 }
 
 /// Finishes `backup_metadata.json`: the new snapshot in the history, the

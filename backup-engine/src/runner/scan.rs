@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use backup_core::parallel::InOrder;
+use backup_core::progress::PhaseProgress;
 use crossbeam_channel::bounded;
 use tracing::{info, info_span, warn};
 
@@ -45,6 +46,7 @@ pub(crate) fn scan_and_diff<F, C>(
     opts: &RunOptions,
     stages: &Stages,
     cancel: &AtomicBool,
+    bar: &dyn PhaseProgress,
     load_prev: F,
     mut on_entry: C,
 ) -> Result<(ScanSummary, PrevIndex), CoreError>
@@ -138,7 +140,7 @@ where
         // finished first; batches are numbered from 1 as they are taken.
         for batch in InOrder::new(plan_rx, 1) {
             if callback_error.is_none() {
-                if let Err(e) = collect(&mut summary, batch, prev, stages, &mut on_entry) {
+                if let Err(e) = collect(&mut summary, batch, prev, bar, &mut on_entry) {
                     callback_error = Some(e);
                     cancel.store(true, Ordering::Relaxed);
                 }
@@ -160,13 +162,13 @@ fn collect<C>(
     summary: &mut ScanSummary,
     batch: Vec<ScanOutput>,
     prev: &PrevIndex,
-    stages: &Stages,
+    bar: &dyn PhaseProgress,
     on_entry: &mut C,
 ) -> Result<(), CoreError>
 where
     C: FnMut(&PrevIndex, PlannedEntry) -> Result<(), CoreError>,
 {
-    stages.progress.inc(batch.len() as u64, 0);
+    bar.inc(batch.len() as u64, 0);
     for out in batch {
         match out {
             ScanOutput::Planned(p) => {

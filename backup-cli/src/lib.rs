@@ -212,12 +212,12 @@ fn print_backup_summary(r: &RunReport, quiet: bool) {
             }
             println!(
                 "  files:    {} total, {} copied, {} linked, {} failed",
-                r.files_total, r.files_copied, r.files_linked, r.files_failed
+                r.counts.files_total, r.counts.files_copied, r.counts.files_linked, r.counts.files_failed
             );
             println!(
                 "  bytes:    {} copied of {}",
-                human_bytes(r.bytes_copied),
-                human_bytes(r.bytes_total)
+                human_bytes(r.counts.bytes_copied),
+                human_bytes(r.counts.bytes_total)
             );
             println!(
                 "  changes:  {} added, {} modified, {} removed",
@@ -232,7 +232,7 @@ fn print_backup_summary(r: &RunReport, quiet: bool) {
         }
         Outcome::NoChanges => println!(
             "No changes since the last snapshot ({} files checked in {secs:.2} s); no snapshot made.",
-            r.files_total
+            r.counts.files_total
         ),
         Outcome::SkippedNotDue => println!(
             "A snapshot was already made today ({}); nothing to do. Use --force to back up anyway.",
@@ -249,9 +249,9 @@ fn print_backup_summary(r: &RunReport, quiet: bool) {
             }
             println!(
                 "  would copy {} files ({}), link {}",
-                r.files_copied,
-                human_bytes(r.bytes_copied),
-                r.files_linked
+                r.counts.files_copied,
+                human_bytes(r.counts.bytes_copied),
+                r.counts.files_linked
             );
             println!(
                 "  changes: {} added, {} modified, {} removed",
@@ -293,9 +293,9 @@ fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
             name: s.name.clone(),
             path: s.location.clone(),
             created: s.created.to_rfc3339(),
-            files_total: s.info.as_ref().map(|i| i.files_total),
-            files_copied: s.info.as_ref().map(|i| i.files_copied),
-            bytes_copied: s.info.as_ref().map(|i| i.bytes_copied),
+            files_total: s.info.as_ref().map(|i| i.counts.files_total),
+            files_copied: s.info.as_ref().map(|i| i.counts.files_copied),
+            bytes_copied: s.info.as_ref().map(|i| i.counts.bytes_copied),
             // Snapshots of the original script (no manifest) hold only what
             // changed: partial.
             status: match s.info.as_ref().map(|i| i.status) {

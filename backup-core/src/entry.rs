@@ -20,6 +20,11 @@ pub enum EntryKind {
     Symlink,
 }
 
+/// How close to a scan's start a change makes a file "racily clean" (see
+/// [`FileStat::is_racy`]): file-system timestamps are coarser than the
+/// clock on some systems.
+pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
+
 /// The `lstat` facts the fast path compares between runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -71,6 +76,15 @@ impl FileStat {
                 0o644
             },
         }
+    }
+
+    /// Whether a file with these facts is "racily clean" for a scan that
+    /// started at `scan_started_ns`: modified (or its status changed: tools
+    /// that keep old mtimes still move ctime) within [`RACY_MARGIN_NS`] of
+    /// the scan's start or after it, so its mtime cannot prove it
+    /// unchanged and the next run must hash it again.
+    pub fn is_racy(&self, scan_started_ns: i64) -> bool {
+        self.mtime_ns.max(self.ctime_ns) >= scan_started_ns - RACY_MARGIN_NS
     }
 
     /// Whether size, mtime, ctime and inode all match: the fast path's test.

@@ -42,7 +42,7 @@ pub mod verify;
 pub use entry::{EntryKind, FileStat, ScanEntry};
 pub use error::CoreError;
 pub use hash::{hash_file, hash_reader, ContentHash, ContentHasher};
-pub use manifest::{EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
+pub use manifest::{Counts, EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
 pub use plan::{Action, Change, PlannedEntry, PreviousVersion, StaleCopy};
 pub use prev::{PrevEntry, PrevIndex};
 pub use progress::{NoProgress, Phase, PhaseProgress, Progress};

@@ -122,6 +122,25 @@ pub enum SnapshotStatus {
     Partial,
 }
 
+/// What a run counted: the same numbers in its report, in the snapshot's
+/// summary and (under the original script's names) in the metadata history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Regular files in the source after exclusions (in the snapshot).
+    pub files_total: u64,
+    /// Files whose content was copied.
+    pub files_copied: u64,
+    /// Files hard-linked to (or, in a content-addressed store, sharing) an
+    /// earlier snapshot's content.
+    pub files_linked: u64,
+    /// Files that could not be read.
+    pub files_failed: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+    /// Bytes of all files.
+    pub bytes_total: u64,
+}
+
 /// The summary of one snapshot: the first thing a store reads of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
@@ -140,18 +159,9 @@ pub struct SnapshotInfo {
     pub scan_started_ns: i64,
     /// The source folder that was backed up.
     pub source: String,
-    /// Regular files in the snapshot.
-    pub files_total: u64,
-    /// Files whose content was copied.
-    pub files_copied: u64,
-    /// Files hard-linked to an earlier snapshot.
-    pub files_linked: u64,
-    /// Files that could not be read.
-    pub files_failed: u64,
-    /// Bytes copied.
-    pub bytes_copied: u64,
-    /// Bytes of all files in the snapshot.
-    pub bytes_total: u64,
+    /// What the run found and wrote.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Complete or partial.
     pub status: SnapshotStatus,
     /// Wall time of the run in milliseconds.

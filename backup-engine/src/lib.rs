@@ -10,7 +10,7 @@
 //! # fn stages() -> backup_engine::Stages { unimplemented!() }
 //! # fn options() -> backup_engine::RunOptions { unimplemented!() }
 //! let report = backup_engine::run_backup(&options(), &stages());
-//! println!("{:?}: {} files copied", report.outcome, report.files_copied);
+//! println!("{:?}: {} files copied", report.outcome, report.counts.files_copied);
 //! ```
 
 pub mod diff;

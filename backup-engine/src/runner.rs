@@ -20,17 +20,12 @@ use crate::lock::{LockAttempt, LockHolder, RunLock};
 use crate::metadata::FileRecord;
 use backup_core::entry::{EntryKind, FileStat};
 use backup_core::error::CoreError;
-use backup_core::manifest::ManifestEntry;
+use backup_core::manifest::{Counts, ManifestEntry};
 use backup_core::prev::PrevIndex;
 use backup_core::progress::Progress;
 use backup_core::snapshot::SnapshotRef;
 use backup_core::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotStore};
 use backup_core::RelPath;
-
-/// A file modified this close to (or after) the start of the scan that
-/// recorded it is "racily clean": its mtime cannot prove it unchanged, so
-/// the next run hashes it again.
-pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
@@ -121,18 +116,9 @@ pub struct RunReport {
     pub snapshot: Option<String>,
     /// Its full path.
     pub snapshot_path: Option<String>,
-    /// Regular files in the source after exclusions.
-    pub files_total: u64,
-    /// Files copied.
-    pub files_copied: u64,
-    /// Files hard-linked to the previous snapshot.
-    pub files_linked: u64,
-    /// Files that could not be read.
-    pub files_failed: u64,
-    /// Bytes copied.
-    pub bytes_copied: u64,
-    /// Bytes of all files.
-    pub bytes_total: u64,
+    /// Files and bytes found, copied, linked and failed.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Wall time.
     pub duration_ms: u64,
     /// Paths that could not be read.
@@ -158,12 +144,7 @@ impl RunReport {
             outcome,
             snapshot: None,
             snapshot_path: None,
-            files_total: 0,
-            files_copied: 0,
-            files_linked: 0,
-            files_failed: 0,
-            bytes_copied: 0,
-            bytes_total: 0,
+            counts: Counts::default(),
             duration_ms: 0,
             failed: Vec::new(),
             error: None,
@@ -180,7 +161,7 @@ impl RunReport {
     pub fn exit_code(&self) -> u8 {
         match self.outcome {
             Outcome::Failed => 1,
-            _ if self.files_failed > 0 => 3,
+            _ if self.counts.files_failed > 0 => 3,
             _ => 0,
         }
     }
@@ -237,11 +218,11 @@ pub fn run_backup(opts: &RunOptions, stages: &Stages) -> RunReport {
         _ => info!(
             outcome = ?report.outcome,
             snapshot = report.snapshot.as_deref().unwrap_or("-"),
-            files_total = report.files_total,
-            files_copied = report.files_copied,
-            files_linked = report.files_linked,
-            files_failed = report.files_failed,
-            bytes_copied = report.bytes_copied,
+            files_total = report.counts.files_total,
+            files_copied = report.counts.files_copied,
+            files_linked = report.counts.files_linked,
+            files_failed = report.counts.files_failed,
+            bytes_copied = report.counts.bytes_copied,
             duration_ms = report.duration_ms,
             "backup run finished"
         ),
@@ -302,7 +283,7 @@ pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevInde
     let estimate = snapshot
         .info
         .as_ref()
-        .map_or(0, |i| i.files_total + i.files_total / 8);
+        .map_or(0, |i| i.counts.files_total + i.counts.files_total / 8);
     PrevIndex::from_entries(entries, estimate)
 }
 
@@ -345,10 +326,10 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Flags a file modified (or its status changed: tools that keep old
-/// mtimes still move ctime) within [`RACY_MARGIN_NS`] of the scan's start.
+/// Flags a racily clean file (see [`FileStat::is_racy`]) so that the next
+/// run hashes it again.
 fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
-    if m.kind == EntryKind::File && m.mtime_ns.max(m.ctime_ns) >= scan_started_ns - RACY_MARGIN_NS {
+    if m.kind == EntryKind::File && m.stat().is_racy(scan_started_ns) {
         m.rehash = true;
     }
     m

@@ -135,8 +135,8 @@ impl Collector<'_> {
             Change::Unchanged | Change::Unreadable => {}
         }
         if p.entry.kind == EntryKind::File {
-            r.files_total += 1;
-            r.bytes_total += p.entry.stat.size;
+            r.counts.files_total += 1;
+            r.counts.bytes_total += p.entry.stat.size;
         }
         self.any_change |= p.change.is_change();
     }
@@ -146,10 +146,10 @@ impl Collector<'_> {
         if matches!(self.sink, Sink::Counting) {
             match &p.action {
                 Action::Copy => {
-                    self.report.files_copied += 1;
+                    self.report.counts.files_copied += 1;
                     self.dry_copy_bytes += p.entry.stat.size;
                 }
-                Action::Link { .. } | Action::KeepStale(_) => self.report.files_linked += 1,
+                Action::Link { .. } | Action::KeepStale(_) => self.report.counts.files_linked += 1,
                 _ => {}
             }
             add_failure(&p, &mut self.report.failed);

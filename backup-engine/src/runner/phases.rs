@@ -225,7 +225,7 @@ pub(super) fn scan_and_plan(
     c.any_change |= c.report.changes.removed > 0;
     c.report.skipped_special = summary.skipped_special;
     info!(
-        files = c.report.files_total,
+        files = c.report.counts.files_total,
         added = c.report.changes.added,
         modified = c.report.changes.modified,
         removed = c.report.changes.removed,
@@ -258,9 +258,9 @@ pub(super) fn dry_run_report(
 ) -> Result<RunReport, CoreError> {
     let mut report = scanned.report;
     report.outcome = Outcome::DryRun;
-    report.bytes_copied = scanned.dry_copy_bytes;
+    report.counts.bytes_copied = scanned.dry_copy_bytes;
     report.failed.splice(0..0, scanned.scan_failures);
-    report.files_failed = report.failed.len() as u64;
+    report.counts.files_failed = report.failed.len() as u64;
     if scanned.any_change {
         let name = stages.store.next_name(start.created, &start.history)?;
         let mut with_new = start.snapshots.clone();
@@ -322,12 +322,12 @@ pub(super) fn write(
         applier.send(pending);
     }
     let mut applied = applier.finish()?;
-    report.files_copied = applied.files_copied;
-    report.files_linked = applied.files_linked;
-    report.bytes_copied = applied.bytes_copied;
+    report.counts.files_copied = applied.files_copied;
+    report.counts.files_linked = applied.files_linked;
+    report.counts.bytes_copied = applied.bytes_copied;
     report.failed.extend(std::mem::take(&mut applied.failed));
     dedup_failed(&mut report.failed);
-    report.files_failed = report.failed.len() as u64;
+    report.counts.files_failed = report.failed.len() as u64;
     Ok(Written::Snapshot(WrittenSnapshot {
         report,
         name: scanned.snapshot_name.unwrap_or_default(),
@@ -357,7 +357,7 @@ fn record_unchanged(
             add_failure(p, &mut report.failed);
         }
     }
-    report.files_failed = report.failed.len() as u64;
+    report.counts.files_failed = report.failed.len() as u64;
     if u.metadata_only || !start.meta_ok {
         let mut w = MetadataWriter::create(&opts.metadata_file)?;
         for h in u.held {
@@ -409,13 +409,8 @@ pub(super) fn commit(
         created: start.created.to_rfc3339(),
         scan_started_ns,
         source: opts.source.display().to_string(),
-        files_total: report.files_total,
-        files_copied: report.files_copied,
-        files_linked: report.files_linked,
-        files_failed: report.files_failed,
-        bytes_copied: report.bytes_copied,
-        bytes_total: report.bytes_total,
-        status: if report.files_failed > 0 {
+        counts: report.counts,
+        status: if report.counts.files_failed > 0 {
             SnapshotStatus::Partial
         } else {
             SnapshotStatus::Complete
@@ -516,12 +511,12 @@ pub(super) fn record_metadata(
     meta.backup_history.push(HistoryEntry {
         date: info.created.clone(),
         backup_dir: location,
-        files_backed_up: report.files_copied,
-        total_files: report.files_total,
+        files_backed_up: report.counts.files_copied,
+        total_files: report.counts.files_total,
         snapshot: Some(info.name.clone()),
-        files_linked: Some(report.files_linked),
-        files_failed: Some(report.files_failed),
-        bytes_copied: Some(report.bytes_copied),
+        files_linked: Some(report.counts.files_linked),
+        files_failed: Some(report.counts.files_failed),
+        bytes_copied: Some(report.counts.bytes_copied),
         duration_ms: Some(info.duration_ms),
         extra: Default::default(),
     });

@@ -39,7 +39,7 @@ pub fn find_rclone(opt: Option<&Path>) -> Result<Option<PathBuf>> {
         }
         return Ok(Some(p));
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for venv in [
         workspace.join(".ci/venv/bin/rclone"),
         PathBuf::from(".ci/venv/bin/rclone"),

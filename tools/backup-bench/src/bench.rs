@@ -404,7 +404,7 @@ fn probe_s3_support(bin: &Path, server: &S3Server, dir: &Path) -> Result<(), Str
     fs::write(&profile, text).map_err(|e| format!("writing {}: {e}", profile.display()))?;
     let mut c = Command::new(bin);
     c.arg("--profile").arg(&profile).args(["list", "--json"]);
-    s3_env(&mut c);
+    s3::credentials(&mut c);
     match untimed(&mut c) {
         Ok((0, _, _)) => Ok(()),
         Ok((2, _, err)) if err.contains("--features s3") => Err(no_s3_feature(bin)),
@@ -465,15 +465,6 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join(" | ")
-}
-
-/// Gives a command the S3 server's credentials (and nothing else of the
-/// AWS environment that could change whom it signs as).
-fn s3_env(c: &mut Command) {
-    c.env("AWS_ACCESS_KEY_ID", s3::KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE");
 }
 
 /// Why backup-cli cannot back up to S3: it lacks the feature.
@@ -570,7 +561,7 @@ impl Bench {
         let mut c = self.cmd(&self.bin.to_string_lossy());
         c.arg("--profile").arg(&st.profile);
         if st.s3 {
-            s3_env(&mut c);
+            s3::credentials(&mut c);
         }
         c
     }
@@ -579,7 +570,7 @@ impl Bench {
     fn restic_s3(&self, url: &str) -> Command {
         let mut c = self.restic();
         c.arg("-r").arg(url);
-        s3_env(&mut c);
+        s3::credentials(&mut c);
         c
     }
 
@@ -890,7 +881,7 @@ impl Bench {
         let server_cpu = |b: &Bench| {
             b.s3.as_ref()
                 .filter(|_| tool.is_s3())
-                .and_then(S3Server::cpu_secs)
+                .and_then(s3::cpu_secs)
         };
         let cpu_before = server_cpu(self);
         let m = self.runner.run(&mut step.cmd)?;
@@ -1160,7 +1151,7 @@ impl Bench {
             let label = format!("{} latest snapshot", Tool::OursS3.label());
             let mut c = Command::new(&self.bin);
             c.arg("--profile").arg(&st.profile);
-            s3_env(&mut c);
+            s3::credentials(&mut c);
             c.args(["verify", "--quick", "--json"]);
             match untimed(&mut c) {
                 Ok((0, out, _)) => {
@@ -1371,7 +1362,7 @@ pub fn run(opts: RunOptions) -> Result<Results> {
     // The loopback S3 server, stopped when dropped (also on errors).
     let mut server = None;
     if let (Some(rclone), true) = (&rclone, tools.iter().any(|t| t.is_s3())) {
-        match S3Server::start(rclone, &scratch.join("s3"), &logs.join("rclone.err")) {
+        match s3::start(rclone, &scratch.join("s3"), &logs.join("rclone.err")) {
             Ok(s) => {
                 eprintln!(
                     "S3 server: {} serve s3 on {}, bucket {} in {}",
@@ -1519,7 +1510,7 @@ pub fn run(opts: RunOptions) -> Result<Results> {
     for c in &checks {
         eprintln!("  {c}");
     }
-    let s3_server_peak_mib = bench.s3.as_ref().and_then(S3Server::peak_rss_mib);
+    let s3_server_peak_mib = bench.s3.as_ref().and_then(s3::peak_rss_mib);
     // Stop the server before its folder is deleted.
     drop(bench.s3.take());
     for (tool, why) in std::mem::take(&mut bench.disabled) {

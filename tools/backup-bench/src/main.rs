@@ -13,7 +13,6 @@ mod bench;
 mod corpus;
 mod fsutil;
 mod measure;
-mod prng;
 mod report;
 mod s3;
 

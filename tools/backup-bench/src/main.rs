@@ -13,6 +13,7 @@ mod bench;
 mod corpus;
 mod fsutil;
 mod measure;
+mod model;
 mod report;
 mod s3;
 
@@ -21,8 +22,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::bench::{RunOptions, Tool};
+use crate::bench::RunOptions;
 use crate::corpus::CorpusSize;
+use crate::model::Tool;
 
 /// Benchmarks for backup-cli.
 #[derive(Debug, Parser)]

@@ -1,6 +1,7 @@
 //! The `run` command: prepares the corpus and each tool's state, runs every
 //! scenario with the tools interleaved (A B A B …) on a warm cache, and
-//! collects wall times and peak RSS.
+//! collects wall times and peak RSS. What each tool runs is in
+//! [`crate::tools`]; this module times every step the same way.
 //!
 //! The S3 column (`ours-s3`, `restic-s3`) backs up the same corpus to a
 //! loopback `rclone serve s3` started for the run (see [`crate::s3`]).
@@ -19,11 +20,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::corpus::{self, CorpusSize, GENERATOR_VERSION};
-use crate::fsutil::{self, TreeSummary};
+use crate::fsutil::{self, mib, tail, TreeSummary};
 use crate::measure;
 use crate::model::{CorpusInfo, Machine, Results, Sample, Scenario, Tool};
 use crate::report;
 use crate::s3::{self, S3Server};
+use crate::tools::{borg, cp, find, ours, restic, rsync, Lab, Step, Update};
 
 /// The `apt-get` line that installs the reference tools.
 pub const INSTALL_HINT: &str = "apt-get install rsync restic borgbackup";
@@ -55,68 +57,17 @@ pub struct RunOptions {
     pub command_line: String,
 }
 
-/// backup-cli's state for one destination.
-#[derive(Clone, Debug)]
-struct OursState {
-    profile: PathBuf,
-    /// The destination folder (for S3: the server's folder of the prefix).
-    dest: PathBuf,
-    state: PathBuf,
-    /// The latest snapshot (for S3: its manifest's `s3://` URL).
-    latest: Option<PathBuf>,
-    /// Whether the destination is on the S3 server.
-    s3: bool,
-}
-
-/// A restic repository on the S3 server.
-#[derive(Clone, Debug)]
-struct ResticS3Repo {
-    /// `s3:http://127.0.0.1:PORT/BUCKET/PREFIX`.
-    url: String,
-    /// The server's folder holding its objects.
-    dir: PathBuf,
-}
-
-/// What a successful step changes in the chains.
-enum Update {
-    None,
-    Ours(OursState),
-    RsyncLatest(PathBuf),
-    Restic(PathBuf),
-    ResticS3(ResticS3Repo),
-    Borg(PathBuf, String),
-    RestoreDir(PathBuf),
-}
-
-/// A prepared timed run.
-struct Step {
-    cmd: Command,
-    warm: Vec<PathBuf>,
-    out: PathBuf,
-    err: PathBuf,
-    update: Update,
-    /// Exit codes that count as success besides 0 (borg: 1 = warning).
-    ok_codes: Vec<i32>,
-}
-
+/// A run in progress: the tools' lab, and what the runner records
+/// besides the samples.
 struct Bench {
-    runner: measure::Runner,
-    src: PathBuf,
-    scratch: PathBuf,
+    /// What every tool's steps run in and leave behind.
+    lab: Lab,
+    /// stdout and stderr of every timed run.
     logs: PathBuf,
-    bin: PathBuf,
-    ours: Option<OursState>,
-    rsync_latest: Option<PathBuf>,
-    restic_repo: Option<PathBuf>,
-    borg: Option<(PathBuf, String)>,
+    /// Restores to compare with the source at the end, by tool.
     restored: BTreeMap<Tool, PathBuf>,
+    /// Things that went wrong or looked wrong.
     anomalies: Vec<String>,
-    /// The loopback S3 server (stopped when dropped).
-    s3: Option<S3Server>,
-    /// backup-cli's state for its S3 destination.
-    ours_s3: Option<OursState>,
-    /// restic's repository on the S3 server.
-    restic_s3: Option<ResticS3Repo>,
     /// Tools that turned out unable to run mid-way, and why.
     disabled: BTreeMap<Tool, String>,
 }
@@ -150,57 +101,6 @@ fn find_bin(opt: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Checks, untimed, that `bin` can back up to the S3 server (`list` of an
-/// empty prefix); `Err` says why not, e.g. a build without the s3 feature.
-fn probe_s3_support(bin: &Path, server: &S3Server, dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let profile = dir.join("profile.toml");
-    let s = |p: &Path| toml_str(&p.to_string_lossy());
-    let text = format!(
-        "name = \"Probe\"\nsource = {}\ndestination = {}\n\
-         metadata_file = {}\nlog_file = {}\nlock_file = {}\n\n[s3]\nendpoint = {}\n",
-        s(dir),
-        toml_str(&format!("s3://{}/probe", s3::BUCKET)),
-        s(&dir.join("backup_metadata.json")),
-        s(&dir.join("backup_operations.log")),
-        s(&dir.join("backup_in_progress.lock")),
-        toml_str(&server.endpoint),
-    );
-    fs::write(&profile, text).map_err(|e| format!("writing {}: {e}", profile.display()))?;
-    let mut c = Command::new(bin);
-    c.arg("--profile").arg(&profile).args(["list", "--json"]);
-    s3::credentials(&mut c);
-    match untimed(&mut c) {
-        Ok((0, _, _)) => Ok(()),
-        Ok((2, _, err)) if err.contains("--features s3") => Err(no_s3_feature(bin)),
-        Ok((code, out, err)) => Err(format!(
-            "`backup-cli list` on the S3 server failed with exit code {code}: {}",
-            format!("{out}\n{err}").trim().lines().last().unwrap_or("")
-        )),
-        Err(e) => Err(format!("{e:#}")),
-    }
-}
-
-/// Runs an untimed setup command (directly, not through the measuring
-/// wrapper, whose exit code is always 0) and fails with its stderr if it
-/// fails.
-fn setup(cmd: &mut Command) -> Result<()> {
-    let mut cmd = measure::unwrapped(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 /// The first line a command prints (stdout, else stderr), for versions.
 fn version_line(program: &Path, args: &[&str]) -> String {
     match Command::new(program)
@@ -224,412 +124,40 @@ fn version_line(program: &Path, args: &[&str]) -> String {
         Err(e) => format!("(unavailable: {e})"),
     }
 }
-
-/// The last lines of a file, for error reports.
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join(" | ")
-}
-
-/// Why backup-cli cannot back up to S3: it lacks the feature.
-fn no_s3_feature(bin: &Path) -> String {
-    format!(
-        "{} was built without the s3 feature (rebuild it with `cargo build --release -p backup-cli --features s3`)",
-        bin.display()
-    )
-}
-
-/// Quotes a string for TOML.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The exclusions as rsync options.
-fn rsync_excludes() -> Vec<String> {
-    let mut v: Vec<String> = fsutil::EXCLUDED_DIRS
-        .iter()
-        .map(|d| format!("--exclude={d}/"))
-        .collect();
-    v.extend(
-        fsutil::EXCLUDED_SUFFIXES
-            .iter()
-            .map(|s| format!("--exclude=*{s}")),
-    );
-    v
-}
-
-/// The exclusions as restic options.
-fn restic_excludes() -> Vec<String> {
-    let mut v: Vec<String> = fsutil::EXCLUDED_DIRS
-        .iter()
-        .map(|d| format!("--exclude={d}"))
-        .collect();
-    v.extend(
-        fsutil::EXCLUDED_SUFFIXES
-            .iter()
-            .map(|s| format!("--exclude=*{s}")),
-    );
-    v
-}
-
-/// The exclusions as borg options (shell-style patterns).
-fn borg_excludes() -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for d in fsutil::EXCLUDED_DIRS {
-        v.push(format!("--exclude=sh:{d}"));
-        v.push(format!("--exclude=sh:**/{d}"));
-    }
-    for s in fsutil::EXCLUDED_SUFFIXES {
-        v.push(format!("--exclude=sh:**/*{s}"));
-    }
-    v
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
+/// One tree to compare with the source at the end: a label, its root, and
+/// whether to compare it file by file (else only its counts).
+struct CheckedTree {
+    label: String,
+    root: PathBuf,
+    full: bool,
 }
 
 impl Bench {
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = self.runner.command(program);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn restic(&self) -> Command {
-        let mut c = self.cmd("restic");
-        c.env("RESTIC_PASSWORD", "backup-bench")
-            .env("RESTIC_CACHE_DIR", self.scratch.join("cache/restic"));
-        c
-    }
-
-    fn borg(&self) -> Command {
-        let mut c = self.cmd("borg");
-        c.env("BORG_BASE_DIR", self.scratch.join("cache/borg"))
-            .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
-            .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
-            .env("BORG_PASSPHRASE", "");
-        c
-    }
-
-    fn ours_cmd(&self, st: &OursState) -> Command {
-        let mut c = self.cmd(&self.bin.to_string_lossy());
-        c.arg("--profile").arg(&st.profile);
-        if st.s3 {
-            s3::credentials(&mut c);
-        }
-        c
-    }
-
-    /// restic with the repository `url` on the S3 server.
-    fn restic_s3(&self, url: &str) -> Command {
-        let mut c = self.restic();
-        c.arg("-r").arg(url);
-        s3::credentials(&mut c);
-        c
-    }
-
-    /// The state of `tool` (backup-cli to a folder or to S3).
-    fn ours_slot(&mut self, tool: Tool) -> &mut Option<OursState> {
-        if tool == Tool::OursS3 {
-            &mut self.ours_s3
-        } else {
-            &mut self.ours
-        }
-    }
-
-    /// Writes a fresh backup-cli profile for a new destination: a folder
-    /// in `dir`, or with `s3_prefix` that prefix of the S3 server's bucket.
-    fn new_ours_state(&self, dir: &Path, s3_prefix: Option<&str>) -> Result<OursState> {
-        let state = dir.join("state");
-        fs::create_dir_all(&state)?;
-        let profile = dir.join("profile.toml");
-        let s = |p: &Path| toml_str(&p.to_string_lossy());
-        let (dest, destination, s3_table) = match s3_prefix {
-            None => {
-                let dest = dir.join("dest");
-                let d = s(&dest);
-                (dest, d, String::new())
-            }
-            Some(prefix) => {
-                let server = self.s3.as_ref().context("the S3 server is not running")?;
-                (
-                    server.dir(prefix),
-                    toml_str(&format!("s3://{}/{prefix}", s3::BUCKET)),
-                    format!(
-                        "\n# Credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.\n[s3]\nendpoint = {}\n",
-                        toml_str(&server.endpoint)
-                    ),
-                )
-            }
-        };
-        let text = format!(
-            "# Written by backup-bench.\n\
-             name = \"Bench\"\n\
-             source = {}\n\
-             destination = {}\n\
-             once_per_day = false\n\
-             max_backups = 1000\n\
-             exclude = [\"temp_processing/\"]\n\
-             # State files next to the profile, so the corpus stays untouched.\n\
-             metadata_file = {}\n\
-             log_file = {}\n\
-             lock_file = {}\n\
-             {}",
-            s(&self.src),
-            destination,
-            s(&state.join("backup_metadata.json")),
-            s(&state.join("backup_operations.log")),
-            s(&state.join("backup_in_progress.lock")),
-            s3_table,
-        );
-        fs::write(&profile, text)?;
-        Ok(OursState {
-            profile,
-            dest,
-            state,
-            latest: None,
-            s3: s3_prefix.is_some(),
-        })
-    }
-
     /// Prepares the timed run of `tool` in `sc`, run `run`; `None` when a
     /// prerequisite (an earlier scenario's state) is missing.
-    fn prepare(&mut self, sc: Scenario, tool: Tool, run: usize) -> Result<Option<Step>> {
+    fn prepare(&self, sc: Scenario, tool: Tool, run: usize) -> Result<Option<Step>> {
         let dir = self
+            .lab
             .scratch
             .join(sc.key())
             .join(format!("{}-{run}", tool.key()));
         let tag = format!("{}-{}-{run}", sc.key(), tool.key());
-        let out = self.logs.join(format!("{tag}.out"));
-        let err = self.logs.join(format!("{tag}.err"));
-        let src = self.src.clone();
-        let mut warm = vec![src.clone()];
-        let mut ok_codes = Vec::new();
-        let mut update = Update::None;
-        use Scenario::*;
-        let cmd = match (tool, sc) {
-            (Tool::Ours, Initial) => {
-                let st = self.new_ours_state(&dir, None)?;
-                let mut c = self.ours_cmd(&st);
-                c.args(["backup", "--force", "--json", "--quiet"]);
-                update = Update::Ours(st);
-                c
-            }
-            (Tool::Ours, NoChange | Mutate | Restore | Verify) => {
-                let Some(st) = self.ours.clone() else {
-                    return Ok(None);
-                };
-                warm.extend([st.dest.clone(), st.state.clone()]);
-                let mut c = self.ours_cmd(&st);
-                match sc {
-                    Restore => {
-                        warm.remove(0);
-                        c.args(["restore", "latest", "--to"])
-                            .arg(&dir)
-                            .arg("--json");
-                        update = Update::RestoreDir(dir.clone());
-                    }
-                    Verify => {
-                        warm.remove(0);
-                        c.args(["verify", "--json"]);
-                    }
-                    _ => {
-                        c.args(["backup", "--force", "--json", "--quiet"]);
-                    }
-                }
-                c
-            }
-            (Tool::Find, _) => {
-                let mut c = self.cmd("find");
-                c.arg(&src).args(["-printf", "%s %T@\\n"]);
-                c
-            }
-            (Tool::Cpa, Initial) => {
-                fs::create_dir_all(dir.parent().unwrap_or(&self.scratch))?;
-                let mut c = self.cmd("cp");
-                c.arg("-a").arg(&src).arg(&dir);
-                c
-            }
-            (Tool::Cpa, Restore | Verify) => {
-                // A plain copy of the very snapshot backup-cli restores.
-                let from = self
-                    .ours
-                    .as_ref()
-                    .and_then(|o| o.latest.clone())
-                    .unwrap_or_else(|| src.clone());
-                fs::create_dir_all(&dir)?;
-                warm = vec![from.clone()];
-                let mut c = self.cmd("cp");
-                c.arg("-a").arg(from.join(".")).arg(&dir);
-                c
-            }
-            (Tool::Cpa, NoChange | Mutate) => return Ok(None),
-            (Tool::Cpal, _) => {
-                let from = self
-                    .ours
-                    .as_ref()
-                    .and_then(|o| o.latest.clone())
-                    .unwrap_or_else(|| src.clone());
-                fs::create_dir_all(dir.parent().unwrap_or(&self.scratch))?;
-                warm = vec![from.clone()];
-                let mut c = self.cmd("cp");
-                c.arg("-al").arg(&from).arg(&dir);
-                c
-            }
-            (Tool::Rsync, _) => {
-                fs::create_dir_all(&dir)?;
-                let mut c = self.cmd("rsync");
-                c.arg("-a").arg("--delete").args(rsync_excludes());
-                if sc != Initial {
-                    let Some(prev) = self.rsync_latest.clone() else {
-                        return Ok(None);
-                    };
-                    c.arg(format!("--link-dest={}", prev.display()));
-                    warm.push(prev);
-                }
-                c.arg(format!("{}/", src.display()))
-                    .arg(format!("{}/", dir.display()));
-                update = Update::RsyncLatest(dir.clone());
-                c
-            }
-            (Tool::Restic, _) => {
-                let repo = if sc == Initial {
-                    let repo = dir.join("repo");
-                    fs::create_dir_all(&dir)?;
-                    setup(self.restic().arg("-r").arg(&repo).arg("init"))?;
-                    update = Update::Restic(repo.clone());
-                    repo
-                } else {
-                    let Some(r) = self.restic_repo.clone() else {
-                        return Ok(None);
-                    };
-                    r
-                };
-                warm.extend([repo.clone(), self.scratch.join("cache/restic")]);
-                let mut c = self.restic();
-                c.arg("-r").arg(&repo);
-                match sc {
-                    Restore => {
-                        warm.remove(0);
-                        fs::create_dir_all(&dir)?;
-                        c.args(["restore", "latest", "--target"]).arg(&dir);
-                        update = Update::RestoreDir(dir.clone());
-                    }
-                    Verify => {
-                        warm.remove(0);
-                        c.args(["check", "--read-data"]);
-                    }
-                    _ => {
-                        c.arg("backup").args(restic_excludes()).arg(&src);
-                    }
-                }
-                c
-            }
-            (Tool::OursS3, _) => {
-                let st = if sc == Initial {
-                    let st = self.new_ours_state(&dir, Some(&format!("ours/initial-{run}")))?;
-                    update = Update::Ours(st.clone());
-                    st
-                } else {
-                    let Some(st) = self.ours_s3.clone() else {
-                        return Ok(None);
-                    };
-                    warm.extend([st.dest.clone(), st.state.clone()]);
-                    st
-                };
-                let mut c = self.ours_cmd(&st);
-                c.args(["backup", "--force", "--json", "--quiet"]);
-                c
-            }
-            (Tool::ResticS3, _) => {
-                let repo = if sc == Initial {
-                    let server = self.s3.as_ref().context("the S3 server is not running")?;
-                    let prefix = format!("restic/initial-{run}");
-                    let repo = ResticS3Repo {
-                        url: format!("s3:{}/{}/{prefix}", server.endpoint, s3::BUCKET),
-                        dir: server.dir(&prefix),
-                    };
-                    setup(self.restic_s3(&repo.url).arg("init"))?;
-                    update = Update::ResticS3(repo.clone());
-                    repo
-                } else {
-                    let Some(r) = self.restic_s3.clone() else {
-                        return Ok(None);
-                    };
-                    r
-                };
-                warm.extend([repo.dir.clone(), self.scratch.join("cache/restic")]);
-                let mut c = self.restic_s3(&repo.url);
-                c.arg("backup").args(restic_excludes()).arg(&src);
-                c
-            }
-            (Tool::Borg, _) => {
-                let repo = if sc == Initial {
-                    let repo = dir.join("repo");
-                    fs::create_dir_all(&dir)?;
-                    setup(
-                        self.borg()
-                            .args(["init", "--encryption", "none"])
-                            .arg(&repo),
-                    )?;
-                    repo
-                } else {
-                    let Some((r, _)) = self.borg.clone() else {
-                        return Ok(None);
-                    };
-                    r
-                };
-                warm.extend([repo.clone(), self.scratch.join("cache/borg")]);
-                let mut c = self.borg();
-                // 1 is borg's "warning" exit code (e.g. a file changed).
-                ok_codes.push(1);
-                match sc {
-                    Restore => {
-                        warm.remove(0);
-                        let Some((_, archive)) = self.borg.clone() else {
-                            return Ok(None);
-                        };
-                        fs::create_dir_all(&dir)?;
-                        c.current_dir(&dir)
-                            .arg("extract")
-                            .arg(format!("{}::{archive}", repo.display()));
-                        update = Update::RestoreDir(dir.clone());
-                    }
-                    Verify => {
-                        warm.remove(0);
-                        c.args(["check", "--verify-data"]).arg(&repo);
-                    }
-                    _ => {
-                        let archive = format!("{}-{run}", sc.key());
-                        c.current_dir(&src)
-                            .arg("create")
-                            .args(borg_excludes())
-                            .arg(format!("{}::{archive}", repo.display()))
-                            .arg(".");
-                        update = Update::Borg(repo.clone(), archive);
-                    }
-                }
-                c
-            }
+        let lab = &self.lab;
+        let plan = match tool {
+            Tool::Ours => ours::prepare(lab, sc, &dir)?,
+            Tool::OursS3 => ours::prepare_s3(lab, sc, run, &dir)?,
+            Tool::Find => find::prepare(lab, sc)?,
+            Tool::Cpa => cp::prepare_copy(lab, sc, &dir)?,
+            Tool::Cpal => cp::prepare_linked(lab, sc, &dir)?,
+            Tool::Rsync => rsync::prepare(lab, sc, &dir)?,
+            Tool::Restic => restic::prepare(lab, sc, &dir)?,
+            Tool::ResticS3 => restic::prepare_s3(lab, sc, run)?,
+            Tool::Borg => borg::prepare(lab, sc, run, &dir)?,
         };
-        Ok(Some(Step {
-            cmd,
-            warm,
-            out,
-            err,
-            update,
-            ok_codes,
+        Ok(plan.map(|plan| Step {
+            plan,
+            out: self.logs.join(format!("{tag}.out")),
+            err: self.logs.join(format!("{tag}.err")),
         }))
     }
 
@@ -640,17 +168,21 @@ impl Bench {
         } else {
             fs::File::create(&step.out)?.into()
         };
-        step.cmd.stdout(stdout).stderr(fs::File::create(&step.err)?);
+        step.plan
+            .cmd
+            .stdout(stdout)
+            .stderr(fs::File::create(&step.err)?);
         measure::sync_all();
-        fsutil::warm(&step.warm)?;
-        let server_cpu = |b: &Bench| {
-            b.s3.as_ref()
+        fsutil::warm(&step.plan.warm)?;
+        let server_cpu = |lab: &Lab| {
+            lab.s3
+                .as_ref()
                 .filter(|_| tool.is_s3())
                 .and_then(s3::cpu_secs)
         };
-        let cpu_before = server_cpu(self);
-        let m = self.runner.run(&mut step.cmd)?;
-        let cpu_after = server_cpu(self);
+        let cpu_before = server_cpu(&self.lab);
+        let m = self.lab.runner.run(&mut step.plan.cmd)?;
+        let cpu_after = server_cpu(&self.lab);
         let sync_after = measure::sync_all();
         let mut sample = Sample {
             m,
@@ -658,17 +190,12 @@ impl Bench {
             bytes: None,
             files: None,
             server_cpu: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
-            ok: m.ok() || step.ok_codes.contains(&m.code),
+            ok: m.ok() || step.plan.ok_codes.contains(&m.code),
         };
         let what = format!("{} {} run {}", sc.key(), tool.label(), run + 1);
-        if tool == Tool::OursS3
-            && m.code == 2
-            && fs::read_to_string(&step.err)
-                .unwrap_or_default()
-                .contains("--features s3")
-        {
+        if tool == Tool::OursS3 && ours::lacks_s3_feature(m.code, &step.err) {
             // Not a backup at all: say so, and do not record a time.
-            let why = no_s3_feature(&self.bin);
+            let why = ours::no_s3_feature(&self.lab.bin);
             self.anomalies.push(format!("{what}: {why}"));
             self.disabled.insert(tool, why);
             sample.ok = false;
@@ -688,222 +215,248 @@ impl Bench {
             ));
         }
         if matches!(tool, Tool::Ours | Tool::OursS3) {
-            self.check_ours(sc, tool, &what, &step, &mut sample)?;
+            ours::check(
+                &mut self.lab,
+                sc,
+                tool,
+                &what,
+                &step,
+                &mut sample,
+                &mut self.anomalies,
+            );
         }
         if sample.ok {
-            match step.update {
-                Update::None => {}
-                // check_ours already recorded the new state and snapshot.
-                Update::Ours(_) => {}
-                Update::RsyncLatest(p) => self.rsync_latest = Some(p),
-                Update::Restic(p) => self.restic_repo = Some(p),
-                Update::ResticS3(r) => self.restic_s3 = Some(r),
-                Update::Borg(p, a) => self.borg = Some((p, a)),
-                Update::RestoreDir(p) => {
-                    self.restored.entry(tool).or_insert(p);
-                }
-            }
+            self.record(tool, step.plan.update);
         }
         Ok(sample)
     }
 
-    /// Reads backup-cli's JSON and checks the outcome of the scenario.
-    fn check_ours(
+    /// Keeps what a successful run of `tool` left for the next scenario.
+    fn record(&mut self, tool: Tool, update: Update) {
+        let lab = &mut self.lab;
+        match update {
+            Update::None => {}
+            // ours::check already recorded the new state and snapshot.
+            Update::Ours(_) => {}
+            Update::RsyncLatest(p) => lab.rsync_latest = Some(p),
+            Update::Restic(p) => lab.restic_repo = Some(p),
+            Update::ResticS3(r) => lab.restic_s3 = Some(r),
+            Update::Borg(p, a) => lab.borg = Some((p, a)),
+            Update::RestoreDir(p) => {
+                self.restored.entry(tool).or_insert(p);
+            }
+        }
+    }
+
+    /// Runs every scenario: for each, `runs` rounds of every tool that
+    /// takes part, interleaved, the corpus mutated before each round of
+    /// the after-mutate scenario.
+    fn run_scenarios(
         &mut self,
-        sc: Scenario,
-        tool: Tool,
-        what: &str,
-        step: &Step,
-        sample: &mut Sample,
-    ) -> Result<()> {
-        let text = fs::read_to_string(&step.out).unwrap_or_default();
-        let json: Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                sample.ok = false;
-                self.anomalies.push(format!(
-                    "{what}: stdout is not one JSON document ({e}): {:?} stderr: {}",
-                    text.chars().take(300).collect::<String>(),
-                    tail(&step.err, 3)
-                ));
-                return Ok(());
+        opts: &RunOptions,
+        tools: &[Tool],
+        mut mutations: u64,
+    ) -> Result<BTreeMap<(Scenario, Tool), Vec<Sample>>> {
+        let mut samples: BTreeMap<(Scenario, Tool), Vec<Sample>> = BTreeMap::new();
+        let marker = opts
+            .work
+            .join(format!("corpus-{}.json", opts.corpus.name()));
+        for sc in Scenario::ALL {
+            let here: Vec<Tool> = tools.iter().copied().filter(|t| t.runs_in(sc)).collect();
+            if here.is_empty() {
+                continue;
             }
-        };
-        let u = |k: &str| json.get(k).and_then(Value::as_u64);
-        let outcome = json.get("outcome").and_then(Value::as_str).unwrap_or("");
-        match sc {
-            Scenario::Initial | Scenario::Mutate | Scenario::NoChange => {
-                let want = if sc == Scenario::NoChange {
-                    "no_changes"
-                } else {
-                    "created"
-                };
-                if outcome != want {
-                    sample.ok = false;
-                    self.anomalies.push(format!(
-                        "{what}: outcome {outcome:?}, expected {want:?} (error: {})",
-                        json.get("error").unwrap_or(&Value::Null)
-                    ));
+            eprintln!("== {}: {}", sc.key(), sc.title());
+            for run in 0..opts.runs {
+                if sc == Scenario::Mutate {
+                    let seed = opts
+                        .seed
+                        .wrapping_mul(1_000_003)
+                        .wrapping_add(1 + mutations);
+                    let st = corpus::mutate(&self.lab.src, seed)?;
+                    mutations += 1;
+                    fs::write(
+                        &marker,
+                        marker_json(opts.corpus, opts.seed, mutations).to_string(),
+                    )?;
+                    eprintln!(
+                        "  mutate: {} changed in place, {} rewritten, {} added, {} deleted",
+                        st.changed_same_size, st.changed_resized, st.added, st.deleted
+                    );
                 }
-                sample.bytes = u("bytes_copied");
-                sample.files = u("files_total");
-                if let Some(f) = u("files_failed").filter(|&f| f > 0) {
-                    self.anomalies
-                        .push(format!("{what}: {f} files failed: {}", json["failed"]));
-                }
-                if outcome == "created" {
-                    let path = json
-                        .get("snapshot_path")
-                        .and_then(Value::as_str)
-                        .map(PathBuf::from);
-                    match &step.update {
-                        Update::Ours(st) => {
-                            let mut st = st.clone();
-                            st.latest = path;
-                            *self.ours_slot(tool) = Some(st);
-                        }
-                        _ => {
-                            if let Some(o) = self.ours_slot(tool).as_mut() {
-                                o.latest = path;
-                            }
-                        }
-                    }
-                }
-            }
-            Scenario::Restore => {
-                sample.bytes = u("bytes_restored");
-                sample.files = u("files_restored");
-                for k in ["mismatches", "errors", "not_in_snapshot"] {
-                    if let Some(a) = json.get(k).and_then(Value::as_array) {
-                        if !a.is_empty() {
-                            sample.ok = false;
-                            self.anomalies
-                                .push(format!("{what}: {} {k}: {}", a.len(), json[k]));
-                        }
-                    }
-                }
-            }
-            Scenario::Verify => {
-                sample.bytes = u("bytes_checked");
-                sample.files = u("files_checked");
-                for k in ["corrupt", "missing", "unexpected"] {
-                    if let Some(a) = json.get(k).and_then(Value::as_array) {
-                        if !a.is_empty() {
-                            sample.ok = false;
-                            self.anomalies
-                                .push(format!("{what}: {} {k}: {}", a.len(), json[k]));
-                        }
+                for &tool in &here {
+                    if let Some(s) = self.timed_run(sc, tool, run, opts.runs)? {
+                        samples.entry((sc, tool)).or_default().push(s);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(samples)
+    }
+
+    /// Prepares, times and reports one run of `tool`; `None` when it did
+    /// not run or recorded no time.
+    fn timed_run(
+        &mut self,
+        sc: Scenario,
+        tool: Tool,
+        run: usize,
+        runs: usize,
+    ) -> Result<Option<Sample>> {
+        if self.disabled.contains_key(&tool) {
+            return Ok(None);
+        }
+        let Some(step) = self.prepare(sc, tool, run)? else {
+            let msg = format!(
+                "{} {} run {}: skipped (no state from an earlier scenario)",
+                sc.key(),
+                tool.label(),
+                run + 1
+            );
+            eprintln!("  {msg}");
+            self.anomalies.push(msg);
+            return Ok(None);
+        };
+        let s = self.measure(sc, tool, run, step)?;
+        if let Some(why) = self.disabled.get(&tool) {
+            eprintln!("  {}: no time recorded: {why}", tool.label());
+            return Ok(None);
+        }
+        eprintln!(
+            "  [{}/{}] {:<11} {:>8.3} s  {:>7.1} MiB  (sync after {:.2} s){}",
+            run + 1,
+            runs,
+            tool.label(),
+            s.m.wall,
+            s.m.max_rss_kib as f64 / 1024.0,
+            s.sync_after,
+            if s.ok { "" } else { "  FAILED" }
+        );
+        Ok(Some(s))
     }
 
     /// Untimed checks that every tool saw the same files.
     fn consistency(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
-        let expected = match fsutil::summarize(&self.src, &fsutil::is_excluded) {
+        let expected = match fsutil::summarize(&self.lab.src, &fsutil::is_excluded) {
             Ok(s) => s,
             Err(e) => {
                 lines.push(format!("could not read the source: {e:#}"));
                 return lines;
             }
         };
-        let describe = |s: &TreeSummary| {
-            format!(
-                "{} files, {} symlinks, {} folders, {:.1} MiB",
-                s.files,
-                s.symlinks,
-                s.dirs,
-                mib(s.bytes)
-            )
-        };
         lines.push(format!("source after exclusions: {}", describe(&expected)));
-        let not_manifest = |p: &Path| p == Path::new(".backup-snapshot");
-        let mut trees: Vec<(String, PathBuf, bool)> = Vec::new();
-        if let Some(l) = self.ours.as_ref().and_then(|o| o.latest.clone()) {
-            trees.push(("backup-cli latest snapshot".into(), l, true));
-        }
-        if let Some(p) = self.rsync_latest.clone() {
-            trees.push(("rsync latest snapshot".into(), p, true));
-        }
-        for (tool, dir) in &self.restored {
-            let root = if *tool == Tool::Restic {
-                dir.join(self.src.strip_prefix("/").unwrap_or(&self.src))
+        for t in self.checked_trees() {
+            let line = if t.full {
+                self.compare_with_source(&t)
             } else {
-                dir.clone()
+                self.count_against_source(&t, &expected)
             };
-            trees.push((
-                format!("{} restore", tool.label()),
-                root,
-                *tool == Tool::Ours,
-            ));
-        }
-        for (label, root, full) in trees {
-            if full {
-                match fsutil::compare_trees(
-                    &self.src,
-                    &fsutil::is_excluded,
-                    &root,
-                    &not_manifest,
-                    5,
-                ) {
-                    Ok(d) if d.content_count == 0 => {
-                        let meta = if d.metadata_count == 0 {
-                            "same modes and mtimes".to_string()
-                        } else {
-                            format!(
-                                "{} entries with other modes/mtimes (e.g. {})",
-                                d.metadata_count,
-                                d.metadata.join("; ")
-                            )
-                        };
-                        lines.push(format!(
-                            "{label}: same files and content as the source; {meta}"
-                        ));
-                        if label.contains("restore") && d.metadata_count > 0 {
-                            self.anomalies.push(format!(
-                                "backup-cli restore: {} entries differ from the source in mode or mtime (e.g. {})",
-                                d.metadata_count,
-                                d.metadata.join("; ")
-                            ));
-                        }
-                    }
-                    Ok(d) => {
-                        let s = format!(
-                            "{label}: {} differences from the source: {}",
-                            d.content_count,
-                            d.content.join("; ")
-                        );
-                        self.anomalies.push(s.clone());
-                        lines.push(s);
-                    }
-                    Err(e) => lines.push(format!("{label}: could not compare: {e:#}")),
-                }
-            } else {
-                match fsutil::summarize(&root, &not_manifest) {
-                    Ok(s)
-                        if (s.files, s.bytes, s.symlinks)
-                            == (expected.files, expected.bytes, expected.symlinks) =>
-                    {
-                        lines.push(format!("{label}: {} (same as the source)", describe(&s)))
-                    }
-                    Ok(s) => {
-                        let line = format!(
-                            "{label}: {} (the source has {})",
-                            describe(&s),
-                            describe(&expected)
-                        );
-                        self.anomalies.push(line.clone());
-                        lines.push(line);
-                    }
-                    Err(e) => lines.push(format!("{label}: could not read: {e:#}")),
-                }
-            }
+            lines.push(line);
         }
         lines.extend(self.s3_consistency(&expected));
         lines
+    }
+
+    /// The trees the tools left that can be compared with the source:
+    /// backup-cli's and rsync's latest copies and every restore, in full
+    /// for backup-cli and rsync, by counts for the others.
+    fn checked_trees(&self) -> Vec<CheckedTree> {
+        let lab = &self.lab;
+        let mut trees = Vec::new();
+        if let Some(l) = lab.ours.as_ref().and_then(|o| o.latest.clone()) {
+            trees.push(CheckedTree {
+                label: "backup-cli latest snapshot".into(),
+                root: l,
+                full: true,
+            });
+        }
+        if let Some(p) = lab.rsync_latest.clone() {
+            trees.push(CheckedTree {
+                label: "rsync latest snapshot".into(),
+                root: p,
+                full: true,
+            });
+        }
+        for (tool, dir) in &self.restored {
+            let root = if *tool == Tool::Restic {
+                dir.join(lab.src.strip_prefix("/").unwrap_or(&lab.src))
+            } else {
+                dir.clone()
+            };
+            trees.push(CheckedTree {
+                label: format!("{} restore", tool.label()),
+                root,
+                full: *tool == Tool::Ours,
+            });
+        }
+        trees
+    }
+
+    /// Compares a tree file by file with the source (contents, then modes
+    /// and mtimes; a backup-cli restore must match those too).
+    fn compare_with_source(&mut self, t: &CheckedTree) -> String {
+        let label = &t.label;
+        match fsutil::compare_trees(
+            &self.lab.src,
+            &fsutil::is_excluded,
+            &t.root,
+            &not_manifest,
+            5,
+        ) {
+            Ok(d) if d.content_count == 0 => {
+                let meta = if d.metadata_count == 0 {
+                    "same modes and mtimes".to_string()
+                } else {
+                    format!(
+                        "{} entries with other modes/mtimes (e.g. {})",
+                        d.metadata_count,
+                        d.metadata.join("; ")
+                    )
+                };
+                if label.contains("restore") && d.metadata_count > 0 {
+                    self.anomalies.push(format!(
+                        "backup-cli restore: {} entries differ from the source in mode or mtime (e.g. {})",
+                        d.metadata_count,
+                        d.metadata.join("; ")
+                    ));
+                }
+                format!("{label}: same files and content as the source; {meta}")
+            }
+            Ok(d) => {
+                let s = format!(
+                    "{label}: {} differences from the source: {}",
+                    d.content_count,
+                    d.content.join("; ")
+                );
+                self.anomalies.push(s.clone());
+                s
+            }
+            Err(e) => format!("{label}: could not compare: {e:#}"),
+        }
+    }
+
+    /// Compares a tree's counts (files, bytes, symlinks) with the source's.
+    fn count_against_source(&mut self, t: &CheckedTree, expected: &TreeSummary) -> String {
+        let label = &t.label;
+        match fsutil::summarize(&t.root, &not_manifest) {
+            Ok(s)
+                if (s.files, s.bytes, s.symlinks)
+                    == (expected.files, expected.bytes, expected.symlinks) =>
+            {
+                format!("{label}: {} (same as the source)", describe(&s))
+            }
+            Ok(s) => {
+                let line = format!(
+                    "{label}: {} (the source has {})",
+                    describe(&s),
+                    describe(expected)
+                );
+                self.anomalies.push(line.clone());
+                line
+            }
+            Err(e) => format!("{label}: could not read: {e:#}"),
+        }
     }
 
     /// Untimed checks of what the S3 tools left on the server: backup-cli's
@@ -912,91 +465,27 @@ impl Bench {
     fn s3_consistency(&mut self, expected: &TreeSummary) -> Vec<String> {
         let mut lines = Vec::new();
         let mut bad = Vec::new();
-        if let Some(st) = self.ours_s3.clone().filter(|s| s.latest.is_some()) {
-            let label = format!("{} latest snapshot", Tool::OursS3.label());
-            let mut c = Command::new(&self.bin);
-            c.arg("--profile").arg(&st.profile);
-            s3::credentials(&mut c);
-            c.args(["verify", "--quick", "--json"]);
-            match untimed(&mut c) {
-                Ok((0, out, _)) => {
-                    let json: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-                    let n = |k: &str| json.get(k).and_then(Value::as_array).map_or(0, Vec::len);
-                    let problems = n("corrupt") + n("missing") + n("unexpected");
-                    let files = json.get("files_checked").and_then(Value::as_u64);
-                    let line = format!(
-                        "{label}: `verify --quick`: {} files there with the right size, {problems} corrupt/missing/unexpected (the source has {} files)",
-                        files.map_or("?".into(), |f| f.to_string()),
-                        expected.files,
-                    );
-                    if problems > 0 || files != Some(expected.files) {
-                        bad.push(line.clone());
-                    }
-                    lines.push(line);
-                }
-                Ok((code, out, err)) => {
-                    let line = format!(
-                        "{label}: `verify --quick` exited with {code}: {} {}",
-                        out.chars().take(300).collect::<String>(),
-                        err.lines().last().unwrap_or("")
-                    );
-                    bad.push(line.clone());
-                    lines.push(line);
-                }
-                Err(e) => lines.push(format!("{label}: could not verify: {e:#}")),
-            }
-        }
-        if let Some(repo) = self.restic_s3.clone() {
-            let label = format!("{} repository", Tool::ResticS3.label());
-            let mut c = self.restic_s3(&repo.url);
-            c.arg("check");
-            match untimed(&mut c) {
-                Ok((0, _, _)) => lines.push(format!("{label}: `restic check`: no errors")),
-                Ok((code, out, err)) => {
-                    let line = format!(
-                        "{label}: `restic check` exited with {code}: {}",
-                        format!("{out}\n{err}").trim().lines().last().unwrap_or("")
-                    );
-                    bad.push(line.clone());
-                    lines.push(line);
-                }
-                Err(e) => lines.push(format!("{label}: could not check: {e:#}")),
-            }
-            let mut c = self.restic_s3(&repo.url);
-            c.args(["stats", "latest", "--json"]);
-            if let Ok((0, out, _)) = untimed(&mut c) {
-                let json: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-                if let Some(size) = json.get("total_size").and_then(Value::as_u64) {
-                    let line = format!(
-                        "{label}: latest snapshot holds {:.1} MiB ({size} bytes; the source has {} bytes)",
-                        mib(size),
-                        expected.bytes
-                    );
-                    if size != expected.bytes {
-                        bad.push(line.clone());
-                    }
-                    lines.push(line);
-                }
-            }
-        }
+        ours::s3_consistency(&self.lab, expected, &mut lines, &mut bad);
+        restic::s3_consistency(&self.lab, expected, &mut lines, &mut bad);
         self.anomalies.extend(bad);
         lines
     }
 }
 
-/// Runs an untimed command (stdin closed) and returns its exit code (-1 if
-/// killed), stdout and stderr.
-fn untimed(cmd: &mut Command) -> Result<(i32, String, String)> {
-    let mut cmd = measure::unwrapped(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+/// A tree's counts in one phrase.
+fn describe(s: &TreeSummary) -> String {
+    format!(
+        "{} files, {} symlinks, {} folders, {:.1} MiB",
+        s.files,
+        s.symlinks,
+        s.dirs,
+        mib(s.bytes)
+    )
+}
+
+/// Skips backup-cli's own record in a snapshot.
+fn not_manifest(p: &Path) -> bool {
+    p == Path::new(".backup-snapshot")
 }
 
 /// Makes sure the corpus exists (generating or reusing it); returns its
@@ -1070,20 +559,19 @@ fn ensure_corpus(opts: &RunOptions, scratch: &Path) -> Result<CorpusInfo> {
     })
 }
 
-/// Runs the whole benchmark and returns its results (also printing them).
-pub fn run(opts: RunOptions) -> Result<Results> {
-    if opts.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
-    fs::create_dir_all(&opts.work)?;
-    let work = fs::canonicalize(&opts.work)?;
-    let opts = RunOptions { work, ..opts };
-    let bin = find_bin(opts.bin.as_deref())?;
+/// Says a tool is skipped, and why, and keeps that for the report.
+fn skip(skipped: &mut Vec<String>, msg: String) {
+    eprintln!("skipping {msg}");
+    skipped.push(msg);
+}
+
+/// A fresh `scratch-<time>` folder (with its `logs`) in the work dir,
+/// noting scratch folders left over from earlier runs.
+fn new_scratch(work: &Path) -> Result<PathBuf> {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let scratch = opts.work.join(format!("scratch-{stamp}"));
-    let logs = scratch.join("logs");
-    fs::create_dir_all(&logs)?;
-    for old in fs::read_dir(&opts.work)?.flatten() {
+    let scratch = work.join(format!("scratch-{stamp}"));
+    fs::create_dir_all(scratch.join("logs"))?;
+    for old in fs::read_dir(work)?.flatten() {
         let n = old.file_name().to_string_lossy().to_string();
         if n.starts_with("scratch-") && old.path() != scratch {
             eprintln!(
@@ -1092,73 +580,78 @@ pub fn run(opts: RunOptions) -> Result<Results> {
             );
         }
     }
+    Ok(scratch)
+}
 
-    // Which tools can run.
-    let rclone = if opts.tools.iter().any(|t| t.is_s3()) {
-        s3::find_rclone(opts.rclone.as_deref())?
-    } else {
-        None
-    };
+/// The tools asked for that can run here, in table order; the others are
+/// skipped, saying what to install.
+fn available_tools(asked: &[Tool], have_rclone: bool, skipped: &mut Vec<String>) -> Vec<Tool> {
     let mut tools = Vec::new();
-    let mut skipped = Vec::new();
-    let mut skip = |msg: String| {
-        eprintln!("skipping {msg}");
-        skipped.push(msg);
-    };
     for t in Tool::ALL {
-        if !opts.tools.contains(&t) {
+        if !asked.contains(&t) {
             continue;
         }
         match t.program() {
             Some(p) if fsutil::which(p).is_none() => {
-                skip(format!(
-                    "{}: `{p}` is not installed ({INSTALL_HINT})",
-                    t.label()
-                ));
+                skip(
+                    skipped,
+                    format!("{}: `{p}` is not installed ({INSTALL_HINT})", t.label()),
+                );
             }
-            _ if t.is_s3() && rclone.is_none() => skip(format!(
-                "{}: rclone (for the loopback S3 server) is not installed ({})",
-                t.label(),
-                s3::RCLONE_HINT
-            )),
+            _ if t.is_s3() && !have_rclone => skip(
+                skipped,
+                format!(
+                    "{}: rclone (for the loopback S3 server) is not installed ({})",
+                    t.label(),
+                    s3::RCLONE_HINT
+                ),
+            ),
             _ => tools.push(t),
         }
     }
-    // The loopback S3 server, stopped when dropped (also on errors).
-    let mut server = None;
-    if let (Some(rclone), true) = (&rclone, tools.iter().any(|t| t.is_s3())) {
-        match s3::start(rclone, &scratch.join("s3"), &logs.join("rclone.err")) {
-            Ok(s) => {
-                eprintln!(
-                    "S3 server: {} serve s3 on {}, bucket {} in {}",
-                    rclone.display(),
-                    s.endpoint,
-                    s3::BUCKET,
-                    s.root.display()
-                );
-                server = Some(s);
-            }
-            Err(e) => {
-                for t in tools.iter().filter(|t| t.is_s3()) {
-                    skip(format!("{}: {e:#}", t.label()));
-                }
-                tools.retain(|t| !t.is_s3());
-            }
-        }
-    }
-    if let (Some(srv), true) = (&server, tools.contains(&Tool::OursS3)) {
-        if let Err(why) = probe_s3_support(&bin, srv, &scratch.join("probe-s3")) {
-            skip(format!("{}: {why}", Tool::OursS3.label()));
-            tools.retain(|&t| t != Tool::OursS3);
-        }
-    }
-    if tools.is_empty() {
-        bail!("no tool to run");
-    }
+    tools
+}
 
-    let corpus = ensure_corpus(&opts, &scratch)?;
-    let mut versions = vec![("backup-cli".to_string(), version_line(&bin, &["--version"]))];
-    if let (Some(rclone), Some(_)) = (&rclone, &server) {
+/// The loopback S3 server, when an S3 tool is to run (stopped when
+/// dropped, also on errors). When it cannot start, the S3 tools are
+/// skipped.
+fn start_server(
+    rclone: Option<&Path>,
+    scratch: &Path,
+    tools: &mut Vec<Tool>,
+    skipped: &mut Vec<String>,
+) -> Option<S3Server> {
+    let rclone = rclone.filter(|_| tools.iter().any(|t| t.is_s3()))?;
+    match s3::start(
+        rclone,
+        &scratch.join("s3"),
+        &scratch.join("logs").join("rclone.err"),
+    ) {
+        Ok(s) => {
+            eprintln!(
+                "S3 server: {} serve s3 on {}, bucket {} in {}",
+                rclone.display(),
+                s.endpoint,
+                s3::BUCKET,
+                s.root.display()
+            );
+            Some(s)
+        }
+        Err(e) => {
+            for t in tools.iter().filter(|t| t.is_s3()) {
+                skip(skipped, format!("{}: {e:#}", t.label()));
+            }
+            tools.retain(|t| !t.is_s3());
+            None
+        }
+    }
+}
+
+/// `(program, version line)` of backup-cli, rclone (when the server runs)
+/// and every reference program that takes part.
+fn versions(bin: &Path, rclone: Option<&Path>, tools: &[Tool]) -> Vec<(String, String)> {
+    let mut versions = vec![("backup-cli".to_string(), version_line(bin, &["--version"]))];
+    if let Some(rclone) = rclone {
         versions.push(("rclone".to_string(), version_line(rclone, &["version"])));
     }
     for (t, args) in [
@@ -1178,7 +671,11 @@ pub fn run(opts: RunOptions) -> Result<Results> {
             versions.push((p.to_string(), version_line(&path, args)));
         }
     }
-    let machine = Machine::probe(&opts.work);
+    versions
+}
+
+/// Warns when other work on the machine will make the timings noisy.
+fn warn_if_busy(machine: &Machine) {
     if let Some(load) = machine
         .load_at_start
         .split_whitespace()
@@ -1190,94 +687,72 @@ pub fn run(opts: RunOptions) -> Result<Results> {
             "warning: the 1-minute load average is {load:.2}: other work on this machine will make the timings noisy"
         );
     }
+}
 
-    let mut bench = Bench {
-        runner: measure::Runner::new(&logs.join("measure.result"))?,
-        src: corpus.path.clone(),
-        scratch: scratch.clone(),
-        logs,
-        bin: bin.clone(),
-        ours: None,
-        rsync_latest: None,
-        restic_repo: None,
-        borg: None,
-        restored: BTreeMap::new(),
-        anomalies: Vec::new(),
-        s3: server,
-        ours_s3: None,
-        restic_s3: None,
-        disabled: BTreeMap::new(),
+/// Runs the whole benchmark and returns its results (also printing them).
+pub fn run(opts: RunOptions) -> Result<Results> {
+    if opts.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    fs::create_dir_all(&opts.work)?;
+    let work = fs::canonicalize(&opts.work)?;
+    let opts = RunOptions { work, ..opts };
+    let bin = find_bin(opts.bin.as_deref())?;
+    let scratch = new_scratch(&opts.work)?;
+
+    // Which tools can run.
+    let rclone = if opts.tools.iter().any(|t| t.is_s3()) {
+        s3::find_rclone(opts.rclone.as_deref())?
+    } else {
+        None
     };
-    let mut samples: BTreeMap<(Scenario, Tool), Vec<Sample>> = BTreeMap::new();
-    let mut mutations = corpus.mutations_before;
-    let marker = opts
-        .work
-        .join(format!("corpus-{}.json", opts.corpus.name()));
-    for sc in Scenario::ALL {
-        let here: Vec<Tool> = tools.iter().copied().filter(|t| t.runs_in(sc)).collect();
-        if here.is_empty() {
-            continue;
-        }
-        eprintln!("== {}: {}", sc.key(), sc.title());
-        for run in 0..opts.runs {
-            if sc == Scenario::Mutate {
-                let seed = opts
-                    .seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(1 + mutations);
-                let st = corpus::mutate(&bench.src, seed)?;
-                mutations += 1;
-                fs::write(
-                    &marker,
-                    marker_json(opts.corpus, opts.seed, mutations).to_string(),
-                )?;
-                eprintln!(
-                    "  mutate: {} changed in place, {} rewritten, {} added, {} deleted",
-                    st.changed_same_size, st.changed_resized, st.added, st.deleted
-                );
-            }
-            for &tool in &here {
-                if bench.disabled.contains_key(&tool) {
-                    continue;
-                }
-                let Some(step) = bench.prepare(sc, tool, run)? else {
-                    let msg = format!(
-                        "{} {} run {}: skipped (no state from an earlier scenario)",
-                        sc.key(),
-                        tool.label(),
-                        run + 1
-                    );
-                    eprintln!("  {msg}");
-                    bench.anomalies.push(msg);
-                    continue;
-                };
-                let s = bench.measure(sc, tool, run, step)?;
-                if let Some(why) = bench.disabled.get(&tool) {
-                    eprintln!("  {}: no time recorded: {why}", tool.label());
-                    continue;
-                }
-                eprintln!(
-                    "  [{}/{}] {:<11} {:>8.3} s  {:>7.1} MiB  (sync after {:.2} s){}",
-                    run + 1,
-                    opts.runs,
-                    tool.label(),
-                    s.m.wall,
-                    s.m.max_rss_kib as f64 / 1024.0,
-                    s.sync_after,
-                    if s.ok { "" } else { "  FAILED" }
-                );
-                samples.entry((sc, tool)).or_default().push(s);
-            }
+    let mut skipped = Vec::new();
+    let mut tools = available_tools(&opts.tools, rclone.is_some(), &mut skipped);
+    let server = start_server(rclone.as_deref(), &scratch, &mut tools, &mut skipped);
+    if let (Some(srv), true) = (&server, tools.contains(&Tool::OursS3)) {
+        if let Err(why) = ours::probe_s3_support(&bin, srv, &scratch.join("probe-s3")) {
+            skip(&mut skipped, format!("{}: {why}", Tool::OursS3.label()));
+            tools.retain(|&t| t != Tool::OursS3);
         }
     }
+    if tools.is_empty() {
+        bail!("no tool to run");
+    }
+
+    let corpus = ensure_corpus(&opts, &scratch)?;
+    let versions = versions(&bin, rclone.as_deref().filter(|_| server.is_some()), &tools);
+    let machine = Machine::probe(&opts.work);
+    warn_if_busy(&machine);
+
+    let logs = scratch.join("logs");
+    let mut bench = Bench {
+        lab: Lab {
+            runner: measure::Runner::new(&logs.join("measure.result"))?,
+            src: corpus.path.clone(),
+            scratch: scratch.clone(),
+            bin: bin.clone(),
+            s3: server,
+            ours: None,
+            ours_s3: None,
+            rsync_latest: None,
+            restic_repo: None,
+            restic_s3: None,
+            borg: None,
+        },
+        logs,
+        restored: BTreeMap::new(),
+        anomalies: Vec::new(),
+        disabled: BTreeMap::new(),
+    };
+    let samples = bench.run_scenarios(&opts, &tools, corpus.mutations_before)?;
     eprintln!("== consistency checks (untimed)");
     let checks = bench.consistency();
     for c in &checks {
         eprintln!("  {c}");
     }
-    let s3_server_peak_mib = bench.s3.as_ref().and_then(s3::peak_rss_mib);
+    let s3_server_peak_mib = bench.lab.s3.as_ref().and_then(s3::peak_rss_mib);
     // Stop the server before its folder is deleted.
-    drop(bench.s3.take());
+    drop(bench.lab.s3.take());
     for (tool, why) in std::mem::take(&mut bench.disabled) {
         skipped.push(format!("{}: {why}", tool.label()));
     }
@@ -1295,9 +770,16 @@ pub fn run(opts: RunOptions) -> Result<Results> {
         bin,
         s3_server_peak_mib,
     };
-    println!("{}", report::text(&results));
+    report_and_clean_up(&opts, &results, &scratch)?;
+    Ok(results)
+}
+
+/// Prints the report, writes it when asked, and removes the scratch
+/// folder unless asked to keep it.
+fn report_and_clean_up(opts: &RunOptions, results: &Results, scratch: &Path) -> Result<()> {
+    println!("{}", report::text(results));
     if let Some(path) = &opts.write {
-        fs::write(path, report::markdown(&results))
+        fs::write(path, report::markdown(results))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
@@ -1306,18 +788,8 @@ pub fn run(opts: RunOptions) -> Result<Results> {
     } else {
         eprintln!("removing {} …", scratch.display());
         let t = std::time::Instant::now();
-        fsutil::remove_tree(&scratch)?;
+        fsutil::remove_tree(scratch)?;
         eprintln!("  removed in {:.1} s", t.elapsed().as_secs_f64());
     }
-    Ok(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_str(r#"a"b\c"#), r#""a\"b\\c""#);
-    }
+    Ok(())
 }

@@ -9,8 +9,10 @@
 //! - [`exact`]: contents, modes and nanosecond mtimes of files, folders and
 //!   links, for "a restore reproduces the source".
 //!
-//! Every view skips the snapshot's `.backup-snapshot` folder and the tool's
-//! state files, so a snapshot and its source compare equal.
+//! The views skip the snapshot's `.backup-snapshot` folder and the tool's
+//! state files at the top (see [`is_state`]), so a snapshot and its source
+//! compare equal; only [`exact::restored_tree`] keeps them, since a restore
+//! must not bring them back.
 
 use std::fs;
 use std::os::unix::fs::symlink;

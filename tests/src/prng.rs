@@ -1,8 +1,10 @@
-//! A small seeded pseudo-random generator (SplitMix64).
+//! The one seeded pseudo-random generator of the tests and the benchmark
+//! (SplitMix64).
 //!
-//! The corpus and its mutations must be the same on every machine and every
-//! run for a given seed, so the benchmark uses this fixed, documented
-//! algorithm rather than a crate whose output may change between versions.
+//! The benchmark's corpus and its mutations must be the same on every
+//! machine and every run for a given seed, and a failing test must fail
+//! again with the same bytes, so both use this fixed, documented algorithm
+//! rather than a crate whose output may change between versions.
 
 /// The SplitMix64 increment (the golden ratio in 64-bit fixed point).
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -88,6 +90,13 @@ impl Rng {
             let b = self.next_u64().to_le_bytes();
             rest.copy_from_slice(&b[..rest.len()]);
         }
+    }
+
+    /// `n` random bytes: contents that neither compress nor repeat.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.fill_bytes(&mut v);
+        v
     }
 
     /// Shuffles `items` in place (Fisher-Yates).

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use backup_tests::prng::Rng;
 
 use crate::fsutil;
-use crate::prng::Rng;
 
 /// Bumped whenever the generator's output for a given seed changes, so that
 /// `run` does not reuse a corpus made by another version.

@@ -1,8 +1,14 @@
 //! The pipeline as a library: the start-up trigger (Rust and Python
 //! servers), a custom filter and a custom retention policy plugged in
 //! through the stage traits, and the profile's `[retention]` table.
-
-#![allow(clippy::unwrap_used)]
+//!
+//! The Rust programs are `backup-cli`'s examples (`examples/*.rs`, declared
+//! as `[[example]]` in `backup-cli/Cargo.toml`). `cargo test` builds every
+//! example of a package it tests, together with the binary and before any
+//! test runs, into `target/<profile>/examples/`, so these tests find them
+//! there without running cargo themselves. Only a run that selects this
+//! target alone (`cargo test --test e2e`) skips building them; the tests
+//! then fail saying so.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,12 +16,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use backup_tests::{binary, World};
+use backup_tests::host::which;
+use backup_tests::prng::Rng;
+use backup_tests::World;
 
-/// Path of a cargo example of `backup-cli` (built with the binary).
+use crate::{world, BIN};
+
+/// Path of a cargo example of `backup-cli`, built next to the binary.
 fn example(name: &str) -> PathBuf {
-    let path = binary().parent().unwrap().join("examples").join(name);
-    assert!(path.exists(), "example {} was not built", path.display());
+    let path = Path::new(BIN).parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {} was not built (`cargo test -p backup-cli` builds the examples; `--test e2e` alone does not)",
+        path.display()
+    );
     path
 }
 
@@ -42,9 +56,7 @@ fn big_tree(w: &World) {
             );
         }
     }
-    let block: Vec<u8> = (0..(8 << 20))
-        .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
+    let block = Rng::new(1).bytes(8 << 20);
     for i in 0..12 {
         let mut b = block.clone();
         b[0] = i as u8;
@@ -61,7 +73,7 @@ fn read_listening(line: &str) -> String {
 
 #[test]
 fn startup_server_answers_within_200ms_while_the_backup_runs() {
-    let w = World::new("");
+    let w = world("");
     big_tree(&w);
     let exe = example("startup_server");
     let started = Instant::now();
@@ -119,18 +131,18 @@ fn startup_trigger_reports_profile_errors_instead_of_panicking() {
 
 #[test]
 fn python_server_starts_the_backup_detached_and_serves_at_once() {
-    let Ok(py) = which("python3") else {
+    let Some(py) = which("python3") else {
         println!("SKIPPED: python3 is not installed");
         return;
     };
-    let w = World::new("");
+    let w = world("");
     big_tree(&w);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flask_startup.py");
     let started = Instant::now();
     let mut child = Command::new(py)
         .arg(script)
         .arg(&w.profile)
-        .arg(binary())
+        .arg(BIN)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -155,19 +167,9 @@ fn python_server_starts_the_backup_detached_and_serves_at_once() {
     assert_eq!(w.snapshot_names().len(), 1);
 }
 
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
-}
-
 #[test]
 fn custom_filter_between_scan_and_hash_skips_large_files() {
-    let w = World::new("");
+    let w = world("");
     w.write("small.txt", "tiny");
     w.write("large.bin", vec![7u8; 5000]);
     let out = Command::new(example("custom_filter"))
@@ -240,7 +242,7 @@ fn snapshot_name_for(days_ago: i64) -> String {
 
 #[test]
 fn custom_retention_policy_replaces_the_rotate_stage() {
-    let w = World::new("once_per_day = false");
+    let w = world("once_per_day = false");
     w.write("a.txt", "one");
     let first = w.backup(0);
     let name = first["snapshot"].as_str().unwrap().to_string();
@@ -281,7 +283,7 @@ fn custom_retention_policy_replaces_the_rotate_stage() {
 
 #[test]
 fn retention_table_in_the_profile_keeps_daily() {
-    let w = World::new("[retention]\nkeep_daily = 2");
+    let w = world("[retention]\nkeep_daily = 2");
     w.write("a.txt", "one");
     let first = w.backup(0);
     let name = first["snapshot"].as_str().unwrap().to_string();
@@ -300,7 +302,7 @@ fn retention_table_in_the_profile_keeps_daily() {
 
 #[test]
 fn unknown_retention_key_is_a_profile_error() {
-    let w = World::new("[retention]\nkeep_hourly = 3");
+    let w = world("[retention]\nkeep_hourly = 3");
     w.write("a.txt", "x");
     let r = w.run(&["backup"]);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -1,5 +1,8 @@
 //! File-system helpers: sorted walks, the exclusion rules the benchmark
 //! applies to every tool, cache warming, tree summaries and comparisons.
+//!
+//! These return errors for the report instead of failing a test, so they
+//! stay here rather than in the test kit, whose tree readers assert.
 
 use std::collections::HashSet;
 use std::fs;
@@ -8,6 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use backup_tests::hash::hex;
 use sha2::{Digest, Sha256};
 
 /// The folder names every tool is told to skip (backup-cli's defaults plus
@@ -168,9 +172,16 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The last `lines` lines of a file, joined by ` | `, for error reports.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join(" | ")
+}
+
+/// Bytes in MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Reads every file under `roots` once (hard links are read once) and stats

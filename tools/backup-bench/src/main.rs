@@ -2,6 +2,11 @@
 //! against `find`, `cp -a`, `cp -al`, rsync, restic and borg, and (S3
 //! column) backup-cli against restic backing up to a loopback S3 server.
 //!
+//! `model` holds the vocabulary (tools, scenarios, results) that `bench`
+//! (the runner) and `report` share; `tools` has one module per compared
+//! tool; `corpus` generates and mutates the corpora. The PRNG and the S3
+//! server come from the test kit (`backup-tests`).
+//!
 //! ```sh
 //! backup-bench gen --corpus small --out /tmp/corpus
 //! backup-bench mutate --dir /tmp/corpus --seed 7
@@ -13,17 +18,19 @@ mod bench;
 mod corpus;
 mod fsutil;
 mod measure;
-mod prng;
+mod model;
 mod report;
 mod s3;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::bench::{RunOptions, Tool};
+use crate::bench::RunOptions;
 use crate::corpus::CorpusSize;
+use crate::model::Tool;
 
 /// Benchmarks for backup-cli.
 #[derive(Debug, Parser)]

@@ -1,36 +1,36 @@
-//! End-to-end tests of the backup pipeline: the real `backup-cli` binary on
-//! real temporary trees, asserting bytes, inodes, modes, exit codes and the
+//! The backup pipeline: snapshots are byte-identical, read-only and
+//! hard-linked where unchanged; rotation, exclusions, `.gitignore`, the
+//! destination inside the source, profiles, once per day, dry runs,
+//! renames, mode- and mtime-only changes, the metadata file, symlinks and
+//! empty folders, snapshot names within one minute, and two projects
+//! sharing a destination. Asserts bytes, inodes, modes, exit codes and the
 //! JSON report.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-#![cfg(unix)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use backup_tests::{inode, mode, set_mtime, tree, World};
+use backup_tests::clock::avoid_minute_boundary;
+use backup_tests::files::{inode, mode, put, set_mode, set_mtime};
+use backup_tests::hash::sha256_hex;
+use backup_tests::json::strings;
+use backup_tests::manifest::manifest_by_path;
+use backup_tests::trees::listing;
+use backup_tests::{backup_created, tree, World};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+use crate::{world, BIN};
 
 // ---------------------------------------------------------------- helpers
 
 /// A world whose profile file is exactly `profile` (instead of the harness
 /// default), with `dest` pointing at `dest_rel` below the world's root.
 fn world_with(profile: &str, dest_rel: &str) -> World {
-    let mut w = World::new("");
+    let mut w = world("");
     fs::write(&w.profile, profile).unwrap();
     w.dest = w.dir.path().join(dest_rel);
     w
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn set_mode(p: &Path, m: u32) {
-    fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
 }
 
 fn mtime_ns(p: &Path) -> i64 {
@@ -54,27 +54,6 @@ fn num(report: &Value, key: &str) -> u64 {
     report[key]
         .as_u64()
         .unwrap_or_else(|| panic!("report field {key} is not a number: {report:#}"))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v:#}"))
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Every entry of a snapshot's manifest, by path.
-fn manifest(snapshot: &Path) -> BTreeMap<String, Value> {
-    let text = fs::read_to_string(snapshot.join(".backup-snapshot/manifest.jsonl")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("manifest line is not JSON ({e}): {l}"));
-            (v["path"].as_str().unwrap().to_owned(), v)
-        })
-        .collect()
 }
 
 /// `backup_metadata.json` of the world, parsed.
@@ -112,18 +91,6 @@ fn regular_files(root: &Path) -> Vec<String> {
     out
 }
 
-/// Names directly inside `dir` (empty when it does not exist), sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    v.sort();
-    v
-}
-
 /// `tree()` minus every entry at or below one of `gone`.
 fn tree_without(root: &Path, gone: &[&str]) -> Vec<(String, String)> {
     tree(root)
@@ -144,7 +111,7 @@ fn assert_created(report: &Value) {
 
 #[test]
 fn full_backup_is_byte_identical_read_only_and_manifest_keeps_modes() {
-    let w = World::new("");
+    let w = world("");
     w.write("a.txt", "alpha\n");
     let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     w.write("bin/data.bin", &binary);
@@ -189,7 +156,7 @@ fn full_backup_is_byte_identical_read_only_and_manifest_keeps_modes() {
     assert_eq!(mode(&w.src.join("a.txt")), 0o640);
 
     // The manifest: one JSON object per line, the original modes and hashes.
-    let man = manifest(&snap);
+    let man = manifest_by_path(&snap);
     for (path, content, m) in [
         ("a.txt", b"alpha\n".to_vec(), 0o640),
         ("bin/data.bin", binary.clone(), 0o644),
@@ -222,7 +189,7 @@ fn full_backup_is_byte_identical_read_only_and_manifest_keeps_modes() {
 
 #[test]
 fn one_changed_file_is_copied_and_the_rest_hard_linked() {
-    let w = World::new("");
+    let w = world("");
     w.write("a.txt", "alpha");
     w.write("b.txt", "bravo");
     w.write("sub/c.txt", "charlie");
@@ -264,7 +231,7 @@ fn one_changed_file_is_copied_and_the_rest_hard_linked() {
 
 #[test]
 fn no_change_makes_no_snapshot() {
-    let w = World::new("");
+    let w = world("");
     w.write("a.txt", "alpha");
     w.write("sub/b.txt", "bravo");
     let r1 = w.backup(0);
@@ -284,7 +251,7 @@ fn no_change_makes_no_snapshot() {
 
 #[test]
 fn rotation_keeps_the_newest_three_and_they_stay_complete() {
-    let w = World::new("max_backups = 3");
+    let w = world("max_backups = 3");
     let stable: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     w.write("stable.bin", &stable);
     let mut names: Vec<String> = Vec::new();
@@ -340,7 +307,7 @@ fn rotation_keeps_the_newest_three_and_they_stay_complete() {
 
 #[test]
 fn excluded_files_are_absent_from_the_snapshot() {
-    let w = World::new(
+    let w = world(
         r#"exclude = ["secret.json", "build/", "/top_only.txt", "docs/**/*.md", "**/gen/*.out"]
 exclude_if_present = [".nobackup"]"#,
     );
@@ -436,7 +403,7 @@ exclude_if_present = [".nobackup"]"#,
 #[test]
 fn gitignore_is_honoured_only_when_asked() {
     let build = |extra: &str| {
-        let w = World::new(extra);
+        let w = world(extra);
         w.write(".gitignore", "ignored.txt\nignored_dir/\n*.bak\n");
         w.write("kept.txt", "k");
         w.write("ignored.txt", "i");
@@ -524,7 +491,7 @@ fn destination_inside_source_and_state_files_are_never_backed_up() {
 
 #[test]
 fn foreign_folders_in_the_destination_survive_rotation() {
-    let w = World::new("max_backups = 2");
+    let w = world("max_backups = 2");
     fs::create_dir_all(w.dest.join("my notes")).unwrap();
     fs::write(w.dest.join("my notes/n.txt"), "mine").unwrap();
     let fake = "Proj_backup_2020-01-01_00-00";
@@ -682,7 +649,7 @@ fn bad_profiles_exit_2_naming_the_key_and_write_nothing() {
 
 #[test]
 fn once_per_day_skips_a_second_run_unless_forced() {
-    let w = World::new("once_per_day = true");
+    let w = world("once_per_day = true");
     w.write("a.txt", "alpha");
     let r = w.run(&["backup", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -714,7 +681,7 @@ fn once_per_day_skips_a_second_run_unless_forced() {
 
 #[test]
 fn dry_run_writes_nothing_and_reports_the_plan() {
-    let w = World::new("max_backups = 2");
+    let w = world("max_backups = 2");
     w.write("a.txt", "alpha");
     w.write("b.txt", "bravo");
     w.write("sub/c.txt", "charlie");
@@ -770,7 +737,7 @@ fn dry_run_writes_nothing_and_reports_the_plan() {
 
 #[test]
 fn renamed_file_is_hard_linked_not_copied() {
-    let w = World::new("");
+    let w = world("");
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
     w.write("old/name.bin", &big);
     w.write("copied_away.txt", "content that moves by copy+delete");
@@ -808,7 +775,7 @@ fn renamed_file_is_hard_linked_not_copied() {
 
 #[test]
 fn chmod_only_makes_a_snapshot_recording_the_new_mode_with_linked_content() {
-    let w = World::new("");
+    let w = world("");
     w.write("run.sh", "#!/bin/sh\necho run\n");
     w.write("other.txt", "other");
     set_mode(&w.src.join("run.sh"), 0o644);
@@ -824,12 +791,12 @@ fn chmod_only_makes_a_snapshot_recording_the_new_mode_with_linked_content() {
     assert_eq!(num(&r2, "files_copied"), 0, "{r2:#}");
     assert_eq!(r2["changes"]["modified"], 1, "{r2:#}");
 
-    let m2 = manifest(&s2);
+    let m2 = manifest_by_path(&s2);
     assert_eq!(
         m2["run.sh"]["mode"].as_u64().unwrap() as u32 & 0o7777,
         0o755
     );
-    let m1 = manifest(&s1);
+    let m1 = manifest_by_path(&s1);
     assert_eq!(
         m1["run.sh"]["mode"].as_u64().unwrap() as u32 & 0o7777,
         0o644
@@ -846,7 +813,7 @@ fn chmod_only_makes_a_snapshot_recording_the_new_mode_with_linked_content() {
 
 #[test]
 fn touch_only_is_no_change_but_metadata_records_the_new_mtime() {
-    let w = World::new("");
+    let w = world("");
     w.write("f.txt", "same content");
     w.write("g.txt", "other");
     set_mtime(&w.src.join("f.txt"), 1_600_000_000);
@@ -918,7 +885,7 @@ fn assert_metadata_schema(w: &World, files: &[(&str, &[u8])]) -> Value {
 
 #[test]
 fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
-    let w = World::new("");
+    let w = world("");
     w.write("a.txt", "alpha");
     w.write("b.txt", "bravo");
     w.write("sub/c.txt", "charlie");
@@ -1001,7 +968,7 @@ fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
 
 #[test]
 fn symlinks_empty_dirs_and_mtimes_are_preserved() {
-    let w = World::new("");
+    let w = world("");
     let outside = w.dir.path().join("outside.txt");
     fs::write(&outside, "outside the source: must not be copied").unwrap();
     w.write("target.txt", "target");
@@ -1033,7 +1000,7 @@ fn symlinks_empty_dirs_and_mtimes_are_preserved() {
         assert!(m.file_type().is_symlink(), "{link} is not a symlink");
         assert_eq!(fs::read_link(snap.join(link)).unwrap(), target);
     }
-    let man = manifest(&snap);
+    let man = manifest_by_path(&snap);
     assert_eq!(man["link_to_dir"]["kind"], "symlink");
     assert_eq!(man["link_to_dir"]["target"], "sub");
     assert!(!man.contains_key("link_to_dir/inner.txt"));
@@ -1073,7 +1040,7 @@ fn symlinks_empty_dirs_and_mtimes_are_preserved() {
 fn snapshots_in_the_same_minute_get_numbered_suffixes() {
     // Snapshot names carry the minute: retry if a run straddles a minute.
     for _attempt in 0..3 {
-        let w = World::new("");
+        let w = world("");
         w.write("a.txt", "one");
         let tree1 = tree(&w.src);
         let r1 = w.backup(0);
@@ -1110,11 +1077,38 @@ fn snapshots_in_the_same_minute_get_numbered_suffixes() {
     panic!("could not run three backups within one minute in three attempts");
 }
 
+#[test]
+fn snapshot_names_are_not_reused_after_rotation() {
+    // Three runs within one minute with max_backups = 1: the first name is
+    // rotated away by the second run, and the third must not take it again
+    // (a name that once meant one snapshot must never mean another, and
+    // names must sort in creation order).
+    avoid_minute_boundary(5);
+    let w = world("max_backups = 1");
+    let mut names = Vec::new();
+    for i in 0..3 {
+        put(
+            &w,
+            &format!("f{i}.txt"),
+            format!("{i}\n"),
+            0o644,
+            1_600_000_000,
+            0,
+        );
+        names.push(backup_created(&w).0);
+    }
+    let distinct: BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), 3, "a snapshot name was reused: {names:?}");
+    let mut by_name = names.clone();
+    by_name.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+    assert_eq!(by_name, names, "name order differs from creation order");
+}
+
 /// Two projects whose profiles share a name and a destination never see,
 /// skip for, or rotate away each other's snapshots.
 #[test]
 fn same_profile_name_different_sources_stay_apart() {
-    let w = World::new("max_backups = 1");
+    let w = world("max_backups = 1");
     w.write("a.txt", "project one");
     // A second project next to the first, same name, same destination.
     let src2 = w.dir.path().join("src2");
@@ -1127,7 +1121,7 @@ fn same_profile_name_different_sources_stay_apart() {
     )
     .unwrap();
     let run2 = |args: &[&str]| {
-        let out = std::process::Command::new(backup_tests::binary())
+        let out = std::process::Command::new(BIN)
             .arg("--profile")
             .arg(&profile2)
             .args(args)

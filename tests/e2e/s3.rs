@@ -1,30 +1,29 @@
-//! End-to-end tests of the S3 destination against a real S3 server on
-//! loopback (`rclone serve s3`, see `backup_tests::s3`). Built with
-//! `--features s3` (CI: `cargo test --workspace --all-features`); each test
-//! prints SKIPPED when rclone is missing, unless BACKUP_CLI_REQUIRE_S3=1.
-#![cfg(feature = "s3")]
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! The S3 destination against a real S3 server on loopback (`rclone serve
+//! s3`, see `backup_tests::s3`): uploads stored once by content, only
+//! changes uploaded, a killed upload leaves no snapshot, multipart uploads
+//! in constant memory, rotation and garbage collection under locks, and
+//! clear errors for credentials, buckets, endpoints and profiles.
+//!
+//! Compiled with backup-cli's `s3` feature (CI: `cargo test --workspace
+//! --all-features`); each test prints SKIPPED when rclone is missing,
+//! unless BACKUP_CLI_REQUIRE_S3=1.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use backup_tests::hash::sha256_hex;
+use backup_tests::prng::Rng;
 use backup_tests::s3::{S3Server, BUCKET, REQUIRE_ENV};
-use backup_tests::{binary, tree, World};
+use backup_tests::{tree, World};
 use serde_json::Value;
+
+use crate::{world, BIN};
 
 /// Deterministic bytes that do not compress or repeat.
 fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    Rng::new(seed).bytes(len)
 }
 
 /// The content hashes a manifest object references.
@@ -75,7 +74,7 @@ fn backup_then_restore_is_byte_identical_and_identical_files_are_stored_once() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     sample_tree(&w);
     let report = w.backup(0);
     assert_eq!(report["outcome"], "created", "{report}");
@@ -151,7 +150,7 @@ fn second_backup_uploads_only_changed_contents() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     sample_tree(&w);
     let first = w.backup(0);
     let before = data_hashes(&server, "proj");
@@ -207,12 +206,12 @@ fn killed_upload_leaves_no_manifest_and_the_next_run_reuses_what_arrived() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     let files = 300;
     for i in 0..files {
         w.write(&format!("blobs/{i:03}.bin"), noise(i, 1 << 20));
     }
-    let mut child = Command::new(binary())
+    let mut child = Command::new(BIN)
         .arg("--profile")
         .arg(&w.profile)
         .args(["backup", "--force", "--quiet"])
@@ -269,15 +268,15 @@ fn a_large_file_is_uploaded_in_parts_in_constant_memory() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     // 1 GiB, sparse on disk: read as zeros, stored as one 1 GiB object.
     let big = w.src.join("disk.img");
     let f = fs::File::create(&big).unwrap();
     f.set_len(1 << 30).unwrap();
     fs::write(w.src.join("tail.bin"), noise(3, 1000)).unwrap();
     drop(f);
-    let (code, rss_kib) = backup_tests::run_with_peak_rss(
-        Command::new(binary())
+    let (code, rss_kib) = backup_tests::host::run_with_peak_rss(
+        Command::new(BIN)
             .arg("--profile")
             .arg(&w.profile)
             .args(["backup", "--force", "--quiet"])
@@ -320,7 +319,7 @@ fn plant_lock(
     )
     .unwrap();
     // The server judges locks by their last-modified time (the file's mtime).
-    backup_tests::set_mtime(
+    backup_tests::files::set_mtime(
         &dir.join(format!("{name}.json")),
         now_secs() - refreshed_secs_ago,
     );
@@ -352,7 +351,7 @@ fn rotation_deletes_manifests_and_gc_keeps_exactly_the_referenced_contents() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "max_backups = 2");
+    let w = server.world(BIN, "proj", "max_backups = 2");
     w.write("keep.txt", "in every snapshot\n");
     for i in 0..4 {
         w.write(&format!("v{i}.txt"), format!("version {i}\n"));
@@ -404,7 +403,7 @@ fn a_live_exclusive_lock_makes_a_backup_wait_holding_its_own_lock() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     w.write("a.txt", "a\n");
     // A live exclusive lock (another run collecting garbage) that is
     // released after 3 s: the backup waits, then goes on.
@@ -444,7 +443,7 @@ fn a_content_missing_from_the_store_is_uploaded_again_not_linked() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     w.write("stable.txt", "never changes\n");
     w.write("moving.txt", "one\n");
     w.backup(0);
@@ -471,16 +470,12 @@ fn corrupt_and_missing_objects_are_reported_by_verify() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     w.write("a.txt", "alpha\n");
     w.write("b.txt", "bravo\n");
     w.write("c/d.txt", "charlie\n");
     w.backup(0);
-    let hash = |s: &str| {
-        use sha2::Digest;
-        let h = sha2::Sha256::digest(s.as_bytes());
-        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
+    let hash = |s: &str| sha256_hex(s.as_bytes());
     let obj = |h: &str| server.dir("proj").join("data").join(&h[..2]).join(h);
     // Same size, other bytes: only a full verify sees it.
     fs::write(obj(&hash("alpha\n")), "ALPHA\n").unwrap();
@@ -517,7 +512,7 @@ fn wrong_secret_is_a_clear_error_and_nothing_is_written() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let mut w = server.world("proj", "");
+    let mut w = server.world(BIN, "proj", "");
     w.write("a.txt", "a\n");
     w.env.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
     w.env
@@ -542,10 +537,10 @@ fn missing_credentials_bucket_or_server_are_clear_errors_before_scanning() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let mut w = server.world("proj", "");
+    let mut w = server.world(BIN, "proj", "");
     w.write("a.txt", "a\n");
     w.env.clear();
-    let r = Command::new(binary())
+    let r = Command::new(BIN)
         .arg("--profile")
         .arg(&w.profile)
         .args(["backup", "--force"])
@@ -561,7 +556,7 @@ fn missing_credentials_bucket_or_server_are_clear_errors_before_scanning() {
     );
 
     // A bucket that does not exist.
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     let text = fs::read_to_string(&w.profile)
         .unwrap()
         .replace("s3://backups/", "s3://no-such-bucket/");
@@ -573,7 +568,7 @@ fn missing_credentials_bucket_or_server_are_clear_errors_before_scanning() {
     assert_eq!(r.json()["outcome"], "failed");
 
     // Nothing listens at the endpoint.
-    let w = server.world("proj", "");
+    let w = server.world(BIN, "proj", "");
     let text = fs::read_to_string(&w.profile)
         .unwrap()
         .replace(&server.endpoint, "http://127.0.0.1:9");
@@ -588,7 +583,7 @@ fn missing_credentials_bucket_or_server_are_clear_errors_before_scanning() {
 
 #[test]
 fn profile_errors_in_the_s3_table_name_the_key() {
-    let w = World::new("");
+    let w = world("");
     fs::write(
         &w.profile,
         "name = \"Proj\"\nsource = \"src\"\ndestination = \"s3://Bad_Bucket/x\"\n",

@@ -1,0 +1,459 @@
+//! Faults during a backup: unreadable files (kept stale or failed, picked
+//! up later), a full or read-only destination (nothing touched, advice
+//! given), a same-size same-mtime rewrite, a file rewritten while it is
+//! copied, and read-only snapshots that still rotate and restore.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_tests::assert_code;
+use backup_tests::bounded::{backup, run, verify_all_clean};
+use backup_tests::faults::{TmpfsMount, Unprivileged};
+use backup_tests::files::{inode, mode, set_mode};
+use backup_tests::hash::{sha256_file, sha256_hex};
+use backup_tests::host::is_root;
+use backup_tests::manifest::{entry, info};
+use backup_tests::prng::Rng;
+use backup_tests::snapshots::{leftovers, reported_snapshot};
+use backup_tests::trees::hashed::{assert_same_tree, image, tree_nodes};
+use backup_tests::trees::listing;
+use serde_json::Value;
+
+use crate::world;
+
+#[test]
+fn unreadable_files_are_listed_kept_stale_or_failed_and_picked_up_later() {
+    let Some(user) = Unprivileged::get() else {
+        return;
+    };
+    let w = world("");
+    w.write("keep.txt", "stays readable");
+    w.write("secret.txt", "secret v1");
+    w.write("grown.txt", "small");
+    user.own(&w);
+    let v = user.backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s1 = reported_snapshot(&w, &v);
+
+    // New content, then unreadable. grown.txt also changes size.
+    w.write("secret.txt", "secret v2");
+    w.write("grown.txt", "grown: this is much longer now");
+    w.write("newbie.txt", "never backed up");
+    w.write("keep2.txt", "a new readable file");
+    user.own(&w);
+    for f in ["secret.txt", "grown.txt", "newbie.txt"] {
+        set_mode(&w.src.join(f), 0o000);
+    }
+    let r = user.run(&w, &["backup", "--force", "--json"]);
+    assert_code(&r, 3, "backup with unreadable files");
+    let v = r.json();
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    assert_eq!(v["files_failed"], 3, "{v:#}");
+    let failed: BTreeMap<String, String> = v["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["error"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for f in ["secret.txt", "grown.txt", "newbie.txt"] {
+        let err = failed
+            .get(f)
+            .unwrap_or_else(|| panic!("{f} not listed in failed: {v:#}"));
+        assert!(!err.is_empty(), "{f} listed without an error: {v:#}");
+    }
+    let s2 = reported_snapshot(&w, &v);
+    assert!(
+        s2.join(".backup-snapshot/info.json").is_file(),
+        "the snapshot with unreadable files was not committed"
+    );
+    assert_eq!(info(&s2)["status"], "partial");
+    assert!(!w.lock_path().exists(), "lock file left after exit 3");
+
+    for f in ["secret.txt", "grown.txt"] {
+        let e = entry(&s2, f).unwrap_or_else(|| panic!("{f} missing from the manifest"));
+        assert_eq!(e["status"], "stale", "{f}: {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|s| !s.is_empty()),
+            "{f}: {e}"
+        );
+        assert_eq!(
+            inode(&s2.join(f)),
+            inode(&s1.join(f)),
+            "{f}: the stale copy is not a hard link to the previous snapshot's"
+        );
+        // The manifest describes what the snapshot holds: the last good copy.
+        let old = entry(&s1, f).unwrap();
+        assert_eq!(e["sha256"], old["sha256"], "{f}: {e}");
+        assert_eq!(
+            e["size"].as_u64(),
+            Some(fs::metadata(s2.join(f)).unwrap().len()),
+            "{f}: manifest size does not match the stale file it keeps: {e}"
+        );
+    }
+    assert_eq!(fs::read(s2.join("secret.txt")).unwrap(), b"secret v1");
+    assert_eq!(fs::read(s2.join("grown.txt")).unwrap(), b"small");
+    let e = entry(&s2, "newbie.txt").expect("newbie.txt missing from the manifest");
+    assert_eq!(e["status"], "failed", "{e}");
+    assert!(e["error"].as_str().is_some_and(|s| !s.is_empty()), "{e}");
+    assert_eq!(
+        fs::read(s2.join("keep2.txt")).unwrap(),
+        b"a new readable file"
+    );
+    assert_eq!(
+        inode(&s2.join("keep.txt")),
+        inode(&s1.join("keep.txt")),
+        "an unchanged file was not linked"
+    );
+    let r = user.run(&w, &["verify", "--all", "--json"]);
+    assert_code(&r, 0, "verify --all after a partial snapshot");
+
+    // Readable again: the next run copies the new contents.
+    for f in ["secret.txt", "grown.txt", "newbie.txt"] {
+        set_mode(&w.src.join(f), 0o644);
+    }
+    let v = user.backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    assert_eq!(v["files_failed"], 0, "{v:#}");
+    assert!(v["files_copied"].as_u64().unwrap() >= 3, "{v:#}");
+    let s3 = reported_snapshot(&w, &v);
+    assert_eq!(info(&s3)["status"], "complete");
+    for (f, content) in [
+        ("secret.txt", &b"secret v2"[..]),
+        ("grown.txt", b"grown: this is much longer now"),
+        ("newbie.txt", b"never backed up"),
+    ] {
+        assert_eq!(fs::read(s3.join(f)).unwrap(), content, "{f}");
+        let e = entry(&s3, f).unwrap();
+        assert!(e.get("status").is_none_or(Value::is_null), "{f}: {e}");
+        assert_eq!(e["sha256"], sha256_hex(content), "{f}: {e}");
+        if f != "newbie.txt" {
+            assert_ne!(inode(&s3.join(f)), inode(&s1.join(f)), "{f}: not copied");
+        }
+    }
+    let r = user.run(&w, &["verify", "--all", "--json"]);
+    assert_code(&r, 0, "verify --all");
+}
+
+#[test]
+fn destination_full_fails_cleanly_and_touches_nothing() {
+    let w = world("");
+    let Some(_mount) = TmpfsMount::new(&w.dest, "8m") else {
+        return;
+    };
+    let mut rng = Rng::new(99);
+    w.write("small.bin", rng.bytes(1 << 20));
+    w.write("notes.txt", "fits");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let first = reported_snapshot(&w, &v);
+    let names_before = listing(&w.dest);
+    let image_before = image(&first);
+    let meta_before = fs::read(w.metadata_path()).unwrap();
+
+    // ~20 MiB of incompressible data cannot fit in 8 MiB.
+    for i in 0..4 {
+        w.write(&format!("big/{i}.bin"), rng.bytes(5 << 20));
+    }
+    let r = run(&w, &["backup", "--force", "--json"]);
+    assert_code(&r, 1, "backup into a full destination");
+    let v = r.json();
+    assert_eq!(v["outcome"], "failed", "{v:#}");
+    let err = v["error"].as_str().unwrap_or("").to_lowercase();
+    assert!(
+        err.contains("full"),
+        "the error does not say the destination is full: {err}"
+    );
+    assert!(
+        err.contains("free space") || err.contains("free up"),
+        "the error does not say what to do: {err}"
+    );
+    assert_eq!(
+        leftovers(&w.dest),
+        Vec::<String>::new(),
+        "partial left behind"
+    );
+    assert_eq!(listing(&w.dest), names_before, "the destination changed");
+    assert_eq!(image(&first), image_before, "the earlier snapshot changed");
+    assert_eq!(
+        fs::read(w.metadata_path()).unwrap(),
+        meta_before,
+        "backup_metadata.json changed"
+    );
+    assert!(!w.lock_path().exists(), "lock file left after a failed run");
+}
+
+#[test]
+fn read_only_destination_fails_with_advice_and_touches_nothing() {
+    let w = world("");
+    let mount = if is_root() {
+        match TmpfsMount::new(&w.dest, "64m") {
+            Some(m) => Some(m),
+            None => return,
+        }
+    } else {
+        None
+    };
+    w.write("a.txt", "one");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let first = reported_snapshot(&w, &v);
+    let image_before = image(&first);
+    let names_before = listing(&w.dest);
+    let meta_before = fs::read(w.metadata_path()).unwrap();
+
+    match &mount {
+        Some(m) => m.remount("ro"),
+        None => set_mode(&w.dest, 0o555),
+    }
+    w.write("a.txt", "two");
+    w.write("b.txt", "new");
+    let r = run(&w, &["backup", "--force", "--json"]);
+    let restore_rw = || match &mount {
+        Some(m) => m.remount("rw"),
+        None => set_mode(&w.dest, 0o755),
+    };
+    if r.code != 1 {
+        restore_rw();
+    }
+    assert_code(&r, 1, "backup into a read-only destination");
+    let v = r.json();
+    assert_eq!(v["outcome"], "failed", "{v:#}");
+    let err = v["error"].as_str().unwrap_or("").to_lowercase();
+    if mount.is_some() {
+        assert!(err.contains("read-only"), "{err}");
+        assert!(
+            err.contains("remount") || err.contains("another destination"),
+            "the error does not say what to do: {err}"
+        );
+    } else {
+        assert!(err.contains("permission"), "{err}");
+        assert!(
+            err.contains("write access"),
+            "the error does not say what to do: {err}"
+        );
+    }
+    assert_eq!(listing(&w.dest), names_before, "the destination changed");
+    assert_eq!(image(&first), image_before, "the earlier snapshot changed");
+    assert_eq!(
+        fs::read(w.metadata_path()).unwrap(),
+        meta_before,
+        "backup_metadata.json changed"
+    );
+    assert!(!w.lock_path().exists(), "lock file left after a failed run");
+
+    // Writable again: the next run works.
+    restore_rw();
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s = reported_snapshot(&w, &v);
+    assert_eq!(fs::read(s.join("a.txt")).unwrap(), b"two");
+    assert_eq!(fs::read(s.join("b.txt")).unwrap(), b"new");
+}
+
+#[test]
+fn racily_clean_same_size_same_mtime_rewrite_is_detected() {
+    let w = world("");
+    w.write("other.txt", "unchanged");
+    w.write("racy.txt", "version-1 AAAA");
+    let p = w.src.join("racy.txt");
+    let old_mtime = filetime::FileTime::from_last_modification_time(&fs::metadata(&p).unwrap());
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s1 = reported_snapshot(&w, &v);
+    assert_eq!(fs::read(s1.join("racy.txt")).unwrap(), b"version-1 AAAA");
+
+    // Same size, and the mtime put back to exactly what was recorded.
+    fs::write(&p, "version-2 BBBB").unwrap();
+    filetime::set_file_mtime(&p, old_mtime).unwrap();
+    assert_eq!(
+        filetime::FileTime::from_last_modification_time(&fs::metadata(&p).unwrap()),
+        old_mtime
+    );
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "the rewrite went unnoticed: {v:#}");
+    assert!(v["files_copied"].as_u64().unwrap() >= 1, "{v:#}");
+    let s2 = reported_snapshot(&w, &v);
+    assert_eq!(fs::read(s2.join("racy.txt")).unwrap(), b"version-2 BBBB");
+    let e = entry(&s2, "racy.txt").unwrap();
+    assert_eq!(e["sha256"], sha256_hex(b"version-2 BBBB"), "{e}");
+    // The earlier snapshot still has the old bytes (not modified in place).
+    assert_eq!(fs::read(s1.join("racy.txt")).unwrap(), b"version-1 AAAA");
+    verify_all_clean(&w);
+}
+
+#[test]
+fn file_rewritten_during_backup_is_recorded_consistently() {
+    const SIZE: usize = 30 << 20;
+    const CHUNK: usize = 1 << 20;
+    let w = world("");
+    w.write("calm.txt", "calm");
+    let mut rng = Rng::new(4242);
+    w.write("hot.bin", rng.bytes(SIZE));
+    let hot = w.src.join("hot.bin");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes, hot) = (stop.clone(), writes.clone(), hot.clone());
+        std::thread::spawn(move || {
+            let f = OpenOptions::new().write(true).open(&hot).unwrap();
+            let mut k: u64 = 0;
+            let mut chunk = vec![0u8; CHUNK];
+            while !stop.load(Ordering::Relaxed) {
+                chunk.fill((k % 251) as u8);
+                let off = (k as usize * 7 % (SIZE / CHUNK)) * CHUNK;
+                f.write_all_at(&chunk, off as u64).unwrap();
+                writes.fetch_add(1, Ordering::Relaxed);
+                k += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let before = writes.load(Ordering::Relaxed);
+    let r = run(&w, &["backup", "--force", "--json"]);
+    let during = writes.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(during > 0, "the writer did not run during the backup");
+    assert!(
+        r.code == 0 || r.code == 3,
+        "exit {}\nstdout:\n{}\nstderr:\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    let v = r.json();
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s1 = reported_snapshot(&w, &v);
+    let e = entry(&s1, "hot.bin").expect("hot.bin missing from the manifest");
+    let in_snapshot = s1.join("hot.bin");
+    let actual_len = fs::metadata(&in_snapshot).unwrap().len();
+    assert_eq!(
+        e["sha256"].as_str(),
+        Some(sha256_file(&in_snapshot).as_str()),
+        "manifest sha256 is not the SHA-256 of the bytes in the snapshot: {e}"
+    );
+    assert_eq!(e["size"].as_u64(), Some(actual_len), "{e}");
+    match e.get("status").and_then(Value::as_str) {
+        None => {}
+        Some("changed_during_backup") => {
+            assert_eq!(
+                e["rehash"], true,
+                "changed file not flagged for rehash: {e}"
+            )
+        }
+        Some(other) => panic!("unexpected status {other}: {e}"),
+    }
+    eprintln!(
+        "hot.bin: {during} writes during the run, status {:?}",
+        e.get("status")
+    );
+    verify_all_clean(&w);
+
+    // Quiet now: the next run must hold exactly the final bytes.
+    let v = backup(&w, 0);
+    assert_eq!(
+        v["outcome"], "created",
+        "the final state was not backed up: {v:#}"
+    );
+    let s2 = reported_snapshot(&w, &v);
+    let want = sha256_file(&hot);
+    assert_eq!(sha256_file(&s2.join("hot.bin")), want);
+    let e = entry(&s2, "hot.bin").unwrap();
+    assert_eq!(e["sha256"].as_str(), Some(want.as_str()), "{e}");
+    assert!(e.get("status").is_none_or(Value::is_null), "{e}");
+    verify_all_clean(&w);
+}
+
+#[test]
+fn read_only_snapshots_rotate_and_restore() {
+    let Some(user) = Unprivileged::get() else {
+        return;
+    };
+    let w = world("max_backups = 2");
+    w.write("a.txt", "a0");
+    w.write("ro_dir/inner.txt", "inner0");
+    w.write("ro_dir/sub/deep.txt", "deep");
+    set_mode(&w.src.join("ro_dir/sub"), 0o555);
+    set_mode(&w.src.join("ro_dir"), 0o555);
+    user.own(&w);
+
+    let v = user.backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s1 = reported_snapshot(&w, &v);
+    for f in ["a.txt", "ro_dir/inner.txt", "ro_dir/sub/deep.txt"] {
+        let p = s1.join(f);
+        assert_eq!(
+            mode(&p) & 0o222,
+            0,
+            "{f} is writable in the snapshot: {:o}",
+            mode(&p)
+        );
+        if user.is_nobody() {
+            // As the user who made the snapshot, appending must fail.
+            let st = user
+                .command(OsStr::new("sh"))
+                .arg("-c")
+                .arg("printf x >> \"$1\"")
+                .arg("sh")
+                .arg(&p)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(
+                !st.success(),
+                "{f}: the owner could append to a snapshot file"
+            );
+        } else {
+            let e = OpenOptions::new().append(true).open(&p).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{f}");
+        }
+    }
+    assert_eq!(fs::read(s1.join("a.txt")).unwrap(), b"a0");
+    assert_eq!(mode(&s1.join("ro_dir")), 0o555);
+
+    // Three more snapshots with max_backups = 2: the oldest two go.
+    let mut all = vec![s1.file_name().unwrap().to_string_lossy().into_owned()];
+    let mut rotated = Vec::new();
+    for i in 1..=3 {
+        fs::write(w.src.join("a.txt"), format!("a{i}")).unwrap();
+        fs::write(w.src.join("ro_dir/inner.txt"), format!("inner{i}")).unwrap();
+        let v = user.backup(&w, 0);
+        assert_eq!(v["outcome"], "created", "{v:#}");
+        assert_eq!(v["warnings"].as_array().map(Vec::len), Some(0), "{v:#}");
+        all.push(v["snapshot"].as_str().unwrap().to_owned());
+        for r in v["rotate"].as_array().unwrap() {
+            rotated.push(r.as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        rotated,
+        all[..2].to_vec(),
+        "rotation deleted the wrong snapshots"
+    );
+    assert_eq!(w.snapshot_names(), all[2..].to_vec());
+    assert_eq!(leftovers(&w.dest), Vec::<String>::new());
+
+    // Restore the newest into a fresh folder: contents and modes.
+    let to = w.dir.path().join("restored");
+    let r = user.run(
+        &w,
+        &["restore", "latest", "--to", to.to_str().unwrap(), "--json"],
+    );
+    assert_code(&r, 0, "restore");
+    assert_same_tree(&tree_nodes(&w.src, true), &tree_nodes(&to, true), "restore");
+    let r = user.run(&w, &["verify", "--all", "--json"]);
+    assert_code(&r, 0, "verify --all");
+}

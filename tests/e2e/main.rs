@@ -1,0 +1,40 @@
+//! End-to-end tests of backup-cli: the real binary on real temporary trees,
+//! one module per feature, helpers from the kit (`backup_tests`).
+//!
+//! This is the `e2e` test target of the `backup-cli` package (declared in
+//! `backup-cli/Cargo.toml`), so cargo builds the binary before it runs
+//! these tests and hands over its path in `CARGO_BIN_EXE_backup-cli`;
+//! nothing here runs cargo (see `library` for the examples). Run with `cargo test --workspace` (add
+//! `--all-features` for the S3 destination and its tests), or one module
+//! with `cargo test -p backup-cli --test e2e -- restore::`.
+//!
+//! Some fault cases need root (mounting a tmpfs) or an unprivileged user (a
+//! file of mode 000 is readable by root): they print why and return early
+//! when that is not available.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod commands;
+mod crash;
+mod diff;
+mod faults;
+mod library;
+mod lock;
+mod odd_trees;
+mod oplog;
+mod output;
+mod pipeline;
+mod restore;
+#[cfg(feature = "s3")]
+mod s3;
+mod verify;
+
+use backup_tests::World;
+
+/// The binary under test, as cargo built it for this test target.
+const BIN: &str = env!("CARGO_BIN_EXE_backup-cli");
+
+/// A fresh world running [`BIN`], with `extra` lines in its profile.
+fn world(extra: &str) -> World {
+    World::new(BIN, extra)
+}

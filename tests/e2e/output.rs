@@ -1,0 +1,224 @@
+//! Output discipline: progress is drawn only on a terminal and never with
+//! `--json`; `--json` prints exactly one document; `--quiet` prints
+//! nothing; a reader that closes stdout early does not change the exit
+//! code.
+// openpty, for the one test that needs a terminal on stderr.
+#![allow(unsafe_code)]
+
+use std::fs;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use backup_tests::files::put;
+use backup_tests::json::single_json;
+use backup_tests::{assert_code, backup_created, Run, World};
+
+use crate::{world, BIN};
+
+fn assert_no_progress(text: &str, what: &str) {
+    assert!(!text.contains('\r'), "{what}: carriage return in {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "{what}: escape sequence in {text:?}"
+    );
+    for frag in ["entries", " eta ", "[=", "=>", "/s "] {
+        assert!(
+            !text.contains(frag),
+            "{what}: progress text {frag:?} in {text:?}"
+        );
+    }
+}
+
+/// Builds enough source that a progress bar, if drawn, would show.
+fn busy_source(w: &World) {
+    let blob = vec![7u8; 256 * 1024];
+    for i in 0..40 {
+        w.write(&format!("d{}/f{i}.bin", i % 4), &blob);
+    }
+}
+
+#[test]
+fn progress_never_reaches_piped_or_json_output() {
+    let w = world("");
+    busy_source(&w);
+
+    // Plain runs with piped stderr: no bar, no carriage returns.
+    let r = w.run(&["backup", "--force"]);
+    assert_code(&r, 0, "plain backup");
+    assert_no_progress(&r.stderr, "stderr of a plain backup");
+    assert_no_progress(&r.stdout, "stdout of a plain backup");
+    let out = w.dir.path().join("plain-restore");
+    let r = w.run(&["restore", "--to", out.to_str().unwrap()]);
+    assert_code(&r, 0, "plain restore");
+    assert_no_progress(&r.stderr, "stderr of a plain restore");
+    assert_no_progress(&r.stdout, "stdout of a plain restore");
+    let r = w.run(&["verify", "--all"]);
+    assert_code(&r, 0, "plain verify");
+    assert_no_progress(&r.stderr, "stderr of a plain verify");
+
+    // --json runs: exactly one JSON document on stdout, nothing drawn.
+    w.write("d0/f0.bin", b"changed");
+    let (name, _) = backup_created(&w);
+    let out = w.dir.path().join("json-restore");
+    let out = out.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["backup", "--force", "--json"],
+        vec!["list", "--json"],
+        vec!["status", "--json"],
+        vec!["verify", "--all", "--json"],
+        vec!["restore", "latest", "--to", out, "--json"],
+        vec!["diff", "--json"],
+        vec!["diff", name.as_str(), name.as_str(), "--json"],
+    ];
+    for args in &commands {
+        let r = w.run(args);
+        assert_code(&r, 0, &format!("{args:?}"));
+        single_json(&r);
+        assert_no_progress(&r.stdout, &format!("stdout of {args:?}"));
+        assert_no_progress(&r.stderr, &format!("stderr of {args:?}"));
+    }
+}
+
+/// Runs the binary with stderr on a pseudo-terminal; returns the run (its
+/// stderr is what the terminal received, with "\r\n" turned into "\n").
+fn run_with_tty_stderr(w: &World, args: &[&str]) -> Run {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    // SAFETY: openpty writes two descriptors into valid out-pointers; the
+    // other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed");
+    for fd in [master, slave] {
+        // SAFETY: fd is an open descriptor we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: both descriptors are open and owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut master = fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--profile")
+        .arg(&w.profile)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(slave));
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // closes our copy of the slave side
+    let out = child.wait_with_output().unwrap();
+    let tty = reader.join().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&tty).replace("\r\n", "\n"),
+    }
+}
+
+#[test]
+fn json_runs_draw_no_progress_even_on_a_terminal() {
+    let w = world("");
+    busy_source(&w);
+    // Control: on a terminal, without --json, progress is drawn (so the
+    // terminal set-up below can see a bar when there is one).
+    let r = run_with_tty_stderr(&w, &["backup", "--force"]);
+    assert_code(&r, 0, "backup with a terminal");
+    assert!(
+        r.stderr.contains('\r') || r.stderr.contains('\u{1b}'),
+        "control: no progress drawn on a terminal: {:?}",
+        r.stderr
+    );
+
+    w.write("d1/f1.bin", b"changed");
+    let out = w.dir.path().join("tty-restore");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["backup", "--force", "--json"],
+        vec!["verify", "--all", "--json"],
+        vec!["restore", "latest", "--to", out, "--json"],
+        vec!["backup", "--force", "--quiet"],
+    ] {
+        let r = run_with_tty_stderr(&w, &args);
+        assert_code(&r, 0, &format!("{args:?} with a terminal"));
+        if args.contains(&"--json") {
+            single_json(&r);
+        }
+        assert_no_progress(&r.stderr, &format!("terminal stderr of {args:?}"));
+    }
+}
+
+#[test]
+fn quiet_backup_prints_nothing() {
+    let w = world("");
+    put(&w, "a.txt", "a\n", 0o644, 1_600_000_000, 0);
+    let r = w.run(&["backup", "--quiet"]);
+    assert_code(&r, 0, "quiet backup");
+    assert_eq!(r.stdout, "", "stdout of a quiet backup");
+    assert_eq!(r.stderr, "", "stderr of a successful quiet backup");
+    assert_eq!(w.snapshot_names().len(), 1);
+
+    put(&w, "b.txt", "b\n", 0o644, 1_600_000_000, 0);
+    let r = w.run(&["--quiet", "backup", "--force"]);
+    assert_code(&r, 0, "quiet forced backup");
+    assert_eq!(r.stdout, "");
+    assert_eq!(w.snapshot_names().len(), 2);
+
+    // Nothing changed: still silent.
+    let r = w.run(&["-q", "--force"]);
+    assert_code(&r, 0, "quiet backup without changes");
+    assert_eq!(r.stdout, "");
+    assert_eq!(w.snapshot_names().len(), 2);
+}
+
+/// A reader that closes the pipe early (`| head`, `| true`) is not a
+/// failure: the exit code still says what happened to the backup.
+#[test]
+fn closed_stdout_does_not_turn_a_good_backup_into_a_failure() {
+    let w = world("");
+    w.write("a.txt", "hello");
+    let mut child = Command::new(BIN)
+        .arg("--profile")
+        .arg(&w.profile)
+        .args(["backup", "--force", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.snapshot_names().len(), 1);
+    let mut list = Command::new(BIN)
+        .arg("--profile")
+        .arg(&w.profile)
+        .args(["list", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take());
+    assert_eq!(list.wait().unwrap().code(), Some(0));
+}

@@ -1,8 +1,10 @@
 //! # backup-scan
 //!
-//! Stage 1 of the backup pipeline: walk the source folder in parallel with
-//! [jwalk], leave out what the exclusion rules say, and send each file,
-//! folder and symlink (with its `lstat` facts) down a crossbeam channel.
+//! Stage 1 of the backup pipeline: walk the source folder with [jwalk]
+//! (serially by default, so memory stays flat; see
+//! [`ScanOptions::threads`]), leave out what the exclusion rules say, and
+//! send each file, folder and symlink (with its `lstat` facts) down a
+//! bounded crossbeam channel.
 //!
 //! Central types: [`JwalkScanner`] (implements [`backup_core::Scanner`]),
 //! [`ScanOptions`] and [`ExcludeSet`] (gitignore-style patterns on globset).

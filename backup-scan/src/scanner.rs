@@ -51,8 +51,8 @@ pub struct ScanOptions {
     /// speed of `find`, and never gets ahead of the stages downstream by
     /// more than their bounded channels. N > 1: a rayon pool of N, faster
     /// on very wide trees, but jwalk then reads ahead without bound while
-    /// downstream is busy (measured: about 260 bytes an entry, 52 MB on
-    /// 200,000 files).
+    /// downstream is busy (memory grows with the tree; see
+    /// `docs/BENCHMARKS.md`).
     pub threads: usize,
 }
 

@@ -222,3 +222,56 @@ fn closed_stdout_does_not_turn_a_good_backup_into_a_failure() {
     drop(list.stdout.take());
     assert_eq!(list.wait().unwrap().code(), Some(0));
 }
+
+/// The largest count a phase's bar showed: `"<label> <spinner> N entries"`
+/// frames in what the terminal received.
+fn max_entries_shown(tty: &str, label: &str) -> Option<u64> {
+    let mut max = None;
+    for (i, _) in tty.match_indices(&format!("{label} ")) {
+        let rest = &tty[i + label.len() + 1..];
+        // Skip the spinner (one character), then read "N entries".
+        let mut words = rest.split_whitespace();
+        let (Some(_spinner), Some(n), Some("entries")) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        if let Ok(n) = n.parse::<u64>() {
+            max = max.max(Some(n));
+        }
+    }
+    max
+}
+
+/// Regression (architecture issue, point 6): once the first change starts
+/// the copy stage while the scan goes on, each phase's bar counts its own
+/// work. The old single bar, switched to "copy", went on counting scanned
+/// entries too: 38,288 "copy" entries on this 20,101-entry tree.
+#[test]
+fn each_phase_bar_counts_only_its_own_entries() {
+    let w = world("");
+    for d in 0..100 {
+        for f in 0..200 {
+            w.write(&format!("d{d:03}/f{f:03}.txt"), format!("{d} {f}\n"));
+        }
+    }
+    let entries = 100 * 200 + 100 + 1;
+    backup_created(&w);
+    // The first change comes early in scan order: the copy stage starts
+    // while nearly the whole scan is still ahead.
+    w.write("d000/f000.txt", "changed early\n");
+    let r = run_with_tty_stderr(&w, &["backup", "--force"]);
+    assert_code(&r, 0, "backup on a terminal");
+    let copy = max_entries_shown(&r.stderr, "copy");
+    let scan = max_entries_shown(&r.stderr, "scan");
+    let copy = copy.unwrap_or_else(|| panic!("no copy bar was drawn:\n{}", r.stderr));
+    assert!(
+        copy <= entries,
+        "the copy bar showed {copy} entries for a tree of {entries}"
+    );
+    if let Some(scan) = scan {
+        assert!(
+            scan <= entries,
+            "the scan bar showed {scan} entries for a tree of {entries}"
+        );
+    }
+}

@@ -55,7 +55,7 @@ where
     C: FnMut(&PrevIndex, PlannedEntry) -> Result<(), CoreError>,
 {
     let threads = opts.threads.max(1);
-    // Up to 256 batches (131,072 entries, about 20 MB) let the serial walk
+    // Up to 256 batches (131,072 entries) let the serial walk
     // run ahead while the previous index loads, and no further.
     let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
     let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(16);

@@ -121,33 +121,61 @@ fn clear_non_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Restores `snapshot` of `store` according to `opts`.
+/// Restores `snapshot` of `store` according to `opts`: folders first
+/// (parents before children), then files on `opts.threads` threads, then
+/// symlinks, then the folders' modes and times (deepest first, so that a
+/// read-only folder is closed last).
 pub fn restore(
     store: &dyn SnapshotStore,
     snapshot: &SnapshotRef,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    let mut entries = selected_entries(store, snapshot, opts)?;
+    prepare_target(opts)?;
+    let mut report = RestoreReport {
+        target: opts.target.display().to_string(),
+        ..RestoreReport::default()
+    };
+    // Parent folders of requested paths, and every folder entry, first.
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let dirs = make_folders(&entries, opts, &mut report);
+    restore_files(store, snapshot, &entries, opts, progress, &mut report);
+    make_symlinks(&entries, opts, &mut report);
+    set_folder_attrs(dirs, &mut report);
+    report.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    report.not_in_snapshot.sort();
+    Ok(report)
+}
+
+/// The manifest entries `opts.paths` asks for (all when empty); a requested
+/// path the snapshot does not hold is an error.
+fn selected_entries(
+    store: &dyn SnapshotStore,
+    snapshot: &SnapshotRef,
+    opts: &RestoreOptions,
+) -> Result<Vec<ManifestEntry>, RestoreError> {
+    let wanted =
+        |e: &ManifestEntry, p: &RelPath| e.path == *p || e.path.as_path().starts_with(p.as_path());
     let mut entries: Vec<ManifestEntry> = Vec::new();
     for e in store.read_manifest(snapshot)? {
         let e = e?;
-        if opts.paths.is_empty()
-            || opts
-                .paths
-                .iter()
-                .any(|p| e.path == *p || e.path.as_path().starts_with(p.as_path()))
-        {
+        if opts.paths.is_empty() || opts.paths.iter().any(|p| wanted(&e, p)) {
             entries.push(e);
         }
     }
     for p in &opts.paths {
-        if !entries
-            .iter()
-            .any(|e| e.path == *p || e.path.as_path().starts_with(p.as_path()))
-        {
+        if !entries.iter().any(|e| wanted(e, p)) {
             return Err(RestoreError::PathNotFound(p.to_string()));
         }
     }
+    Ok(entries)
+}
+
+/// Creates the target folder, or checks that it is empty (unless
+/// `overwrite`).
+fn prepare_target(opts: &RestoreOptions) -> Result<(), RestoreError> {
     match fs::read_dir(&opts.target) {
         Ok(mut it) => {
             if it.next().is_some() && !opts.overwrite {
@@ -160,12 +188,18 @@ pub fn restore(
         }
         Err(e) => return Err(CoreError::io("read", &opts.target, e).into()),
     }
-    let mut report = RestoreReport {
-        target: opts.target.display().to_string(),
-        ..RestoreReport::default()
-    };
-    // Parent folders of requested paths, and every folder entry, first.
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+/// A restored folder with the mode and mtime it gets at the end.
+type FolderAttrs = (PathBuf, u32, i64);
+
+/// Creates every folder entry (never through a symlink in the target).
+fn make_folders(
+    entries: &[ManifestEntry],
+    opts: &RestoreOptions,
+    report: &mut RestoreReport,
+) -> Vec<FolderAttrs> {
     let mut dirs = Vec::new();
     for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
         let dst = e.path.under(&opts.target);
@@ -193,13 +227,26 @@ pub fn restore(
             }),
         }
     }
+    dirs
+}
+
+/// Restores the files, each checked against its SHA-256, on
+/// `opts.threads` threads taking runs of neighbours.
+fn restore_files(
+    store: &dyn SnapshotStore,
+    snapshot: &SnapshotRef,
+    entries: &[ManifestEntry],
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    report: &mut RestoreReport,
+) {
     let files: Vec<&ManifestEntry> = entries
         .iter()
         .filter(|e| e.kind == EntryKind::File)
         .collect();
     let total_bytes: u64 = files.iter().map(|e| e.size).sum();
     let bar = progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
-    let shared = Mutex::new(&mut report);
+    let shared = Mutex::new(report);
     // Workers take runs of consecutive files (mostly one folder's), so two
     // threads rarely write into the same folder at once.
     for_each_in_runs(&files, opts.threads, 64, |_, e| {
@@ -223,6 +270,10 @@ pub fn restore(
         }
     });
     bar.finish();
+}
+
+/// Creates the symlinks (stored as links, never followed).
+fn make_symlinks(entries: &[ManifestEntry], opts: &RestoreOptions, report: &mut RestoreReport) {
     for e in entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
         let dst = e.path.under(&opts.target);
         let result = (|| {
@@ -250,6 +301,10 @@ pub fn restore(
             }),
         }
     }
+}
+
+/// Gives the folders their modes and mtimes, deepest first.
+fn set_folder_attrs(mut dirs: Vec<FolderAttrs>, report: &mut RestoreReport) {
     dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
     for (dst, mode, mtime) in dirs {
         let _ = filetime::set_file_mtime(&dst, file_time(mtime));
@@ -260,10 +315,6 @@ pub fn restore(
             });
         }
     }
-    report.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
-    report.errors.sort_by(|a, b| a.path.cmp(&b.path));
-    report.not_in_snapshot.sort();
-    Ok(report)
 }
 
 enum FileOutcome {

@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use backup_core::snapshot::next_name_among;
 use backup_core::sys::sync_dir;
 use backup_core::{
-    Action, Content, ContentHash, CoreError, EntryStatus, ManifestEntries, ManifestEntry,
-    PlannedEntry, Progress, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
+    Action, Content, ContentHash, CoreError, ManifestEntries, ManifestEntry, PlannedEntry,
+    Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
     VerifyReport, WrittenEntry,
 };
 use chrono::{DateTime, Local};
@@ -231,16 +231,14 @@ impl LocalWriter {
                 fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
                 continue;
             }
-            let mut m = planned.to_manifest(Some(copied.hash));
-            m.size = copied.bytes;
-            m.mtime_ns = copied.stat.mtime_ns;
-            m.ctime_ns = copied.stat.ctime_ns;
-            m.ino = copied.stat.ino;
-            m.mode = copied.stat.mode;
+            let m = planned.to_manifest_read(
+                copied.hash,
+                copied.bytes,
+                copied.stat,
+                copied.changed_during_copy,
+            );
             if copied.changed_during_copy {
                 warn!(path = %planned.entry.path, "kept changing while it was copied; the next run hashes it again");
-                m.status = Some(EntryStatus::ChangedDuringBackup);
-                m.rehash = true;
             }
             return Ok(Ok(WrittenEntry {
                 manifest: m,
@@ -301,6 +299,102 @@ impl LocalWriter {
     }
 }
 
+impl LocalWriter {
+    /// A hard link to the previous snapshot's copy of unchanged content
+    /// (or a copy where a link is impossible).
+    fn write_link(
+        &self,
+        planned: &PlannedEntry,
+        dst: &Path,
+        from: &RelPath,
+        hash: &ContentHash,
+    ) -> Result<WrittenEntry, CoreError> {
+        let entry = &planned.entry;
+        let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
+        let source = entry.path.under(&self.source);
+        let attrs = (entry.stat.mode, entry.stat.mtime_ns);
+        match self.link_previous(&from.under(prev_dir), dst, *hash, attrs, Some(&source))? {
+            Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
+                linked: true,
+                ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
+            }),
+            Ok(LinkOutcome::Copied { bytes, hash: got }) => {
+                let mut m = planned.to_manifest(Some(got));
+                // Copied from the source, which may have changed since
+                // it was hashed: make the next run look again.
+                m.rehash |= got != *hash;
+                Ok(WrittenEntry {
+                    manifest: m,
+                    bytes_copied: bytes,
+                    copied: true,
+                    linked: false,
+                    failure: None,
+                })
+            }
+            Err(error) => Ok(WrittenEntry::failed(planned, error)),
+        }
+    }
+
+    /// The last good copy of a file the scan could not read, kept stale.
+    fn write_stale(
+        &self,
+        planned: &PlannedEntry,
+        dst: &Path,
+        stale: &StaleCopy,
+    ) -> Result<WrittenEntry, CoreError> {
+        let StaleCopy {
+            from,
+            hash,
+            stat,
+            error,
+        } = stale;
+        let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
+        match self.link_previous(
+            &from.under(prev_dir),
+            dst,
+            *hash,
+            (stat.mode, stat.mtime_ns),
+            None,
+        )? {
+            Ok(outcome) => Ok(WrittenEntry {
+                failure: Some(error.clone()),
+                linked: outcome == LinkOutcome::Linked,
+                ..WrittenEntry::recorded(planned.to_manifest(None))
+            }),
+            Err(more) => Ok(WrittenEntry::failed(planned, format!("{error}; {more}"))),
+        }
+    }
+
+    /// A copy of the source file; if it cannot be read now, the last good
+    /// copy is kept (stale) when there is one.
+    fn write_copy(&self, planned: &PlannedEntry, dst: &Path) -> Result<WrittenEntry, CoreError> {
+        let entry = &planned.entry;
+        match self.copy_source(planned, dst)? {
+            Ok(w) => Ok(w),
+            Err(error) => {
+                // The source could not be read now: keep the last good
+                // copy if there is one.
+                if let (Some(prev), Some(prev_dir)) = (&planned.previous_version, &self.previous) {
+                    let stale = PlannedEntry {
+                        action: prev.keep_stale(&entry.path, error.clone()),
+                        ..planned.clone()
+                    };
+                    let from = entry.path.under(prev_dir);
+                    let attrs = (prev.stat.mode, prev.stat.mtime_ns);
+                    if let Ok(outcome) = self.link_previous(&from, dst, prev.hash, attrs, None)? {
+                        return Ok(WrittenEntry {
+                            failure: Some(error),
+                            linked: outcome == LinkOutcome::Linked,
+                            ..WrittenEntry::recorded(stale.to_manifest(None))
+                        });
+                    }
+                }
+                Ok(WrittenEntry::failed(planned, error))
+            }
+        }
+    }
+}
+
 impl SnapshotWriter for LocalWriter {
     fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
@@ -325,88 +419,10 @@ impl SnapshotWriter for LocalWriter {
                 }
                 Ok(WrittenEntry::recorded(planned.to_manifest(None)))
             }
-            Action::Link { from, hash } => {
-                let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                let source = entry.path.under(&self.source);
-                let attrs = (entry.stat.mode, entry.stat.mtime_ns);
-                match self.link_previous(
-                    &from.under(prev_dir),
-                    &dst,
-                    *hash,
-                    attrs,
-                    Some(&source),
-                )? {
-                    Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
-                        linked: true,
-                        ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
-                    }),
-                    Ok(LinkOutcome::Copied { bytes, hash: got }) => {
-                        let mut m = planned.to_manifest(Some(got));
-                        // Copied from the source, which may have changed since
-                        // it was hashed: make the next run look again.
-                        m.rehash |= got != *hash;
-                        Ok(WrittenEntry {
-                            manifest: m,
-                            bytes_copied: bytes,
-                            copied: true,
-                            linked: false,
-                            failure: None,
-                        })
-                    }
-                    Err(error) => Ok(WrittenEntry::failed(planned, error)),
-                }
-            }
-            Action::KeepStale(stale) => {
-                let StaleCopy {
-                    from,
-                    hash,
-                    stat,
-                    error,
-                } = &**stale;
-                let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-                match self.link_previous(
-                    &from.under(prev_dir),
-                    &dst,
-                    *hash,
-                    (stat.mode, stat.mtime_ns),
-                    None,
-                )? {
-                    Ok(outcome) => Ok(WrittenEntry {
-                        failure: Some(error.clone()),
-                        linked: outcome == LinkOutcome::Linked,
-                        ..WrittenEntry::recorded(planned.to_manifest(None))
-                    }),
-                    Err(more) => Ok(WrittenEntry::failed(planned, format!("{error}; {more}"))),
-                }
-            }
+            Action::Link { from, hash } => self.write_link(planned, &dst, from, hash),
+            Action::KeepStale(stale) => self.write_stale(planned, &dst, stale),
             Action::Fail { error } => Ok(WrittenEntry::failed(planned, error.clone())),
-            Action::Copy => match self.copy_source(planned, &dst)? {
-                Ok(w) => Ok(w),
-                Err(error) => {
-                    // The source could not be read now: keep the last good
-                    // copy if there is one.
-                    if let (Some(prev), Some(prev_dir)) =
-                        (&planned.previous_version, &self.previous)
-                    {
-                        let stale = PlannedEntry {
-                            action: prev.keep_stale(&entry.path, error.clone()),
-                            ..planned.clone()
-                        };
-                        let from = entry.path.under(prev_dir);
-                        let attrs = (prev.stat.mode, prev.stat.mtime_ns);
-                        if let Ok(outcome) =
-                            self.link_previous(&from, &dst, prev.hash, attrs, None)?
-                        {
-                            return Ok(WrittenEntry {
-                                failure: Some(error),
-                                linked: outcome == LinkOutcome::Linked,
-                                ..WrittenEntry::recorded(stale.to_manifest(None))
-                            });
-                        }
-                    }
-                    Ok(WrittenEntry::failed(planned, error))
-                }
-            },
+            Action::Copy => self.write_copy(planned, &dst),
         }
     }
 
@@ -473,7 +489,7 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::{Change, EntryKind, FileStat, PreviousVersion, RelPath, ScanEntry};
+    use backup_core::{Change, EntryKind, EntryStatus, FileStat, PreviousVersion, ScanEntry};
 
     fn planned(path: &str, action: Action, previous: Option<PreviousVersion>) -> PlannedEntry {
         let previous = previous.map(Box::new);

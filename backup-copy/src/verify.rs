@@ -72,53 +72,15 @@ pub fn verify(
         .collect();
     for (snap_index, (snap, dir)) in snapshots.iter().zip(&dirs).enumerate() {
         report.snapshots_checked += 1;
-        let mut listed: HashSet<u64> = HashSet::new();
-        for e in read_manifest(dir)? {
-            let e = e?;
-            listed.insert(path_key(&hasher, e.path.as_path()));
-            if e.status == Some(EntryStatus::Failed) {
-                continue;
-            }
-            let full = e.path.under(dir);
-            let sp = || SnapshotPath {
-                snapshot: snap.name.clone(),
-                path: e.path.to_string(),
-            };
-            let meta = match fs::symlink_metadata(&full) {
-                Ok(m) => m,
-                Err(_) => {
-                    report.missing.push(sp());
-                    continue;
-                }
-            };
-            match e.kind {
-                EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
-                EntryKind::Dir => {}
-                EntryKind::Symlink => {
-                    if !meta.file_type().is_symlink() {
-                        report.missing.push(sp());
-                    } else if fs::read_link(&full).ok() != e.target {
-                        report.corrupt.push(sp());
-                    }
-                }
-                EntryKind::File => {
-                    report.files_checked += 1;
-                    if !meta.is_file() {
-                        report.missing.push(sp());
-                    } else if meta.len() != e.size {
-                        report.corrupt.push(sp());
-                    } else if let Some(expected) = e.sha256.filter(|_| !quick) {
-                        checks.push(FileCheck {
-                            snapshot: snap_index as u32,
-                            rel: e.path,
-                            expected,
-                            size: e.size,
-                            key: inode_key(&meta),
-                        });
-                    }
-                }
-            }
-        }
+        let listed = check_entries(
+            dir,
+            snap,
+            snap_index as u32,
+            quick,
+            &hasher,
+            &mut report,
+            &mut checks,
+        )?;
         find_unexpected(
             dir,
             dir,
@@ -175,6 +137,69 @@ pub fn verify(
     report.missing.sort();
     report.unexpected.sort();
     Ok(report)
+}
+
+/// Checks the entries of one snapshot folder's manifest against the
+/// folder: presence, type, size and symlink targets; files whose content
+/// is to be hashed go to `checks`. Returns the listed paths (as 64-bit
+/// keys) for [`find_unexpected`].
+fn check_entries(
+    dir: &Path,
+    snap: &SnapshotRef,
+    snap_index: u32,
+    quick: bool,
+    hasher: &std::hash::RandomState,
+    report: &mut VerifyReport,
+    checks: &mut Vec<FileCheck>,
+) -> Result<HashSet<u64>, CoreError> {
+    let mut listed: HashSet<u64> = HashSet::new();
+    for e in read_manifest(dir)? {
+        let e = e?;
+        listed.insert(path_key(hasher, e.path.as_path()));
+        if e.status == Some(EntryStatus::Failed) {
+            continue;
+        }
+        let full = e.path.under(dir);
+        let sp = || SnapshotPath {
+            snapshot: snap.name.clone(),
+            path: e.path.to_string(),
+        };
+        let meta = match fs::symlink_metadata(&full) {
+            Ok(m) => m,
+            Err(_) => {
+                report.missing.push(sp());
+                continue;
+            }
+        };
+        match e.kind {
+            EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
+            EntryKind::Dir => {}
+            EntryKind::Symlink => {
+                if !meta.file_type().is_symlink() {
+                    report.missing.push(sp());
+                } else if fs::read_link(&full).ok() != e.target {
+                    report.corrupt.push(sp());
+                }
+            }
+            EntryKind::File => {
+                report.files_checked += 1;
+                if !meta.is_file() {
+                    report.missing.push(sp());
+                } else if meta.len() != e.size {
+                    report.corrupt.push(sp());
+                } else if let Some(expected) = e.sha256.filter(|_| !quick) {
+                    checks.push(FileCheck {
+                        snapshot: snap_index,
+                        rel: e.path,
+                        expected,
+                        size: e.size,
+                        key: inode_key(&meta),
+                    });
+                }
+            }
+        }
+    }
+    Ok(listed)
 }
 
 fn find_unexpected(

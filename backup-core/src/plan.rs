@@ -113,6 +113,30 @@ impl PreviousVersion {
 }
 
 impl PlannedEntry {
+    /// The manifest line for a file whose content was read in one pass (a
+    /// copy or an upload): its `hash`, the `bytes` read and the source's
+    /// facts when it was opened. A file that `changed` while it was read
+    /// is marked `changed_during_backup` and hashed again by the next run.
+    pub fn to_manifest_read(
+        &self,
+        hash: ContentHash,
+        bytes: u64,
+        stat: FileStat,
+        changed: bool,
+    ) -> crate::manifest::ManifestEntry {
+        let mut m = self.to_manifest(Some(hash));
+        m.size = bytes;
+        m.mtime_ns = stat.mtime_ns;
+        m.ctime_ns = stat.ctime_ns;
+        m.ino = stat.ino;
+        m.mode = stat.mode;
+        if changed {
+            m.status = Some(crate::manifest::EntryStatus::ChangedDuringBackup);
+            m.rehash = true;
+        }
+        m
+    }
+
     /// The manifest line for this entry, given the content hash the copy
     /// stage ended up with (for a copy) or the planned one (for a link).
     pub fn to_manifest(&self, sha256: Option<ContentHash>) -> crate::manifest::ManifestEntry {

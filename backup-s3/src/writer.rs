@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use backup_core::{
-    Action, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus, FileStat, ManifestEntry,
+    Action, ContentHash, ContentHasher, CoreError, EntryKind, FileStat, ManifestEntry,
     PlannedEntry, SnapshotInfo, SnapshotWriter, WrittenEntry,
 };
 use object_store::path::Path as Key;
@@ -157,16 +157,9 @@ impl S3Writer {
                     ))
                 }
             };
-            let mut m = planned.to_manifest(Some(read.hash));
-            m.size = read.bytes;
-            m.mtime_ns = read.stat.mtime_ns;
-            m.ctime_ns = read.stat.ctime_ns;
-            m.ino = read.stat.ino;
-            m.mode = read.stat.mode;
+            let m = planned.to_manifest_read(read.hash, read.bytes, read.stat, read.changed);
             if read.changed {
                 warn!(path = %planned.entry.path, "kept changing while it was read; the next run hashes it again");
-                m.status = Some(EntryStatus::ChangedDuringBackup);
-                m.rehash = true;
             }
             return Ok(Ok(WrittenEntry {
                 manifest: m,

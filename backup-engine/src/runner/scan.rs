@@ -60,7 +60,7 @@ where
     let (scan_tx, scan_rx) = bounded::<ScanBatch>(256);
     let (plan_tx, plan_rx) = bounded::<(u64, Vec<ScanOutput>)>(16);
     let prev_slot: std::sync::OnceLock<PrevIndex> = std::sync::OnceLock::new();
-    let taker = Mutex::new((0u64, scan_rx));
+    let taker: Taker = Mutex::new((0u64, scan_rx));
     let mut summary = ScanSummary {
         seen: Vec::new(),
         failed: Vec::new(),
@@ -76,9 +76,8 @@ where
             self.0.store(true, Ordering::Relaxed);
         }
     }
-    // The previous index is loaded before the walk starts: a parallel walk
-    // whose consumer waits reads the whole tree ahead into memory (about
-    // 260 bytes an entry), which costs more than the overlap gains.
+    // The walk starts first and runs ahead (bounded) while the previous
+    // index loads; the hash workers start once it is loaded.
     let scan_result = std::thread::scope(|s| {
         let cancel_on_exit = CancelOnExit(cancel);
         let scanner = &stages.scanner;
@@ -92,46 +91,12 @@ where
         let prev = prev_slot.get_or_init(load_prev);
         summary.seen = vec![false; prev.len()];
         for i in 0..threads {
-            let taker = &taker;
-            let tx = plan_tx.clone();
-            let filters = &stages.filters;
-            let differ = &stages.differ;
+            let (taker, tx) = (&taker, plan_tx.clone());
             std::thread::Builder::new()
                 .name(format!("backup-hash-{i}"))
                 .spawn_scoped(s, move || {
                     let _span = info_span!("hash", worker = i).entered();
-                    loop {
-                        let (seq, batch) = {
-                            let mut t = lock(taker);
-                            let Ok(batch) = t.1.recv() else { return };
-                            t.0 += 1;
-                            (t.0, batch)
-                        };
-                        if cancel.load(Ordering::Relaxed) {
-                            // Keep draining so the scanner is never stuck.
-                            continue;
-                        }
-                        let mut out = Vec::with_capacity(batch.len());
-                        for ev in batch {
-                            out.push(match ev {
-                                ScanEvent::Entry(e) => {
-                                    if !filters.iter().all(|f| f.keep(&e)) {
-                                        continue;
-                                    }
-                                    ScanOutput::Planned(differ.plan(e, prev))
-                                }
-                                ScanEvent::Skipped { path, reason } => {
-                                    ScanOutput::Skipped { path, reason }
-                                }
-                                ScanEvent::Error { path, error } => {
-                                    ScanOutput::Error { path, error }
-                                }
-                            });
-                        }
-                        if tx.send((seq, out)).is_err() {
-                            return;
-                        }
-                    }
+                    hash_worker(taker, &tx, stages, prev, cancel);
                 })
                 .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
         }
@@ -156,6 +121,53 @@ where
     scan_result?;
     let prev = prev_slot.into_inner().unwrap_or_default();
     Ok((summary, prev))
+}
+
+/// The scanned batches, numbered as they are taken (from 1).
+type Taker = Mutex<(u64, crossbeam_channel::Receiver<ScanBatch>)>;
+
+/// A hash/diff worker: takes the next scanned batch (and its number),
+/// filters and plans each entry, and passes the batch on with its number.
+/// Keeps draining after a cancel, so that the scanner is never stuck.
+fn hash_worker(
+    taker: &Taker,
+    out: &crossbeam_channel::Sender<(u64, Vec<ScanOutput>)>,
+    stages: &Stages,
+    prev: &PrevIndex,
+    cancel: &AtomicBool,
+) {
+    loop {
+        let (seq, batch) = {
+            let mut t = lock(taker);
+            let Ok(batch) = t.1.recv() else { return };
+            t.0 += 1;
+            (t.0, batch)
+        };
+        if cancel.load(Ordering::Relaxed) {
+            continue;
+        }
+        if out.send((seq, plan_batch(batch, stages, prev))).is_err() {
+            return;
+        }
+    }
+}
+
+/// Filters and plans one scanned batch.
+fn plan_batch(batch: ScanBatch, stages: &Stages, prev: &PrevIndex) -> Vec<ScanOutput> {
+    let mut out = Vec::with_capacity(batch.len());
+    for ev in batch {
+        out.push(match ev {
+            ScanEvent::Entry(e) => {
+                if !stages.filters.iter().all(|f| f.keep(&e)) {
+                    continue;
+                }
+                ScanOutput::Planned(stages.differ.plan(e, prev))
+            }
+            ScanEvent::Skipped { path, reason } => ScanOutput::Skipped { path, reason },
+            ScanEvent::Error { path, error } => ScanOutput::Error { path, error },
+        });
+    }
+    out
 }
 
 fn collect<C>(

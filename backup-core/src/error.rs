@@ -47,14 +47,18 @@ pub enum CoreError {
     #[error("{0}")]
     NotFound(String),
     /// A request to a remote store (object storage) failed.
-    #[error("cannot {action} {location}: {message}")]
+    #[error("cannot {action} {location}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
     Remote {
         /// What was being done.
         action: &'static str,
         /// The object or bucket involved (a URL).
         location: String,
-        /// What went wrong and what to do.
+        /// What to do about it (or what went wrong, when there is no
+        /// `source`); may be empty.
         message: String,
+        /// The client's error, with its own chain.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The run was cancelled because another stage failed.
     #[error("the run was cancelled")]
@@ -104,4 +108,21 @@ pub fn destination_hint(e: &io::Error) -> &'static str {
         }
         _ => "check the destination drive and run again; the partial snapshot was removed",
     }
+}
+
+/// Formats an error with its whole cause chain (`what: why: why…`), like
+/// `{:#}` of anyhow, leaving out a cause whose text the message already
+/// holds (clients often repeat their source in their own message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }

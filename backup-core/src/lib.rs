@@ -40,7 +40,7 @@ pub mod sys;
 pub mod verify;
 
 pub use entry::{EntryKind, FileStat, ScanEntry};
-pub use error::CoreError;
+pub use error::{error_chain, CoreError};
 pub use hash::{hash_file, hash_reader, ContentHash, ContentHasher};
 pub use manifest::{Counts, EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
 pub use plan::{Action, Change, PlannedEntry, PreviousVersion, StaleCopy};

@@ -20,11 +20,11 @@ pub mod metadata;
 pub mod runner;
 pub mod select;
 
+pub use backup_core::error_chain;
 pub use diff::TreeDiff;
 pub use lock::{LockAttempt, LockHolder, RunLock};
 pub use metadata::BackupMetadata;
 pub use runner::{
-    error_chain, load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions,
-    RunReport, Stages,
+    load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,
 };
 pub use select::resolve_snapshot;

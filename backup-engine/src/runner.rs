@@ -19,7 +19,7 @@ use tracing::{info, info_span};
 use crate::lock::{LockAttempt, LockHolder, RunLock};
 use crate::metadata::FileRecord;
 use backup_core::entry::{EntryKind, FileStat};
-use backup_core::error::CoreError;
+use backup_core::error::{error_chain, CoreError};
 use backup_core::manifest::{Counts, ManifestEntry};
 use backup_core::prev::PrevIndex;
 use backup_core::progress::Progress;
@@ -165,18 +165,6 @@ impl RunReport {
             _ => 0,
         }
     }
-}
-
-/// Formats an error with its whole cause chain.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Runs one backup. Never panics into the caller: errors and panics end up

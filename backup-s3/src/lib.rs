@@ -38,9 +38,9 @@ use backup_core::snapshot::{
     next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
 };
 use backup_core::{
-    Content, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus, ManifestEntries,
-    ManifestEntry, Phase, Progress, SnapshotInfo, SnapshotPath, SnapshotRef, SnapshotStore,
-    SnapshotWriter, VerifyReport,
+    error_chain, Content, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus,
+    ManifestEntries, ManifestEntry, Phase, Progress, SnapshotInfo, SnapshotPath, SnapshotRef,
+    SnapshotStore, SnapshotWriter, VerifyReport,
 };
 use chrono::{DateTime, Local};
 use futures::StreamExt;
@@ -124,6 +124,7 @@ impl S3Store {
             action: "read",
             location: url,
             message: format!("its first line is not a snapshot summary ({e})"),
+            source: None,
         })
     }
 
@@ -266,7 +267,7 @@ impl SnapshotStore for S3Store {
             let info = match self.read_info(&key) {
                 Ok(i) => i,
                 Err(e) => {
-                    warn!(manifest = %key, error = %e, "skipping an unreadable snapshot manifest");
+                    warn!(manifest = %key, error = %error_chain(&e), "skipping an unreadable snapshot manifest");
                     continue;
                 }
             };
@@ -340,6 +341,7 @@ impl SnapshotStore for S3Store {
                         other.started,
                         lock::STALE_AFTER.as_secs() / 60
                     ),
+                    source: None,
                 })
             }
         };
@@ -468,7 +470,8 @@ impl S3Store {
                     return Err(CoreError::Remote {
                         action: "delete unreferenced contents in",
                         location: remote.url(),
-                        message: remote.explain(&e),
+                        message: remote.hint(&e),
+                        source: Some(Box::new(e)),
                     })
                 }
             }

@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::CoreError;
+use backup_core::{error_chain, CoreError};
 use chrono::{DateTime, Utc};
 
 use object_store::path::Path as Key;
@@ -90,7 +90,8 @@ fn write_lock(remote: &Remote, key: &Key, info: &LockInfo) -> Result<(), CoreErr
     let body = serde_json::to_vec_pretty(info).map_err(|e| CoreError::Remote {
         action: "write the lock",
         location: remote.url_of(key),
-        message: e.to_string(),
+        message: String::new(),
+        source: Some(Box::new(e)),
     })?;
     remote
         .block(remote.store.put(key, PutPayload::from(body)))
@@ -128,7 +129,7 @@ pub fn live_locks(remote: &Remote, own: Option<&Key>) -> Result<Vec<LockInfo>, C
             Ok(info) => out.push(info),
             // Not ours to judge: count it as a live run of unknown kind.
             Err(e) => {
-                warn!(lock = %meta.location, error = %e, "an unreadable lock object counts as a live exclusive lock");
+                warn!(lock = %meta.location, error = %error_chain(&e), "an unreadable lock object counts as a live exclusive lock");
                 out.push(LockInfo {
                     host: format!("unknown (unreadable {})", meta.location),
                     pid: 0,
@@ -208,7 +209,9 @@ pub fn take(remote: &Arc<Remote>, exclusive: bool, profile: &str) -> Result<Lock
                                 *last_written.lock().unwrap_or_else(|p| p.into_inner()) =
                                     std::time::SystemTime::now();
                             }
-                            Err(e) => warn!(error = %e, "cannot refresh the lock object"),
+                            Err(e) => {
+                                warn!(error = %error_chain(&e), "cannot refresh the lock object")
+                            }
                         }
                     }
                     _ => return,
@@ -217,7 +220,8 @@ pub fn take(remote: &Arc<Remote>, exclusive: bool, profile: &str) -> Result<Lock
             .map_err(|e| CoreError::Remote {
                 action: "start the lock refresher for",
                 location: lock_url,
-                message: e.to_string(),
+                message: String::new(),
+                source: Some(Box::new(e)),
             })?
     };
     Ok(Locked::Held(LockGuard {
@@ -247,7 +251,7 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         if let Err(e) = self.remote.block(self.remote.store.delete(&self.key)) {
-            warn!(lock = %self.key, error = %e, "cannot delete the lock object; it goes stale on its own");
+            warn!(lock = %self.key, error = %error_chain(&e), "cannot delete the lock object; it goes stale on its own");
         }
     }
 }

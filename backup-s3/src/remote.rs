@@ -58,6 +58,7 @@ impl Remote {
                         "the environment variable {name} (the {what}) is not set; export it, or name another variable with `{}` in the profile's [s3] table",
                         if what.contains("secret") { "secret_key_env" } else { "access_key_env" }
                     ),
+                    source: None,
                 }),
             }
         };
@@ -93,6 +94,7 @@ impl Remote {
             action: "connect to",
             location: url.clone(),
             message: format!("{e}; check the [s3] table of the profile"),
+            source: None,
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -102,7 +104,8 @@ impl Remote {
             .map_err(|e| CoreError::Remote {
                 action: "start the S3 client for",
                 location: url.clone(),
-                message: e.to_string(),
+                message: String::new(),
+                source: Some(Box::new(e)),
             })?;
         let remote = Remote {
             store,
@@ -160,23 +163,21 @@ impl Remote {
         CoreError::Remote {
             action,
             location: self.url_of(key),
-            message: self.explain(&e),
+            message: self.hint(&e),
+            source: Some(Box::new(e)),
         }
     }
 
-    /// The client error's text with advice for the usual causes.
-    pub fn explain(&self, e: &object_store::Error) -> String {
+    /// Advice for the usual causes of a client error (empty when there is
+    /// none): a missing bucket, refused credentials, an unreachable server.
+    pub fn hint(&self, e: &object_store::Error) -> String {
         let mut text = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
-            let t = s.to_string();
-            if !text.contains(&t) {
-                text.push_str(": ");
-                text.push_str(&t);
-            }
+            text.push_str(&s.to_string());
             source = s.source();
         }
-        let hint = if text.contains("NoSuchBucket") {
+        if text.contains("NoSuchBucket") {
             format!(
                 "the bucket {} does not exist at {}: create it first, or fix the destination",
                 self.bucket, self.endpoint
@@ -205,9 +206,28 @@ impl Remote {
                 self.endpoint
             )
         } else {
-            return text;
-        };
-        format!("{hint} ({text})")
+            String::new()
+        }
+    }
+
+    /// The client error's text (its chain, each part once) with the advice
+    /// first, for the one place its chain cannot be kept: an `io::Error`
+    /// of a download stream.
+    fn explain(&self, e: &object_store::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            let t = s.to_string();
+            if !text.contains(&t) {
+                text.push_str(": ");
+                text.push_str(&t);
+            }
+            source = s.source();
+        }
+        match self.hint(e) {
+            hint if hint.is_empty() => text,
+            hint => format!("{hint} ({text})"),
+        }
     }
 
     /// Lists every object under `rel` (recursively).
@@ -251,7 +271,8 @@ impl Remote {
             .map_err(|e| CoreError::Remote {
                 action: "read",
                 location: self.url_of(key),
-                message: e.to_string(),
+                message: String::new(),
+                source: Some(Box::new(e)),
             })?;
         Ok((first, reader))
     }

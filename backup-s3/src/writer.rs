@@ -290,6 +290,7 @@ impl S3Writer {
                 "this run could not refresh its lock for {} minutes (was the machine asleep?) and {missing} contents it needs were deleted meanwhile; run the backup again",
                 unrefreshed.as_secs() / 60
             ),
+            source: None,
         })
     }
 
@@ -467,6 +468,7 @@ impl SnapshotWriter for S3Writer {
                     action: "commit",
                     location: remote.url_of(key),
                     message: "the snapshot was already committed or aborted".into(),
+                    source: None,
                 })?;
             let tmp_err = |e: io::Error| {
                 CoreError::io("read the temporary manifest in", &std::env::temp_dir(), e)
@@ -481,6 +483,7 @@ impl SnapshotWriter for S3Writer {
                         location: remote.url_of(key),
                         message: "a snapshot of that name appeared during the run; run again"
                             .into(),
+                        source: None,
                     })
                 }
                 Err(e) => return Err(remote.error("look up", key, e)),
@@ -488,7 +491,8 @@ impl SnapshotWriter for S3Writer {
             let mut head = serde_json::to_vec(info).map_err(|e| CoreError::Remote {
                 action: "write",
                 location: remote.url_of(key),
-                message: e.to_string(),
+                message: String::new(),
+                source: Some(Box::new(e)),
             })?;
             head.push(b'\n');
             let len = file.metadata().map_err(tmp_err)?.len();
@@ -508,6 +512,7 @@ impl SnapshotWriter for S3Writer {
                         action: "upload",
                         location: remote.url_of(key),
                         message: format!("cannot read the temporary manifest: {why}"),
+                        source: None,
                     });
                 }
             }

@@ -19,7 +19,7 @@ use backup_core::sys::sync_dir;
 use backup_core::{
     Action, Content, ContentHash, CoreError, ManifestEntries, ManifestEntry, PlannedEntry,
     Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
-    VerifyReport, WrittenEntry,
+    VerifyReport, WriteOutcome, WrittenEntry,
 };
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
@@ -242,10 +242,9 @@ impl LocalWriter {
             }
             return Ok(Ok(WrittenEntry {
                 manifest: m,
-                bytes_copied: copied.bytes,
-                copied: true,
-                linked: false,
-                failure: None,
+                outcome: WriteOutcome::Copied {
+                    bytes: copied.bytes,
+                },
             }));
         }
     }
@@ -315,8 +314,8 @@ impl LocalWriter {
         let attrs = (entry.stat.mode, entry.stat.mtime_ns);
         match self.link_previous(&from.under(prev_dir), dst, *hash, attrs, Some(&source))? {
             Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
-                linked: true,
-                ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
+                manifest: planned.to_manifest(Some(*hash)),
+                outcome: WriteOutcome::Linked,
             }),
             Ok(LinkOutcome::Copied { bytes, hash: got }) => {
                 let mut m = planned.to_manifest(Some(got));
@@ -325,10 +324,7 @@ impl LocalWriter {
                 m.rehash |= got != *hash;
                 Ok(WrittenEntry {
                     manifest: m,
-                    bytes_copied: bytes,
-                    copied: true,
-                    linked: false,
-                    failure: None,
+                    outcome: WriteOutcome::Copied { bytes },
                 })
             }
             Err(error) => Ok(WrittenEntry::failed(planned, error)),
@@ -357,9 +353,11 @@ impl LocalWriter {
             None,
         )? {
             Ok(outcome) => Ok(WrittenEntry {
-                failure: Some(error.clone()),
-                linked: outcome == LinkOutcome::Linked,
-                ..WrittenEntry::recorded(planned.to_manifest(None))
+                manifest: planned.to_manifest(None),
+                outcome: WriteOutcome::Stale {
+                    linked: outcome == LinkOutcome::Linked,
+                    problem: error.clone(),
+                },
             }),
             Err(more) => Ok(WrittenEntry::failed(planned, format!("{error}; {more}"))),
         }
@@ -383,9 +381,11 @@ impl LocalWriter {
                     let attrs = (prev.stat.mode, prev.stat.mtime_ns);
                     if let Ok(outcome) = self.link_previous(&from, dst, prev.hash, attrs, None)? {
                         return Ok(WrittenEntry {
-                            failure: Some(error),
-                            linked: outcome == LinkOutcome::Linked,
-                            ..WrittenEntry::recorded(stale.to_manifest(None))
+                            manifest: stale.to_manifest(None),
+                            outcome: WriteOutcome::Stale {
+                                linked: outcome == LinkOutcome::Linked,
+                                problem: error,
+                            },
                         });
                     }
                 }
@@ -570,8 +570,8 @@ mod tests {
         let out = w
             .write(&planned("a.txt", Action::Copy, Some(prev)))
             .unwrap();
-        assert!(out.failure.is_some());
-        assert!(out.linked);
+        assert!(out.failure().is_some());
+        assert!(out.linked());
         assert_eq!(out.manifest.status, Some(EntryStatus::Stale));
         assert_eq!(out.manifest.size, 3);
         assert_eq!(out.manifest.mode, 0o600, "the last good copy's mode");
@@ -587,7 +587,7 @@ mod tests {
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
         let out = w.write(&planned("gone.txt", Action::Copy, None)).unwrap();
-        assert!(out.failure.unwrap().contains("No such file"));
+        assert!(out.failure().unwrap().contains("No such file"));
         assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
         assert_eq!(out.manifest.sha256, None);
         w.abort();
@@ -637,7 +637,7 @@ mod tests {
                 None,
             ))
             .unwrap();
-        assert!(linked.linked);
+        assert!(linked.linked());
         let info = backup_core::SnapshotInfo {
             format: backup_core::manifest::SNAPSHOT_FORMAT.into(),
             version: 1,

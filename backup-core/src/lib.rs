@@ -50,6 +50,7 @@ pub use relpath::RelPath;
 pub use snapshot::SnapshotRef;
 pub use stage::{
     send_batch, Content, Differ, EntryFilter, Kept, ManifestEntries, RetentionPolicy, RotationPlan,
-    ScanBatch, ScanEvent, Scanner, SnapshotStore, SnapshotWriter, WrittenEntry, SCAN_BATCH,
+    ScanBatch, ScanEvent, Scanner, SnapshotStore, SnapshotWriter, WriteOutcome, WrittenEntry,
+    SCAN_BATCH,
 };
 pub use verify::{SnapshotPath, VerifyReport};

@@ -94,14 +94,37 @@ pub trait Differ: Send + Sync {
 pub struct WrittenEntry {
     /// The manifest line for the entry.
     pub manifest: ManifestEntry,
-    /// Bytes copied (0 when linked).
-    pub bytes_copied: u64,
-    /// The content was copied.
-    pub copied: bool,
+    /// How its content got there, or why it did not.
+    pub outcome: WriteOutcome,
+}
+
+/// How an entry's content got into the snapshot (what the run counts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Nothing to count: a folder, a symlink, or content the destination
+    /// already holds.
+    Recorded,
+    /// The content was copied (or uploaded): `bytes` written.
+    Copied {
+        /// Bytes written.
+        bytes: u64,
+    },
     /// The content was hard-linked from the previous snapshot.
-    pub linked: bool,
-    /// Why the entry could not be backed up, when it could not.
-    pub failure: Option<String>,
+    Linked,
+    /// The source could not be read; its last good copy was kept (hard-
+    /// linked, or copied where a link was impossible).
+    Stale {
+        /// The copy is a hard link.
+        linked: bool,
+        /// Why the source could not be read.
+        problem: String,
+    },
+    /// The source could not be read and there is no earlier copy: no
+    /// content.
+    Failed {
+        /// Why.
+        problem: String,
+    },
 }
 
 impl WrittenEntry {
@@ -110,11 +133,24 @@ impl WrittenEntry {
     pub fn recorded(manifest: ManifestEntry) -> Self {
         WrittenEntry {
             manifest,
-            bytes_copied: 0,
-            copied: false,
-            linked: false,
-            failure: None,
+            outcome: WriteOutcome::Recorded,
         }
+    }
+
+    /// Why the entry could not be backed up from the source, if it could not.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.outcome {
+            WriteOutcome::Stale { problem, .. } | WriteOutcome::Failed { problem } => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// Whether the content is a hard link to the previous snapshot's.
+    pub fn linked(&self) -> bool {
+        matches!(
+            self.outcome,
+            WriteOutcome::Linked | WriteOutcome::Stale { linked: true, .. }
+        )
     }
 
     /// A file that could not be backed up at all: recorded as failed, with
@@ -127,8 +163,8 @@ impl WrittenEntry {
             ..planned.clone()
         };
         WrittenEntry {
-            failure: Some(error),
-            ..Self::recorded(failed.to_manifest(None))
+            manifest: failed.to_manifest(None),
+            outcome: WriteOutcome::Failed { problem: error },
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use backup_core::{
     Action, ContentHash, ContentHasher, CoreError, EntryKind, FileStat, ManifestEntry,
-    PlannedEntry, SnapshotInfo, SnapshotWriter, WrittenEntry,
+    PlannedEntry, SnapshotInfo, SnapshotWriter, WriteOutcome, WrittenEntry,
 };
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -161,12 +161,13 @@ impl S3Writer {
             if read.changed {
                 warn!(path = %planned.entry.path, "kept changing while it was read; the next run hashes it again");
             }
+            let outcome = match uploaded {
+                Some(bytes) => WriteOutcome::Copied { bytes },
+                None => WriteOutcome::Linked,
+            };
             return Ok(Ok(WrittenEntry {
                 manifest: m,
-                bytes_copied: uploaded.unwrap_or(0),
-                copied: uploaded.is_some(),
-                linked: uploaded.is_none(),
-                failure: None,
+                outcome,
             }));
         }
     }
@@ -255,9 +256,11 @@ impl S3Writer {
                         ..planned.clone()
                     };
                     Ok(WrittenEntry {
-                        failure: Some(error),
-                        linked: true,
-                        ..WrittenEntry::recorded(stale.to_manifest(None))
+                        manifest: stale.to_manifest(None),
+                        outcome: WriteOutcome::Stale {
+                            linked: true,
+                            problem: error,
+                        },
                     })
                 }
                 _ => Ok(WrittenEntry::failed(planned, error)),
@@ -416,8 +419,8 @@ impl SnapshotWriter for S3Writer {
                 Ok(WrittenEntry::recorded(planned.to_manifest(None)))
             }
             Action::Link { hash, .. } if self.present.contains_key(hash) => Ok(WrittenEntry {
-                linked: true,
-                ..WrittenEntry::recorded(planned.to_manifest(Some(*hash)))
+                manifest: planned.to_manifest(Some(*hash)),
+                outcome: WriteOutcome::Linked,
             }),
             // Its content is gone from the store: upload it again.
             Action::Link { .. } => {
@@ -426,9 +429,11 @@ impl SnapshotWriter for S3Writer {
             }
             Action::KeepStale(stale) if self.present.contains_key(&stale.hash) => {
                 Ok(WrittenEntry {
-                    failure: Some(stale.error.clone()),
-                    linked: true,
-                    ..WrittenEntry::recorded(planned.to_manifest(None))
+                    manifest: planned.to_manifest(None),
+                    outcome: WriteOutcome::Stale {
+                        linked: true,
+                        problem: stale.error.clone(),
+                    },
                 })
             }
             Action::KeepStale(stale) => Ok(WrittenEntry::failed(

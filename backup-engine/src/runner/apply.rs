@@ -16,7 +16,7 @@ use crate::metadata::MetadataWriter;
 use backup_core::error::CoreError;
 use backup_core::plan::{Action, PlannedEntry};
 use backup_core::progress::PhaseProgress;
-use backup_core::stage::{SnapshotWriter, WrittenEntry};
+use backup_core::stage::{SnapshotWriter, WriteOutcome, WrittenEntry};
 
 /// Largest batch of entries handed to one copy worker.
 const COPY_BATCH: usize = 256;
@@ -106,21 +106,24 @@ fn spawn_recorder(
             let mut bytes = 0;
             let files = batch.len() as u64;
             for w in batch {
-                let m = mark_racy(w.manifest, scan_started_ns);
-                if w.copied {
-                    counts.files_copied += 1;
-                    counts.bytes_copied += w.bytes_copied;
-                    bytes += w.bytes_copied;
-                }
-                if w.linked {
+                if w.linked() {
                     counts.files_linked += 1;
                 }
-                if let Some(err) = &w.failure {
-                    warn!(path = %m.path, error = %err, "cannot back up");
-                    counts.failed.push(FailedPath {
-                        path: m.path.to_string(),
-                        error: err.clone(),
-                    });
+                let m = mark_racy(w.manifest, scan_started_ns);
+                match w.outcome {
+                    WriteOutcome::Copied { bytes: n } => {
+                        counts.files_copied += 1;
+                        counts.bytes_copied += n;
+                        bytes += n;
+                    }
+                    WriteOutcome::Stale { problem, .. } | WriteOutcome::Failed { problem } => {
+                        warn!(path = %m.path, error = %problem, "cannot back up");
+                        counts.failed.push(FailedPath {
+                            path: m.path.to_string(),
+                            error: problem,
+                        });
+                    }
+                    WriteOutcome::Linked | WriteOutcome::Recorded => {}
                 }
                 if error.is_none() {
                     let recorded = writer

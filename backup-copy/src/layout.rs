@@ -13,9 +13,10 @@
 //! ```
 //!
 //! A folder counts as this profile's snapshot only when its own info names
-//! the profile and the source, or the metadata history lists it: a folder
-//! merely named like a snapshot is left alone. Nothing outside this module
-//! knows these names.
+//! the profile and the source, or — having no info at all, like the
+//! original script's folders — the metadata history lists it: a folder
+//! merely named like a snapshot, or recorded as another project's, is left
+//! alone. Nothing outside this module knows these names.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -190,12 +191,15 @@ pub(crate) fn list_snapshots(
         if !path.is_dir() {
             continue;
         }
-        let info = read_info(&path)
-            .ok()
-            .filter(|i| i.profile == profile && same_source(&i.source, source));
-        if info.is_none() && !history.contains(&name) {
-            continue;
-        }
+        // A folder with a readable record is this profile's only when the
+        // record names this profile and this source; the metadata history
+        // adopts only folders without one (the original script's).
+        let info = match read_info(&path) {
+            Ok(i) if i.profile == profile && same_source(&i.source, source) => Some(i),
+            Ok(_) => continue,
+            Err(_) if history.contains(&name) => None,
+            Err(_) => continue,
+        };
         let created = snapshot_created(info.as_ref(), stamp);
         out.push(SnapshotRef {
             name,
@@ -280,6 +284,37 @@ mod tests {
             list_snapshots(dir.path(), "P", src, &hist).unwrap().len(),
             1
         );
+    }
+
+    #[test]
+    fn another_projects_folder_is_not_adopted_by_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "P_backup_2026-01-02_03-04";
+        let folder = dir.path().join(name);
+        ManifestWriter::create(&folder, Path::new("/other"))
+            .unwrap()
+            .finish()
+            .unwrap();
+        let info = SnapshotInfo {
+            format: backup_core::manifest::SNAPSHOT_FORMAT.into(),
+            version: 1,
+            profile: "P".into(),
+            name: name.into(),
+            created: "2026-01-02T03:04:00+00:00".into(),
+            scan_started_ns: 0,
+            source: "/other".into(),
+            counts: backup_core::Counts::default(),
+            status: backup_core::SnapshotStatus::Complete,
+            duration_ms: 0,
+        };
+        write_info(&folder, &info).unwrap();
+        let hist: HashSet<String> = [name.to_string()].into();
+        let src = Path::new("/src");
+        assert!(list_snapshots(dir.path(), "P", src, &hist)
+            .unwrap()
+            .is_empty());
+        let listed = list_snapshots(dir.path(), "P", Path::new("/other"), &hist).unwrap();
+        assert_eq!(listed.len(), 1);
     }
 
     #[test]

@@ -295,7 +295,10 @@ fn refresh_from_record(prev: &mut PrevIndex, path: &str, rec: &FileRecord) {
     prev.refresh(&rel, hash, stat, rec.rehash);
 }
 
-/// The snapshots the retention policy deletes, never the newest and never `current`.
+/// The snapshots the retention policy deletes: never the newest, never
+/// `current`, and never one without its own record (the metadata history
+/// alone lists it, as it does the original script's folders: a copied
+/// project's history must not make another project's folder deletable).
 fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<SnapshotRef> {
     let newest = all.last().map(|s| s.name.clone());
     stages
@@ -303,7 +306,7 @@ fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<Snapsho
         .plan(all)
         .delete
         .into_iter()
-        .filter(|s| Some(&s.name) != newest.as_ref() && s.name != current)
+        .filter(|s| Some(&s.name) != newest.as_ref() && s.name != current && s.info.is_some())
         .collect()
 }
 

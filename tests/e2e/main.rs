@@ -23,6 +23,7 @@ mod lock;
 mod odd_trees;
 mod oplog;
 mod output;
+mod ownership;
 mod pipeline;
 mod restore;
 #[cfg(feature = "s3")]

@@ -53,6 +53,7 @@ impl WiringError {
 /// inside the source does not lie in an excluded folder.
 pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     let profile = Profile::load(path)?;
+    check_state_files(&profile)?;
     let excludes = exclude_set(&profile)?;
     if let Some(folder) = profile.destination.folder() {
         let dst = backup_config::canonical_or_lexical(folder);
@@ -73,6 +74,94 @@ pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
         }
     }
     Ok(profile)
+}
+
+/// How much of an existing state file is read to recognise it.
+const RECOGNISE_LIMIT: u64 = 4096;
+
+/// The first bytes of an existing file (`None` when there is no file).
+fn head_of(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>, std::io::Error> {
+    use std::io::Read;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_file() {
+        return Ok(Some((meta, Vec::new())));
+    }
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(RECOGNISE_LIMIT)
+        .read_to_end(&mut head)?;
+    Ok(Some((meta, head)))
+}
+
+/// Whether `head` starts like a line of the operations log (an RFC 3339
+/// timestamp, as the log writes first on every line).
+fn is_log_head(head: &[u8]) -> bool {
+    let digits = |r: std::ops::Range<usize>| {
+        head.get(r)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+    };
+    digits(0..4) && head.get(4) == Some(&b'-') && digits(5..7) && head.get(10) == Some(&b'T')
+}
+
+/// A state-file key, its path, how to recognise the tool's own file, and
+/// why another file is refused.
+type StateFileCheck<'a> = (&'static str, &'a Path, fn(&[u8]) -> bool, &'static str);
+
+/// The lock and the log are only ever the tool's own files: a `lock_file`
+/// that holds anything but a lock's text (it is removed when a run ends),
+/// or a `log_file` that is not empty and not the tool's log (it is
+/// appended to), is refused, naming the key, before anything is touched.
+/// (A foreign `metadata_file` is moved aside by the run instead.)
+fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
+    let checks: [StateFileCheck<'_>; 2] = [
+        (
+            "lock_file",
+            &profile.lock_file,
+            |h| std::str::from_utf8(h).is_ok_and(backup_engine::is_lock_text),
+            "is not a backup-cli lock file (a run removes its lock file when it ends)",
+        ),
+        (
+            "log_file",
+            &profile.log_file,
+            |h| h.is_empty() || is_log_head(h),
+            "is not empty and not a backup-cli operations log (runs append to it)",
+        ),
+    ];
+    for (key, path, is_ours, why) in checks {
+        let found = head_of(path).map_err(|e| {
+            profile.invalid(
+                key,
+                format!(
+                    "{} cannot be checked ({e}); point {key} at a file this user can write",
+                    path.display()
+                ),
+            )
+        })?;
+        let Some((meta, head)) = found else { continue };
+        if !meta.is_file() {
+            return Err(profile.invalid(
+                key,
+                format!(
+                    "{} exists and is not a regular file; point {key} at a new file name",
+                    path.display()
+                ),
+            ));
+        }
+        if !is_ours(&head) {
+            return Err(profile.invalid(
+                key,
+                format!(
+                    "{} {why}; leave that file alone and point {key} at a new file name",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The default and profile exclusions, compiled.

@@ -22,7 +22,7 @@ pub mod select;
 
 pub use backup_core::error_chain;
 pub use diff::TreeDiff;
-pub use lock::{LockAttempt, LockHolder, RunLock};
+pub use lock::{is_lock_text, LockAttempt, LockHolder, RunLock};
 pub use metadata::BackupMetadata;
 pub use runner::{
     load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,

@@ -25,6 +25,30 @@ pub struct LockHolder {
     pub started: Option<String>,
 }
 
+/// Whether `text` is what this tool writes into a lock file (or nothing):
+/// only such a file is ever truncated, rewritten or removed.
+pub fn is_lock_text(text: &str) -> bool {
+    text.lines().all(|l| {
+        l.is_empty() || l.starts_with("pid=") || l.starts_with("host=") || l.starts_with("started=")
+    })
+}
+
+/// The most a lock file of this tool holds; a larger file is not one.
+const LOCK_TEXT_LIMIT: u64 = 4096;
+
+/// Reads a lock file's text (at most [`LOCK_TEXT_LIMIT`] bytes) and says
+/// whether it is this tool's.
+fn read_own_lock(file: &mut File) -> std::io::Result<Option<String>> {
+    let mut text = String::new();
+    let read = file.take(LOCK_TEXT_LIMIT + 1).read_to_string(&mut text);
+    match read {
+        Ok(n) if (n as u64) <= LOCK_TEXT_LIMIT && is_lock_text(&text) => Ok(Some(text)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl LockHolder {
     fn parse(text: &str) -> Self {
         let mut h = LockHolder::default();
@@ -96,6 +120,19 @@ impl RunLock {
                 // The file we locked was unlinked (its holder finished);
                 // lock whatever the path names now.
                 continue;
+            }
+            // Never truncate (or later remove) a file this tool did not write.
+            let own =
+                read_own_lock(&mut file).map_err(|e| CoreError::io("read lock file", path, e))?;
+            if own.is_none() {
+                let _ = file.unlock();
+                return Err(CoreError::io(
+                    "use as the lock file",
+                    path,
+                    std::io::Error::other(
+                        "it is not a backup-cli lock file (it holds other content); set lock_file to a new file name",
+                    ),
+                ));
             }
             let text = format!(
                 "pid={}\nhost={}\nstarted={}\n",
@@ -175,6 +212,23 @@ impl Drop for RunLock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_that_is_not_a_lock_is_never_truncated_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("main.py");
+        std::fs::write(&p, "print('mine')\n").unwrap();
+        let err = backup_core::error_chain(&RunLock::try_acquire(&p).unwrap_err());
+        assert!(err.contains("not a backup-cli lock file"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "print('mine')\n");
+        // An empty file, or one with a lock's text, is taken over.
+        std::fs::write(&p, "pid=1\nhost=h\nstarted=x\n").unwrap();
+        assert!(matches!(
+            RunLock::try_acquire(&p).unwrap(),
+            LockAttempt::Acquired(_)
+        ));
+        assert!(!p.exists(), "the lock file is removed with its guard");
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 //! rewritten.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -336,6 +336,25 @@ pub fn remove_stale_temps(path: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     removed
+}
+
+/// Moves a metadata file that does not parse as this tool's out of the way
+/// (to `<name>.unrecognised-<time>` beside it) so that it is never
+/// overwritten; returns where it went.
+pub fn move_aside(path: &Path, now: chrono::DateTime<chrono::Local>) -> Result<PathBuf, CoreError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup_metadata.json".into());
+    let stamp = now.format("%Y%m%d-%H%M%S");
+    let mut aside = path.with_file_name(format!("{name}.unrecognised-{stamp}"));
+    let mut n = 1;
+    while aside.symlink_metadata().is_ok() {
+        n += 1;
+        aside = path.with_file_name(format!("{name}.unrecognised-{stamp}-{n}"));
+    }
+    std::fs::rename(path, &aside).map_err(|e| CoreError::io("move aside", path, e))?;
+    Ok(aside)
 }
 
 /// Reads the metadata file without its `file_checksums` (fast: they are

@@ -84,3 +84,65 @@ fn a_copied_project_never_rotates_the_originals_snapshots() {
         .collect();
     assert_eq!(names, vec![original]);
 }
+
+/// Reliability v2, point 2: state-file keys that name a user's file.
+/// `lock_file = "main.py"` deleted main.py and `log_file = "config.ini"`
+/// appended log lines to it: both now stop with exit 2 naming the key,
+/// and leave the file as it was.
+#[test]
+fn lock_and_log_keys_naming_a_users_file_exit_2_and_leave_it_alone() {
+    for (key, file, content) in [
+        ("lock_file", "main.py", "print('my program')\n"),
+        ("log_file", "config.ini", "[server]\nport = 8080\n"),
+    ] {
+        let w = world(&format!("{key} = \"src/{file}\""));
+        w.write(file, content);
+        w.write("other.txt", "other");
+        for args in [&["backup", "--force", "--json"][..], &["list"][..]] {
+            let r = w.run(args);
+            assert_code(&r, 2, &format!("{key} = {file}: {args:?}"));
+            let said = format!("{}{}", r.stdout, r.stderr);
+            assert!(said.contains(&format!("`{key}`")), "{key}: {said}");
+            assert_eq!(
+                fs::read_to_string(w.src.join(file)).unwrap(),
+                content,
+                "{key}: {file} was changed"
+            );
+        }
+        assert!(!w.dest.exists(), "{key}: nothing may be written");
+    }
+}
+
+/// Reliability v2, point 2: `metadata_file = "notes.md"` replaced the notes
+/// with JSON. A metadata file that does not parse as the tool's is moved
+/// aside (and then backed up like any file), never overwritten.
+#[test]
+fn a_metadata_key_naming_a_users_file_moves_it_aside() {
+    let w = world("metadata_file = \"src/notes.md\"");
+    let notes = "# My notes\n\nNever lose these.\n";
+    w.write("notes.md", notes);
+    w.write("main.py", "print('hi')\n");
+    let (name, report) = backup_created(&w);
+    let aside: Vec<_> = fs::read_dir(&w.src)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("notes.md.") && n != "notes.md")
+        .collect();
+    assert_eq!(aside.len(), 1, "one moved-aside copy: {aside:?}");
+    assert_eq!(fs::read_to_string(w.src.join(&aside[0])).unwrap(), notes);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(&aside[0]),
+        "the warning names where: {report:#}"
+    );
+    // The moved-aside notes are backed up like any other file.
+    assert_eq!(
+        fs::read_to_string(w.snapshot(&name).join(&aside[0])).unwrap(),
+        notes
+    );
+    // The tool's own metadata is now at the key's path.
+    let meta: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(w.src.join("notes.md")).unwrap()).unwrap();
+    assert!(meta["backup_history"].is_array(), "{meta:#}");
+}

@@ -938,13 +938,24 @@ fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
         ],
     );
 
-    // Garbage: the same, with a warning.
-    fs::write(w.src.join("backup_metadata.json"), "{ this is not json").unwrap();
+    // Garbage: the same, with a warning; the unrecognised file is moved
+    // aside, never overwritten (reliability v2, point 2), and so is backed
+    // up like any other file.
+    let garbage: &[u8] = b"{ this is not json";
+    fs::write(w.src.join("backup_metadata.json"), garbage).unwrap();
     w.write("sub/c.txt", "charlie 4");
     let r4 = w.backup(0);
     assert_created(&r4);
     let s4 = w.snapshot(&snap_of(&r4));
-    assert_eq!(num(&r4, "files_copied"), 1, "{r4:#}");
+    let aside: Vec<String> = fs::read_dir(&w.src)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("backup_metadata.json.unrecognised-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(fs::read(w.src.join(&aside[0])).unwrap(), garbage);
+    assert_eq!(num(&r4, "files_copied"), 2, "{r4:#}");
     assert_eq!(num(&r4, "files_linked"), 2, "{r4:#}");
     assert!(!r4["warnings"].as_array().unwrap().is_empty(), "{r4:#}");
     assert_eq!(inode(&s3.join("a.txt")), inode(&s4.join("a.txt")));
@@ -955,6 +966,7 @@ fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
             ("a.txt", b"alpha 3"),
             ("b.txt", b"bravo 2"),
             ("sub/c.txt", b"charlie 4"),
+            (aside[0].as_str(), garbage),
         ],
     );
 
@@ -963,7 +975,7 @@ fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
     let r5 = w.backup(0);
     assert_eq!(outcome(&r5), "no_changes", "{r5:#}");
     let m5 = metadata(&w);
-    assert_eq!(m5["file_checksums"].as_object().unwrap().len(), 3, "{m5:#}");
+    assert_eq!(m5["file_checksums"].as_object().unwrap().len(), 4, "{m5:#}");
 }
 
 #[test]

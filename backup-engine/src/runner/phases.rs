@@ -54,6 +54,18 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
     let (meta, meta_ok) = match crate::metadata::load_summary(&opts.metadata_file) {
         MetadataLoad::Loaded(m) => (m, true),
         MetadataLoad::Missing => (BackupMetadata::default(), false),
+        MetadataLoad::Unreadable(e @ CoreError::Corrupt { .. }) if !opts.dry_run => {
+            // Not this tool's metadata (or damaged): never overwrite it.
+            let aside = crate::metadata::move_aside(&opts.metadata_file, created)?;
+            let msg = format!(
+                "{}; moved it aside to {} and rebuilding it from the newest snapshot's manifest",
+                error_chain(&e),
+                aside.display()
+            );
+            warn!("{msg}");
+            warnings.push(msg);
+            (BackupMetadata::default(), false)
+        }
         MetadataLoad::Unreadable(e) => {
             let msg = format!(
                 "{}; rebuilding it from the newest snapshot's manifest",

@@ -47,7 +47,9 @@ fn operations_log_lines_are_timestamped_and_the_log_rotates_past_10_mib() {
     );
 
     // Past 10 MiB the log moves to .1 on the next run.
-    let mut big = b"OLD LOG MARKER\n".to_vec();
+    // (It must look like the tool's own log: a log_file that does not is
+    // refused, never appended to or rotated.)
+    let mut big = b"2026-01-01T00:00:00.000000Z  INFO OLD LOG MARKER\n".to_vec();
     big.resize(10 * 1024 * 1024 + 1, b'x');
     fs::write(&log, &big).unwrap();
     put(&w, "e.txt", "e\n", 0o644, 1_600_000_000, 0);

@@ -58,6 +58,28 @@ pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     if let Some(folder) = profile.destination.folder() {
         let dst = backup_config::canonical_or_lexical(folder);
         if let Ok(rel) = dst.strip_prefix(&profile.canonical_source) {
+            // The destination is never backed up: inside the source, it must
+            // hold nothing but the tool's snapshots.
+            let own = profile.state_paths();
+            let foreign = backup_copy::layout::foreign_entries(&dst, &own, 5).map_err(|e| {
+                profile.invalid(
+                    "destination",
+                    format!(
+                        "{} cannot be read ({e}); fix its permissions or choose another folder",
+                        dst.display()
+                    ),
+                )
+            })?;
+            if !foreign.is_empty() {
+                return Err(profile.invalid(
+                    "destination",
+                    format!(
+                        "{} lies inside the source and holds files that are not snapshots ({}); a destination is never backed up, so they would drop out of every snapshot: choose an empty folder, or one outside the source",
+                        dst.display(),
+                        foreign.join(", ")
+                    ),
+                ));
+            }
             let mut prefix = PathBuf::new();
             for c in rel.components() {
                 prefix.push(c);

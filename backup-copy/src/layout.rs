@@ -149,6 +149,48 @@ pub(crate) fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(),
     write().map_err(|e| CoreError::destination("write", &path, e))
 }
 
+/// Whether `name` is a snapshot folder's name of any profile
+/// (`<profile>_backup_YYYY-MM-DD_HH-MM[-N]`), or one's temporary form.
+fn is_snapshot_like(name: &str) -> bool {
+    let name = temporary_of(name).unwrap_or(name);
+    name.rfind("_backup_")
+        .is_some_and(|i| parse_snapshot_name(&name[..i], name).is_some())
+}
+
+/// Up to `limit` names in `destination` that are not snapshot folders (of
+/// any profile), their temporary forms, or one of the tool's own state
+/// files (`own`, full paths): what a destination inside the source would
+/// silently keep out of every snapshot. Empty when the folder does not
+/// exist.
+pub fn foreign_entries(
+    destination: &Path,
+    own: &[PathBuf],
+    limit: usize,
+) -> std::io::Result<Vec<String>> {
+    let read = match fs::read_dir(destination) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if own.contains(&entry.path()) {
+            continue;
+        }
+        if !(is_dir && is_snapshot_like(&name)) {
+            out.push(name);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Every snapshot name the destination holds in any form (final, being
 /// written, being deleted): none of them may be given to a new snapshot.
 pub(crate) fn names_in_use(destination: &Path) -> impl Iterator<Item = String> {

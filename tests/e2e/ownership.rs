@@ -146,3 +146,41 @@ fn a_metadata_key_naming_a_users_file_moves_it_aside() {
         serde_json::from_str(&fs::read_to_string(w.src.join("notes.md")).unwrap()).unwrap();
     assert!(meta["backup_history"].is_array(), "{meta:#}");
 }
+
+/// Reliability v2, point 3: a destination that is an existing folder of
+/// the source holding user files made those files silently drop out of
+/// every snapshot (the destination is never backed up). Exit 2 naming
+/// `destination`, before anything is written; a destination inside the
+/// source that holds only the tool's snapshots stays fine.
+#[test]
+fn a_destination_inside_the_source_holding_user_files_exits_2() {
+    let w = world("");
+    fs::write(
+        &w.profile,
+        "name = \"Proj\"\nsource = \"src\"\ndestination = \"src/data\"\n",
+    )
+    .unwrap();
+    w.write("main.py", "print('hi')\n");
+    w.write("data/users.csv", "id,name\n1,Ada\n");
+    for args in [&["backup", "--force", "--json"][..], &["list"][..]] {
+        let r = w.run(args);
+        assert_code(&r, 2, &format!("{args:?}"));
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains("`destination`"), "{said}");
+        assert!(said.contains("users.csv"), "names what is there: {said}");
+    }
+    assert_eq!(
+        fs::read_dir(w.src.join("data")).unwrap().count(),
+        1,
+        "nothing written into the folder"
+    );
+    // Only snapshots of the tool in it: backups go on as before.
+    fs::remove_file(w.src.join("data/users.csv")).unwrap();
+    for round in 0..2 {
+        w.write("main.py", format!("print({round})\n"));
+        let report = w.backup(0);
+        assert_eq!(report["outcome"], "created", "{report:#}");
+        let name = report["snapshot"].as_str().unwrap();
+        assert!(w.src.join("data").join(name).is_dir(), "{report:#}");
+    }
+}

@@ -236,7 +236,7 @@ fn print_backup_summary(r: &RunReport, quiet: bool) {
         ),
         Outcome::SkippedNotDue => println!(
             "A snapshot was already made today ({}); nothing to do. Use --force to back up anyway.",
-            r.snapshot.as_deref().unwrap_or("?")
+            r.last_snapshot.as_deref().unwrap_or("?")
         ),
         Outcome::SkippedLocked => println!(
             "Another backup is running ({}); skipped.",

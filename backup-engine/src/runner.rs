@@ -112,10 +112,13 @@ pub struct ChangeCounts {
 pub struct RunReport {
     /// How the run ended.
     pub outcome: Outcome,
-    /// The snapshot made (or planned, for a dry run).
+    /// The snapshot made (or planned, for a dry run); `None` when the run
+    /// made none (a skip, no changes, a failure).
     pub snapshot: Option<String>,
     /// Its full path.
     pub snapshot_path: Option<String>,
+    /// For `skipped_not_due`: today's snapshot, which made the run skip.
+    pub last_snapshot: Option<String>,
     /// Files and bytes found, copied, linked and failed.
     #[serde(flatten)]
     pub counts: Counts,
@@ -144,6 +147,7 @@ impl RunReport {
             outcome,
             snapshot: None,
             snapshot_path: None,
+            last_snapshot: None,
             counts: Counts::default(),
             duration_ms: 0,
             failed: Vec::new(),

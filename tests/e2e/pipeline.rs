@@ -663,7 +663,10 @@ fn once_per_day_skips_a_second_run_unless_forced() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let j = r.json();
     assert_eq!(outcome(&j), "skipped_not_due", "{j:#}");
-    assert_eq!(snap_of(&j), first);
+    // Reliability v2, point 21: a skip made no snapshot; the one that made
+    // it skip is `last_snapshot`.
+    assert!(j["snapshot"].is_null(), "{j:#}");
+    assert_eq!(j["last_snapshot"].as_str(), Some(first.as_str()), "{j:#}");
     assert_eq!(w.snapshot_names(), vec![first.clone()]);
 
     let r = w.run(&["backup", "--force", "--json"]);

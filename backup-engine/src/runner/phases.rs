@@ -88,7 +88,7 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
             if last.created.with_timezone(&Local).date_naive() == created.date_naive() {
                 info!(snapshot = %last.name, "a snapshot was already made today; skipping (use --force to override)");
                 let mut r = RunReport::new(Outcome::SkippedNotDue);
-                r.snapshot = Some(last.name.clone());
+                r.last_snapshot = Some(last.name.clone());
                 return Ok(Prepared::Skip(r));
             }
         }

@@ -218,6 +218,43 @@ pub fn scan_options(profile: &Profile) -> Result<ScanOptions, ConfigError> {
     })
 }
 
+/// Refuses exclusions that leave nothing of a source that has entries:
+/// every entry at the source's top level (its state files and the
+/// destination aside) is excluded, so every run would find "no changes"
+/// and never make a snapshot.
+fn check_something_is_kept(profile: &Profile, scan: &ScanOptions) -> Result<(), ConfigError> {
+    let Ok(read) = std::fs::read_dir(&scan.root) else {
+        return Ok(()); // check_source reports a missing source
+    };
+    let mut entries = 0;
+    for entry in read.flatten() {
+        let name = entry.file_name();
+        if scan.excluded_paths.contains(&entry.path()) || scan.skip_at_root.contains(&name) {
+            continue;
+        }
+        entries += 1;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !scan.excludes.is_excluded(Path::new(&name), is_dir) {
+            return Ok(());
+        }
+    }
+    if entries == 0 {
+        return Ok(());
+    }
+    Err(profile.invalid(
+        "exclude",
+        format!(
+            "leaves nothing of {} to back up: all {entries} entries at its top level are excluded (by {}); remove the pattern that matches everything",
+            scan.root.display(),
+            if profile.exclude.is_empty() {
+                format!("the default exclusions {}", DEFAULT_EXCLUDES.join(", "))
+            } else {
+                format!("exclude = [{}]", profile.exclude.join(", "))
+            }
+        ),
+    ))
+}
+
 /// The retention rules: `[retention]`, or keep the last `max_backups`.
 pub fn keep_rules(profile: &Profile) -> KeepRules {
     match profile.retention {
@@ -276,6 +313,7 @@ pub fn open_store(profile: &Profile) -> Result<Box<dyn SnapshotStore>, WiringErr
 /// profile's retention rules.
 pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, WiringError> {
     let scan = scan_options(profile)?;
+    check_something_is_kept(profile, &scan)?;
     let source = scan.root.clone();
     Ok(Stages {
         scanner: Box::new(JwalkScanner::new(scan)),

@@ -184,3 +184,29 @@ fn a_destination_inside_the_source_holding_user_files_exits_2() {
         assert!(w.src.join("data").join(name).is_dir(), "{report:#}");
     }
 }
+
+/// Reliability v2, point 4: excludes that match everything
+/// (`exclude = ["*"]`, `**`, `***`) made every run report "no changes"
+/// with no snapshot at all, forever. A source with entries of which none
+/// is kept is exit 2 naming `exclude`; an empty source is not.
+#[test]
+fn excludes_that_leave_nothing_exit_2_naming_exclude() {
+    for pattern in ["*", "**", "***"] {
+        let w = world(&format!("exclude = [\"{pattern}\"]"));
+        w.write("main.py", "print('hi')\n");
+        w.write("pkg/mod.py", "x = 1\n");
+        let r = w.run(&["backup", "--force", "--json"]);
+        assert_code(&r, 2, &format!("exclude = [{pattern:?}]"));
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains("`exclude`"), "{pattern}: {said}");
+        assert!(!w.dest.exists(), "{pattern}: nothing written");
+    }
+    // Excludes that keep something, and an empty source, are fine.
+    let w = world("exclude = [\"*.py\"]");
+    w.write("main.py", "print('hi')\n");
+    w.write("notes.txt", "keep me\n");
+    backup_created(&w);
+    let w = world("exclude = [\"*\"]");
+    let r = w.run(&["backup", "--force", "--json"]);
+    assert_code(&r, 0, "an empty source");
+}

@@ -39,8 +39,12 @@ pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
         Ok(v) if !v.is_empty() && !quiet => EnvFilter::new(v),
         _ => EnvFilter::default().add_directive(stderr_level.into()),
     };
+    // Colors only on a terminal, and never with NO_COLOR set (no-color.org).
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .with_target(false)
         .without_time()
         .with_filter(stderr_filter);

@@ -275,3 +275,27 @@ fn each_phase_bar_counts_only_its_own_entries() {
         );
     }
 }
+
+/// Reliability v2, point 22: warnings and errors on a piped stderr carry no
+/// ANSI escape codes (colors are for terminals).
+#[test]
+fn piped_stderr_has_no_escape_codes() {
+    let w = world("");
+    w.write("a.txt", "a");
+    backup_created(&w);
+    // A metadata file that does not parse: a warning on stderr.
+    fs::write(w.src.join("backup_metadata.json"), "{ not json").unwrap();
+    w.write("a.txt", "changed");
+    let r = w.run(&["backup", "--force"]);
+    assert_code(&r, 0, "backup with a warning");
+    assert!(
+        r.stderr.contains("WARN"),
+        "a warning was printed: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains('\u{1b}'),
+        "escape sequence on a piped stderr: {:?}",
+        r.stderr
+    );
+}

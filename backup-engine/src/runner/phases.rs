@@ -36,6 +36,8 @@ pub(super) struct Start {
     pub(super) snapshots: Vec<SnapshotRef>,
     /// Warnings so far (e.g. the metadata file is being rebuilt).
     pub(super) warnings: Vec<String>,
+    /// The metadata file did not parse and was moved aside (already said).
+    pub(super) metadata_moved_aside: bool,
 }
 
 /// Whether the run goes on.
@@ -51,15 +53,17 @@ pub(super) enum Prepared {
 pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, CoreError> {
     let created: DateTime<Local> = Local::now();
     let mut warnings = Vec::new();
+    let mut moved_aside = false;
     let (meta, meta_ok) = match crate::metadata::load_summary(&opts.metadata_file) {
         MetadataLoad::Loaded(m) => (m, true),
         MetadataLoad::Missing => (BackupMetadata::default(), false),
-        MetadataLoad::Unreadable(e @ CoreError::Corrupt { .. }) if !opts.dry_run => {
+        MetadataLoad::Unreadable(CoreError::Corrupt { path, reason }) if !opts.dry_run => {
             // Not this tool's metadata (or damaged): never overwrite it.
             let aside = crate::metadata::move_aside(&opts.metadata_file, created)?;
+            moved_aside = true;
             let msg = format!(
-                "{}; moved it aside to {} and rebuilding it from the newest snapshot's manifest",
-                error_chain(&e),
+                "{} is not backup-cli metadata ({reason}); moved it aside to {} and rebuilding it from the newest snapshot's manifest",
+                path.display(),
                 aside.display()
             );
             warn!("{msg}");
@@ -111,6 +115,7 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
         history,
         snapshots,
         warnings,
+        metadata_moved_aside: moved_aside,
     }))
 }
 
@@ -148,7 +153,7 @@ fn previous_index(
         if let Err(e) = applied {
             warnings.push(format!("{}; using the snapshot's facts", error_chain(&e)));
         }
-    } else if !prev.is_empty() && !opts.metadata_file.exists() {
+    } else if !prev.is_empty() && !opts.metadata_file.exists() && !start.metadata_moved_aside {
         warnings.push(format!(
             "{} is missing; using the newest snapshot's manifest instead",
             opts.metadata_file.display()

@@ -416,6 +416,12 @@ fn cmd_restore(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
+    if std::fs::symlink_metadata(to).is_ok_and(|m| !m.is_dir()) {
+        return Ok(usage_error(format!(
+            "--to {} exists and is not a folder; restore into a new or empty folder",
+            to.display()
+        )));
+    }
     let (dest, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),

@@ -26,6 +26,18 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The longest profile name: its snapshot folders' temporary names
+/// (`.<name>_backup_YYYY-MM-DD_HH-MM-NNN.partial`, 38 bytes more) must fit
+/// in a 255-byte file name.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Characters that change how a name is displayed without being seen:
+/// bidirectional overrides and isolates (U+202E made folder names display
+/// reversed), zero-width characters, the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Default file names of the state files, in the source root.
 pub const METADATA_FILE: &str = "backup_metadata.json";
 /// Default name of the operations log.
@@ -272,6 +284,12 @@ impl Checker<'_> {
         if value.trim().is_empty() {
             return Err(self.invalid(key, "must not be empty; give a folder path".into()));
         }
+        if value.contains('\0') {
+            return Err(self.invalid(
+                key,
+                format!("{value:?} holds a NUL character, which no path can; fix the value"),
+            ));
+        }
         expand(self.base, value).ok_or_else(|| {
             self.invalid(
                 key,
@@ -291,12 +309,38 @@ impl Checker<'_> {
                 "s3",
                 "is only used with an object-storage destination; set destination = \"s3://BUCKET/PREFIX\" or remove the [s3] table".into(),
             )),
-            (Some(d), None) => Ok(Destination::Folder(self.resolve("destination", d)?)),
+            (Some(d), None) => self.folder_destination(d).map(Destination::Folder),
             (None, None) => Err(self.invalid(
                 "destination",
                 "is missing; add e.g. destination = \"~/Project Backups\"".into(),
             )),
         }
+    }
+
+    /// A destination folder: not a file or device, not under the kernel's
+    /// virtual file systems.
+    fn folder_destination(&self, value: &str) -> Result<PathBuf, ConfigError> {
+        let path = self.resolve("destination", value)?;
+        let resolved = canonical_or_lexical(&path);
+        if ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|v| resolved.starts_with(v))
+        {
+            return Err(self.invalid(
+                "destination",
+                format!("{} is on a virtual file system of the kernel, not a disk; choose a folder on a drive", resolved.display()),
+            ));
+        }
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            return Err(self.invalid(
+                "destination",
+                format!(
+                    "{} exists and is not a folder; choose a folder (it is created if missing)",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(path)
     }
 
     fn s3(&self, url: &str, table: Option<RawS3>) -> Result<S3Destination, ConfigError> {
@@ -354,11 +398,19 @@ impl Checker<'_> {
             || name.starts_with('.')
             || name
                 .chars()
-                .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control())
+                .any(|c| matches!(c, '/' | '\\' | ':' | '\0') || c.is_control() || is_invisible(c))
         {
             return Err(self.invalid(
                 "name",
                 format!("{name:?} cannot start a folder name; use letters, digits, '-' and '_'"),
+            ));
+        }
+        // `.<name>_backup_YYYY-MM-DD_HH-MM-NNN.partial` must fit in the
+        // 255 bytes a folder name may have.
+        if name.len() > MAX_NAME_BYTES {
+            return Err(self.invalid(
+                "name",
+                format!("is {} bytes long; snapshot folders are named after it and a folder name has at most 255 bytes: use at most {MAX_NAME_BYTES}", name.len()),
             ));
         }
         Ok(name)
@@ -425,7 +477,8 @@ impl Checker<'_> {
         Ok(names)
     }
 
-    /// A state file: the profile's path, or `default` in the source.
+    /// A state file: the profile's path (whose folder must exist, and which
+    /// must not be a folder), or `default` in the source.
     fn state_file(
         &self,
         key: &'static str,
@@ -433,10 +486,26 @@ impl Checker<'_> {
         source: &Path,
         default: &str,
     ) -> Result<PathBuf, ConfigError> {
-        match value {
-            Some(v) => self.resolve(key, &v),
-            None => Ok(source.join(default)),
+        let Some(v) = value else {
+            return Ok(source.join(default));
+        };
+        let path = self.resolve(key, &v)?;
+        if path.parent().is_some_and(|d| !d.is_dir()) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "{}: its folder does not exist; create it or choose another path",
+                    path.display()
+                ),
+            ));
         }
+        if path.is_dir() {
+            return Err(self.invalid(
+                key,
+                format!("{} is a folder; give a file name", path.display()),
+            ));
+        }
+        Ok(path)
     }
 
     /// The destination folder must not be the source itself.

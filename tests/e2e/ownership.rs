@@ -210,3 +210,94 @@ fn excludes_that_leave_nothing_exit_2_naming_exclude() {
     let r = w.run(&["backup", "--force", "--json"]);
     assert_code(&r, 0, "an empty source");
 }
+
+/// Reliability v2, point 20: values that used to fail with exit 1 and an
+/// OS error (or worse, worked and misbehaved) are profile errors: exit 2
+/// naming the key, nothing written.
+#[test]
+fn impossible_names_destinations_and_state_paths_exit_2_naming_the_key() {
+    let long = "n".repeat(220);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a name too long for a folder",
+            format!("name = \"{long}\"\ndestination = \"dest\"\n"),
+            "`name`",
+        ),
+        (
+            "a right-to-left override in the name",
+            "name = \"Proj\\u202Egnp.exe\"\ndestination = \"dest\"\n".into(),
+            "`name`",
+        ),
+        (
+            "a destination that is a file",
+            "name = \"Proj\"\ndestination = \"afile\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "destination /dev/null",
+            "name = \"Proj\"\ndestination = \"/dev/null\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "a destination under /proc",
+            "name = \"Proj\"\ndestination = \"/proc/backups\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "a NUL in the destination",
+            "name = \"Proj\"\ndestination = \"de\\u0000st\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "a lock_file in a missing folder",
+            "name = \"Proj\"\ndestination = \"dest\"\nlock_file = \"nowhere/x.lock\"\n".into(),
+            "`lock_file`",
+        ),
+        (
+            "a metadata_file in a missing folder",
+            "name = \"Proj\"\ndestination = \"dest\"\nmetadata_file = \"nowhere/m.json\"\n".into(),
+            "`metadata_file`",
+        ),
+        (
+            "a metadata_file naming a folder",
+            "name = \"Proj\"\ndestination = \"dest\"\nmetadata_file = \"src/pkg\"\n".into(),
+            "`metadata_file`",
+        ),
+        (
+            "a lock_file naming a folder",
+            "name = \"Proj\"\ndestination = \"dest\"\nlock_file = \"src/pkg\"\n".into(),
+            "`lock_file`",
+        ),
+    ];
+    for (case, body, key) in cases {
+        let w = world("");
+        fs::write(&w.profile, format!("source = \"src\"\n{body}")).unwrap();
+        fs::write(w.dir.path().join("afile"), "not a folder").unwrap();
+        w.write("a.txt", "alpha");
+        w.write("pkg/mod.py", "x = 1\n");
+        let r = w.run(&["backup", "--force", "--json"]);
+        assert_code(&r, 2, case);
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains(key), "{case}: {said}");
+        assert!(!w.dest.exists(), "{case}: nothing written");
+        assert_eq!(
+            fs::read_to_string(w.dir.path().join("afile")).unwrap(),
+            "not a folder"
+        );
+    }
+}
+
+/// Reliability v2, point 20: `restore --to` an existing file is exit 2
+/// naming `--to`, and the file is left as it was.
+#[test]
+fn restore_to_an_existing_file_exits_2() {
+    let w = world("");
+    w.write("a.txt", "alpha");
+    backup_created(&w);
+    let target = w.dir.path().join("target.txt");
+    fs::write(&target, "mine").unwrap();
+    let r = w.run(&["restore", "--to", target.to_str().unwrap()]);
+    assert_code(&r, 2, "restore --to a file");
+    assert!(r.stderr.contains("--to"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&target).unwrap(), "mine");
+}

@@ -159,12 +159,21 @@ fn lock_file_is_removed_after_success_and_after_failure() {
     assert_eq!(v["outcome"], "no_changes");
     assert!(!lock.exists(), "lock file left after a no_changes run");
 
-    // Make the next run fail: the destination becomes a regular file.
+    // Make the next run fail once it holds the lock: the destination's
+    // folder becomes a regular file, so the destination cannot be created.
+    // (A destination that is itself a file is now refused before the run,
+    // with exit 2: reliability v2, point 20.)
     w.write("a.txt", "changed");
     fs::rename(&w.dest, w.dir.path().join("dest.moved")).unwrap();
     fs::write(&w.dest, "not a folder").unwrap();
+    let text = fs::read_to_string(&w.profile).unwrap();
+    fs::write(
+        &w.profile,
+        text.replace("destination = \"dest\"", "destination = \"dest/inner\""),
+    )
+    .unwrap();
     let r = run(&w, &["backup", "--force", "--json"]);
-    assert_code(&r, 1, "backup into a destination that is a file");
+    assert_code(&r, 1, "backup into a destination that cannot be created");
     let v = r.json();
     assert_eq!(v["outcome"], "failed", "{v:#}");
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v:#}");

@@ -108,6 +108,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Arc::new(NoProgress)
     };
     let is_backup = matches!(cli.command, None | Some(Command::Backup));
+    // Before the log is opened: a log_file that is not the tool's is never
+    // appended to, a lock_file that is not the tool's never taken.
+    if is_backup {
+        let checked = profile
+            .check_source()
+            .and_then(|()| wiring::check_for_backup(&profile));
+        if let Err(e) = checked {
+            if cli.json {
+                print_json(&serde_json::json!({"outcome": "failed", "error": e.to_string()}))?;
+            }
+            return Ok(usage_error(e));
+        }
+    }
     let log_file = (!(is_backup && cli.backup.dry_run)).then_some(profile.log_file.as_path());
     logging::init(log_file, cli.quiet, cli.verbose);
     match &cli.command {
@@ -416,7 +429,7 @@ fn cmd_restore(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
-    if std::fs::symlink_metadata(to).is_ok_and(|m| !m.is_dir()) {
+    if std::fs::metadata(to).is_ok_and(|m| !m.is_dir()) {
         return Ok(usage_error(format!(
             "--to {} exists and is not a folder; restore into a new or empty folder",
             to.display()

@@ -53,33 +53,10 @@ impl WiringError {
 /// inside the source does not lie in an excluded folder.
 pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     let profile = Profile::load(path)?;
-    check_state_files(&profile)?;
     let excludes = exclude_set(&profile)?;
     if let Some(folder) = profile.destination.folder() {
         let dst = backup_config::canonical_or_lexical(folder);
         if let Ok(rel) = dst.strip_prefix(&profile.canonical_source) {
-            // The destination is never backed up: inside the source, it must
-            // hold nothing but the tool's snapshots.
-            let own = profile.state_paths();
-            let foreign = backup_copy::layout::foreign_entries(&dst, &own, 5).map_err(|e| {
-                profile.invalid(
-                    "destination",
-                    format!(
-                        "{} cannot be read ({e}); fix its permissions or choose another folder",
-                        dst.display()
-                    ),
-                )
-            })?;
-            if !foreign.is_empty() {
-                return Err(profile.invalid(
-                    "destination",
-                    format!(
-                        "{} lies inside the source and holds files that are not snapshots ({}); a destination is never backed up, so they would drop out of every snapshot: choose an empty folder, or one outside the source",
-                        dst.display(),
-                        foreign.join(", ")
-                    ),
-                ));
-            }
             let mut prefix = PathBuf::new();
             for c in rel.components() {
                 prefix.push(c);
@@ -98,13 +75,52 @@ pub fn load_profile(path: &Path) -> Result<Profile, ConfigError> {
     Ok(profile)
 }
 
+/// The checks a run that writes needs and a read command does not (those
+/// work from the destination alone, even with the project gone): the lock
+/// and the log are the tool's own files in existing folders, and a
+/// destination inside the source holds nothing but snapshots.
+pub fn check_for_backup(profile: &Profile) -> Result<(), ConfigError> {
+    check_state_files(profile)?;
+    let Some(folder) = profile.destination.folder() else {
+        return Ok(());
+    };
+    let dst = backup_config::canonical_or_lexical(folder);
+    if !dst.starts_with(&profile.canonical_source) {
+        return Ok(());
+    }
+    // The destination is never backed up: inside the source, it must hold
+    // nothing but the tool's snapshots.
+    let own = profile.state_paths();
+    let foreign = backup_copy::layout::foreign_entries(&dst, &own, 5).map_err(|e| {
+        profile.invalid(
+            "destination",
+            format!(
+                "{} cannot be read ({e}); fix its permissions or choose another folder",
+                dst.display()
+            ),
+        )
+    })?;
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(profile.invalid(
+        "destination",
+        format!(
+            "{} lies inside the source and holds files that are not snapshots ({}); a destination is never backed up, so they would drop out of every snapshot: choose an empty folder, or one outside the source",
+            dst.display(),
+            foreign.join(", ")
+        ),
+    ))
+}
+
 /// How much of an existing state file is read to recognise it.
 const RECOGNISE_LIMIT: u64 = 4096;
 
-/// The first bytes of an existing file (`None` when there is no file).
+/// The first bytes of an existing file, following symlinks (`None` when
+/// there is no file; no bytes when it is not a regular file).
 fn head_of(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>, std::io::Error> {
     use std::io::Read;
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -119,14 +135,37 @@ fn head_of(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>, std::io:
     Ok(Some((meta, head)))
 }
 
-/// Whether `head` starts like a line of the operations log (an RFC 3339
-/// timestamp, as the log writes first on every line).
+/// Whether `head` starts like a line of the operations log: a date and
+/// time (`YYYY-MM-DDTHH…` as this tool writes, or `YYYY-MM-DD HH…` as the
+/// original Python system's logging did), after an optional byte-order mark.
 fn is_log_head(head: &[u8]) -> bool {
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
     let digits = |r: std::ops::Range<usize>| {
         head.get(r)
             .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
     };
-    digits(0..4) && head.get(4) == Some(&b'-') && digits(5..7) && head.get(10) == Some(&b'T')
+    digits(0..4)
+        && head.get(4) == Some(&b'-')
+        && digits(5..7)
+        && head.get(7) == Some(&b'-')
+        && digits(8..10)
+        && matches!(head.get(10), Some(b'T' | b' '))
+}
+
+/// Whether a running backup holds the lock file at `path` (then it is this
+/// tool's, whatever it holds at this instant).
+fn lock_is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
 }
 
 /// A state-file key, its path, how to recognise the tool's own file, and
@@ -137,8 +176,24 @@ type StateFileCheck<'a> = (&'static str, &'a Path, fn(&[u8]) -> bool, &'static s
 /// that holds anything but a lock's text (it is removed when a run ends),
 /// or a `log_file` that is not empty and not the tool's log (it is
 /// appended to), is refused, naming the key, before anything is touched.
-/// (A foreign `metadata_file` is moved aside by the run instead.)
+/// (A foreign `metadata_file` is moved aside by the run instead.) The
+/// folders of all three must exist.
 fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
+    for (key, path) in [
+        ("lock_file", &profile.lock_file),
+        ("metadata_file", &profile.metadata_file),
+        ("log_file", &profile.log_file),
+    ] {
+        if path.parent().is_some_and(|d| !d.is_dir()) {
+            return Err(profile.invalid(
+                key,
+                format!(
+                    "{}: its folder does not exist; create it or choose another path",
+                    path.display()
+                ),
+            ));
+        }
+    }
     let checks: [StateFileCheck<'_>; 2] = [
         (
             "lock_file",
@@ -164,6 +219,9 @@ fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
             )
         })?;
         let Some((meta, head)) = found else { continue };
+        if key == "log_file" && is_char_device(&meta) {
+            continue; // /dev/null: no log
+        }
         if !meta.is_file() {
             return Err(profile.invalid(
                 key,
@@ -172,6 +230,9 @@ fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
                     path.display()
                 ),
             ));
+        }
+        if key == "lock_file" && lock_is_held(path) {
+            continue; // a running backup's lock, possibly being rewritten
         }
         if !is_ours(&head) {
             return Err(profile.invalid(
@@ -184,6 +245,17 @@ fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+#[cfg(unix)]
+fn is_char_device(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_char_device(_meta: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// The default and profile exclusions, compiled.
@@ -218,39 +290,42 @@ pub fn scan_options(profile: &Profile) -> Result<ScanOptions, ConfigError> {
     })
 }
 
-/// Refuses exclusions that leave nothing of a source that has entries:
-/// every entry at the source's top level (its state files and the
-/// destination aside) is excluded, so every run would find "no changes"
-/// and never make a snapshot.
+/// Names of every common shape (plain, with an extension, dotted, a
+/// project's usual files), each tried as a file and as a folder: patterns
+/// that exclude all of them exclude everything.
+const PROBES: &[&str] = &[
+    "a", "a.txt", "a.b.c", "README", "Makefile", "main.py", "src", "x_1",
+];
+
+/// Refuses exclusions that exclude everything (every probe name, as file
+/// and as folder) when the source has entries (its state files and the
+/// destination aside): every run would find "no changes" and never make a
+/// snapshot. Decided on the patterns, so a source that merely holds only
+/// excluded things (`.git/` alone) is not an error.
 fn check_something_is_kept(profile: &Profile, scan: &ScanOptions) -> Result<(), ConfigError> {
+    let everything = PROBES.iter().all(|p| {
+        scan.excludes.is_excluded(Path::new(p), false)
+            && scan.excludes.is_excluded(Path::new(p), true)
+    });
+    if !everything {
+        return Ok(());
+    }
     let Ok(read) = std::fs::read_dir(&scan.root) else {
         return Ok(()); // check_source reports a missing source
     };
-    let mut entries = 0;
-    for entry in read.flatten() {
-        let name = entry.file_name();
-        if scan.excluded_paths.contains(&entry.path()) || scan.skip_at_root.contains(&name) {
-            continue;
-        }
-        entries += 1;
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !scan.excludes.is_excluded(Path::new(&name), is_dir) {
-            return Ok(());
-        }
-    }
-    if entries == 0 {
+    let has_entries = read.flatten().any(|entry| {
+        !scan.excluded_paths.contains(&entry.path())
+            && !scan.skip_at_root.contains(&entry.file_name())
+    });
+    if !has_entries {
         return Ok(());
     }
     Err(profile.invalid(
         "exclude",
         format!(
-            "leaves nothing of {} to back up: all {entries} entries at its top level are excluded (by {}); remove the pattern that matches everything",
+            "excludes everything, so nothing of {} would ever be backed up (exclude = [{}]); remove the pattern that matches every name",
             scan.root.display(),
-            if profile.exclude.is_empty() {
-                format!("the default exclusions {}", DEFAULT_EXCLUDES.join(", "))
-            } else {
-                format!("exclude = [{}]", profile.exclude.join(", "))
-            }
+            profile.exclude.join(", ")
         ),
     ))
 }

@@ -144,7 +144,10 @@ pub(crate) fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(),
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&path)?;
         f.write_all(&bytes)?;
-        f.sync_all()
+        f.sync_all()?;
+        // Its directory entry too (where the file system sync at commit
+        // does not cover it).
+        backup_core::sys::sync_dir(&state_dir(snapshot_dir))
     };
     write().map_err(|e| CoreError::destination("write", &path, e))
 }
@@ -155,6 +158,34 @@ fn is_snapshot_like(name: &str) -> bool {
     let name = temporary_of(name).unwrap_or(name);
     name.rfind("_backup_")
         .is_some_and(|i| parse_snapshot_name(&name[..i], name).is_some())
+}
+
+/// Names operating systems put into any folder or drive on their own.
+const HOUSEKEEPING: &[&str] = &[
+    ".DS_Store",
+    ".Spotlight-V100",
+    ".Trashes",
+    ".fseventsd",
+    "Thumbs.db",
+    "desktop.ini",
+    "$RECYCLE.BIN",
+    "System Volume Information",
+    "lost+found",
+];
+
+/// Whether `name` (at `path`) is a temporary or kept-aside form of one of
+/// the tool's state files `own`: `.<file>.tmp-*`, `.<file>.records-*`,
+/// `<file>.unrecognised-*`, `<file>.1` (the rotated log).
+fn is_state_sibling(name: &str, path: &Path, own: &[PathBuf]) -> bool {
+    own.iter()
+        .filter(|p| p.parent() == path.parent())
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+        .any(|f| {
+            name.starts_with(&format!(".{f}.tmp-"))
+                || name.starts_with(&format!(".{f}.records-"))
+                || name.starts_with(&format!("{f}.unrecognised-"))
+                || name == format!("{f}.1")
+        })
 }
 
 /// Up to `limit` names in `destination` that are not snapshot folders (of
@@ -177,7 +208,10 @@ pub fn foreign_entries(
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if own.contains(&entry.path()) {
+        if own.contains(&entry.path())
+            || HOUSEKEEPING.contains(&name.as_str())
+            || is_state_sibling(&name, &entry.path(), own)
+        {
             continue;
         }
         if !(is_dir && is_snapshot_like(&name)) {
@@ -233,13 +267,23 @@ pub(crate) fn list_snapshots(
         if !path.is_dir() {
             continue;
         }
-        // A folder with a readable record is this profile's only when the
-        // record names this profile and this source; the metadata history
-        // adopts only folders without one (the original script's).
-        let info = match read_info(&path) {
-            Ok(i) if i.profile == profile && same_source(&i.source, source) => Some(i),
+        // A folder is this profile's when its own record names this profile
+        // and this source. The metadata history adopts (for reading, never
+        // for rotation) a folder without a record (the original script's),
+        // or one whose recorded source is gone (the project was moved); a
+        // folder whose recorded source still exists is that project's
+        // (this one is a copy of it), whatever the history says.
+        let (info, adopted) = match read_info(&path) {
+            Ok(i) if i.profile == profile && same_source(&i.source, source) => (Some(i), false),
+            Ok(i)
+                if history.contains(&name)
+                    && i.profile == profile
+                    && !Path::new(&i.source).exists() =>
+            {
+                (Some(i), true)
+            }
             Ok(_) => continue,
-            Err(_) if history.contains(&name) => None,
+            Err(_) if history.contains(&name) => (None, true),
             Err(_) => continue,
         };
         let created = snapshot_created(info.as_ref(), stamp);
@@ -248,6 +292,7 @@ pub(crate) fn list_snapshots(
             location: path.display().to_string(),
             created,
             info,
+            adopted,
         });
     }
     sort_snapshots(&mut out);

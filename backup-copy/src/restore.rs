@@ -347,7 +347,7 @@ fn restore_file(
     let copy = || -> Result<(backup_core::ContentHash, u64), CopyError> {
         let content = store
             .open_content(snapshot, e)
-            .map_err(|err| CopyError::Source(io::Error::other(err.to_string())))?;
+            .map_err(|err| CopyError::Source(io::Error::other(backup_core::error_chain(&err))))?;
         match content {
             Content::File(src) => {
                 let attrs = SetAttrs::Given {

@@ -542,6 +542,7 @@ mod tests {
                 location: self.prev.display().to_string(),
                 created: chrono::Local::now().fixed_offset(),
                 info: None,
+                adopted: false,
             }
         }
     }
@@ -693,6 +694,7 @@ mod tests {
             location: snap.display().to_string(),
             created: chrono::Local::now().fixed_offset(),
             info: None,
+            adopted: false,
         };
         LocalStore::new("P", "/src", dir.path()).remove(&r).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -26,6 +26,10 @@ pub struct SnapshotRef {
     /// Its summary; `None` for snapshots made by the original script, which
     /// the metadata history lists but which have no manifest.
     pub info: Option<SnapshotInfo>,
+    /// Listed only because the metadata history names it (no record of its
+    /// own naming this profile and source: the original script's folders,
+    /// or a moved project's): readable, but never deleted by rotation.
+    pub adopted: bool,
 }
 
 /// The common start of every snapshot name of `profile`.

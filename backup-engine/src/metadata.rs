@@ -372,6 +372,12 @@ pub fn load_summary(path: &Path) -> MetadataLoad {
     let result = serde::Deserializer::deserialize_map(&mut de, SummaryVisitor(&mut slot));
     match (result, slot) {
         (_, Some(m)) => MetadataLoad::Loaded(m),
+        // A read error is not damage: the file is left where it is.
+        (Err(e), None) if e.is_io() => MetadataLoad::Unreadable(CoreError::io(
+            "read",
+            path,
+            std::io::Error::other(e.to_string()),
+        )),
         (Err(e), None) => MetadataLoad::Unreadable(CoreError::Corrupt {
             path: path.to_path_buf(),
             reason: e.to_string(),

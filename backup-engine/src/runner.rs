@@ -272,10 +272,10 @@ fn run_locked(
 /// can tell; else the file count (plus folders and symlinks) is used.
 pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevIndex, CoreError> {
     let entries = stages.store.read_manifest(snapshot)?;
-    let estimate = snapshot
-        .info
-        .as_ref()
-        .map_or(0, |i| i.counts.files_total + i.counts.files_total / 8);
+    let estimate = snapshot.info.as_ref().map_or(0, |i| {
+        let n = i.counts.files_total.min(1 << 26);
+        n + n / 8
+    });
     PrevIndex::from_entries(entries, estimate)
 }
 
@@ -300,9 +300,9 @@ fn refresh_from_record(prev: &mut PrevIndex, path: &str, rec: &FileRecord) {
 }
 
 /// The snapshots the retention policy deletes: never the newest, never
-/// `current`, and never one without its own record (the metadata history
-/// alone lists it, as it does the original script's folders: a copied
-/// project's history must not make another project's folder deletable).
+/// `current`, and never one the metadata history alone makes this
+/// profile's ([`SnapshotRef::adopted`]: a history never makes a folder
+/// deletable).
 fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<SnapshotRef> {
     let newest = all.last().map(|s| s.name.clone());
     stages
@@ -310,7 +310,7 @@ fn deletable(stages: &Stages, all: &[SnapshotRef], current: &str) -> Vec<Snapsho
         .plan(all)
         .delete
         .into_iter()
-        .filter(|s| Some(&s.name) != newest.as_ref() && s.name != current && s.info.is_some())
+        .filter(|s| Some(&s.name) != newest.as_ref() && s.name != current && !s.adopted)
         .collect()
 }
 

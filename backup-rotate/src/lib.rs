@@ -107,6 +107,7 @@ mod tests {
                 location: format!("/nowhere/s{i}"),
                 created: (base - Duration::days(*d)).fixed_offset(),
                 info: None,
+                adopted: false,
             })
             .collect();
         v.sort_by_key(|s| s.created);

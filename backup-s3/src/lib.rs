@@ -279,6 +279,7 @@ impl SnapshotStore for S3Store {
                 location: self.remote.url_of(&key),
                 name,
                 info: Some(info),
+                adopted: false,
             });
         }
         sort_snapshots(&mut out);

@@ -32,10 +32,11 @@ use serde::Deserialize;
 pub const MAX_NAME_BYTES: usize = 200;
 
 /// Characters that change how a name is displayed without being seen:
-/// bidirectional overrides and isolates (U+202E made folder names display
-/// reversed), zero-width characters, the byte-order mark.
+/// bidirectional marks, embeddings, overrides and isolates (U+202E made
+/// folder names display reversed) and the byte-order mark. (The zero-width
+/// joiners are left alone: Persian, Indic scripts and emoji need them.)
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Default file names of the state files, in the source root.
@@ -477,10 +478,9 @@ impl Checker<'_> {
         Ok(names)
     }
 
-    /// A state file: the profile's path (whose folder must exist), or
-    /// `default` in the source. (A path that names a folder is the wiring's
-    /// business for the lock and the log; for the metadata, a cache, it is a
-    /// warning when the run cannot write it.)
+    /// A state file: the profile's path, or `default` in the source.
+    /// (Whether it can be used is checked before a backup, not here: read
+    /// commands work without the project.)
     fn state_file(
         &self,
         key: &'static str,
@@ -488,20 +488,10 @@ impl Checker<'_> {
         source: &Path,
         default: &str,
     ) -> Result<PathBuf, ConfigError> {
-        let Some(v) = value else {
-            return Ok(source.join(default));
-        };
-        let path = self.resolve(key, &v)?;
-        if path.parent().is_some_and(|d| !d.is_dir()) {
-            return Err(self.invalid(
-                key,
-                format!(
-                    "{}: its folder does not exist; create it or choose another path",
-                    path.display()
-                ),
-            ));
+        match value {
+            Some(v) => self.resolve(key, &v),
+            None => Ok(source.join(default)),
         }
-        Ok(path)
     }
 
     /// The destination folder must not be the source itself.

@@ -39,6 +39,7 @@ fn a_copied_project_never_rotates_the_originals_snapshots() {
         "name = \"Proj\"\nsource = \"projB\"\ndestination = \"dest\"\nmax_backups = 1\n",
     )
     .unwrap();
+    let mut copys_first = String::new();
     for round in 0..2 {
         if round == 1 {
             fs::write(copy.join("main.py"), "print('B2')\n").unwrap();
@@ -63,6 +64,12 @@ fn a_copied_project_never_rotates_the_originals_snapshots() {
             !rotated.contains(&original.as_str()),
             "round {round}: the copy's backup rotated the original's snapshot {original}: {report:#}"
         );
+        if round == 0 {
+            copys_first = report["snapshot"].as_str().unwrap().to_string();
+        } else {
+            // Its own snapshots still rotate (max_backups = 1).
+            assert_eq!(rotated, [copys_first.as_str()], "{report:#}");
+        }
     }
     assert!(
         w.snapshot(&original).join("main.py").is_file(),
@@ -98,17 +105,19 @@ fn lock_and_log_keys_naming_a_users_file_exit_2_and_leave_it_alone() {
         let w = world(&format!("{key} = \"src/{file}\""));
         w.write(file, content);
         w.write("other.txt", "other");
-        for args in [&["backup", "--force", "--json"][..], &["list"][..]] {
-            let r = w.run(args);
-            assert_code(&r, 2, &format!("{key} = {file}: {args:?}"));
-            let said = format!("{}{}", r.stdout, r.stderr);
-            assert!(said.contains(&format!("`{key}`")), "{key}: {said}");
-            assert_eq!(
-                fs::read_to_string(w.src.join(file)).unwrap(),
-                content,
-                "{key}: {file} was changed"
-            );
-        }
+        let r = w.run(&["backup", "--force", "--json"]);
+        assert_code(&r, 2, &format!("{key} = {file}: backup"));
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(said.contains(&format!("`{key}`")), "{key}: {said}");
+        assert_eq!(
+            fs::read_to_string(w.src.join(file)).unwrap(),
+            content,
+            "{key}: {file} was changed"
+        );
+        // Read commands take no lock and need no log: they still work.
+        let r = w.run(&["list"]);
+        assert_code(&r, 0, &format!("{key} = {file}: list"));
+        assert_eq!(fs::read_to_string(w.src.join(file)).unwrap(), content);
         assert!(!w.dest.exists(), "{key}: nothing may be written");
     }
 }
@@ -162,13 +171,13 @@ fn a_destination_inside_the_source_holding_user_files_exits_2() {
     .unwrap();
     w.write("main.py", "print('hi')\n");
     w.write("data/users.csv", "id,name\n1,Ada\n");
-    for args in [&["backup", "--force", "--json"][..], &["list"][..]] {
-        let r = w.run(args);
-        assert_code(&r, 2, &format!("{args:?}"));
-        let said = format!("{}{}", r.stdout, r.stderr);
-        assert!(said.contains("`destination`"), "{said}");
-        assert!(said.contains("users.csv"), "names what is there: {said}");
-    }
+    let r = w.run(&["backup", "--force", "--json"]);
+    assert_code(&r, 2, "backup");
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("`destination`"), "{said}");
+    assert!(said.contains("users.csv"), "names what is there: {said}");
+    // Reading (nothing there yet) still works.
+    assert_code(&w.run(&["list"]), 0, "list");
     assert_eq!(
         fs::read_dir(w.src.join("data")).unwrap().count(),
         1,
@@ -295,4 +304,47 @@ fn restore_to_an_existing_file_exits_2() {
     assert_code(&r, 2, "restore --to a file");
     assert!(r.stderr.contains("--to"), "{}", r.stderr);
     assert_eq!(fs::read_to_string(&target).unwrap(), "mine");
+}
+
+/// Review of point 1: a project moved to another folder (its metadata
+/// along) still sees its snapshots: the history adopts a folder whose
+/// recorded source no longer exists, to list and restore, never to rotate.
+#[test]
+fn a_moved_project_still_lists_and_restores_its_snapshots() {
+    let w = world("max_backups = 1");
+    w.write("main.py", "print('A')\n");
+    let (before_move, _) = backup_created(&w);
+    let moved = w.dir.path().join("moved");
+    fs::rename(&w.src, &moved).unwrap();
+    fs::write(
+        &w.profile,
+        "name = \"Proj\"\nsource = \"moved\"\ndestination = \"dest\"\nmax_backups = 1\n",
+    )
+    .unwrap();
+    let list = w.run(&["list", "--json"]);
+    assert_code(&list, 0, "list after the move");
+    let names: Vec<String> = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![before_move.clone()],
+        "the moved project's snapshot is listed"
+    );
+    let out = w.dir.path().join("restored");
+    let r = w.run(&["restore", &before_move, "--to", out.to_str().unwrap()]);
+    assert_code(&r, 0, "restore after the move");
+    assert_eq!(
+        fs::read_to_string(out.join("main.py")).unwrap(),
+        "print('A')\n"
+    );
+    // A new backup (max_backups = 1) never deletes the adopted snapshot.
+    fs::write(moved.join("main.py"), "print('moved')\n").unwrap();
+    let report = w.backup(0);
+    assert_eq!(report["outcome"], "created", "{report:#}");
+    assert!(w.snapshot(&before_move).is_dir(), "{report:#}");
 }

@@ -93,6 +93,7 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
                 info!(snapshot = %last.name, "a snapshot was already made today; skipping (use --force to override)");
                 let mut r = RunReport::new(Outcome::SkippedNotDue);
                 r.last_snapshot = Some(last.name.clone());
+                r.warnings = warnings;
                 return Ok(Prepared::Skip(r));
             }
         }
@@ -286,6 +287,7 @@ pub(super) fn dry_run_report(
             location: name.clone(),
             created: start.created.fixed_offset(),
             info: None,
+            adopted: false,
         });
         report.rotate = deletable(stages, &with_new, &name)
             .into_iter()

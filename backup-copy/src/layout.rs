@@ -376,9 +376,12 @@ mod tests {
     #[test]
     fn another_projects_folder_is_not_adopted_by_the_history() {
         let dir = tempfile::tempdir().unwrap();
+        // The other project's source exists (this one is a copy of it).
+        let other_src = tempfile::tempdir().unwrap();
+        let other = other_src.path().to_str().unwrap().to_string();
         let name = "P_backup_2026-01-02_03-04";
         let folder = dir.path().join(name);
-        ManifestWriter::create(&folder, Path::new("/other"))
+        ManifestWriter::create(&folder, Path::new(&other))
             .unwrap()
             .finish()
             .unwrap();
@@ -389,7 +392,7 @@ mod tests {
             name: name.into(),
             created: "2026-01-02T03:04:00+00:00".into(),
             scan_started_ns: 0,
-            source: "/other".into(),
+            source: other.clone(),
             counts: backup_core::Counts::default(),
             status: backup_core::SnapshotStatus::Complete,
             duration_ms: 0,
@@ -400,8 +403,15 @@ mod tests {
         assert!(list_snapshots(dir.path(), "P", src, &hist)
             .unwrap()
             .is_empty());
-        let listed = list_snapshots(dir.path(), "P", Path::new("/other"), &hist).unwrap();
+        let listed = list_snapshots(dir.path(), "P", Path::new(&other), &hist).unwrap();
         assert_eq!(listed.len(), 1);
+        assert!(!listed[0].adopted);
+        // Once the other source is gone (the project was moved), the
+        // history adopts the folder: listed, but never to be rotated.
+        drop(other_src);
+        let adopted = list_snapshots(dir.path(), "P", src, &hist).unwrap();
+        assert_eq!(adopted.len(), 1);
+        assert!(adopted[0].adopted);
     }
 
     #[test]

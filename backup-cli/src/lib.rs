@@ -510,6 +510,9 @@ fn cmd_restore(
         for p in &report.not_in_snapshot {
             println!("  not in snapshot (could not be read at backup time): {p}");
         }
+        for p in &report.setid_cleared {
+            println!("  restored without its setuid/setgid bits (ownership is not restored): {p}");
+        }
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS

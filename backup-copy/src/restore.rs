@@ -59,6 +59,9 @@ pub struct RestoreReport {
     pub errors: Vec<RestoreProblem>,
     /// Paths the snapshot holds no content for (they failed at backup time).
     pub not_in_snapshot: Vec<String>,
+    /// Files restored without their setuid/setgid bits: ownership is not
+    /// restored, so they would run as whoever restores them.
+    pub setid_cleared: Vec<String>,
 }
 
 impl RestoreReport {
@@ -146,6 +149,7 @@ pub fn restore(
     report.mismatches.sort_by(|a, b| a.path.cmp(&b.path));
     report.errors.sort_by(|a, b| a.path.cmp(&b.path));
     report.not_in_snapshot.sort();
+    report.setid_cleared.sort();
     Ok(report)
 }
 
@@ -257,6 +261,9 @@ fn restore_files(
             FileOutcome::Written(bytes) => {
                 r.files_restored += 1;
                 r.bytes_restored += bytes;
+                if e.mode & SET_ID != 0 {
+                    r.setid_cleared.push(e.path.to_string());
+                }
             }
             FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
                 path: e.path.to_string(),
@@ -317,6 +324,10 @@ fn set_folder_attrs(mut dirs: Vec<FolderAttrs>, report: &mut RestoreReport) {
     }
 }
 
+/// The setuid and setgid bits, which a restore does not give back (as tar
+/// does without `--same-owner`).
+const SET_ID: u32 = 0o6000;
+
 enum FileOutcome {
     Written(u64),
     Mismatch(String),
@@ -351,7 +362,7 @@ fn restore_file(
         match content {
             Content::File(src) => {
                 let attrs = SetAttrs::Given {
-                    mode: e.mode,
+                    mode: e.mode & !SET_ID,
                     mtime_ns: e.mtime_ns,
                 };
                 copy_hashed_with(&src, &dst, attrs)
@@ -364,7 +375,9 @@ fn restore_file(
                         other => other,
                     })
             }
-            Content::Reader(mut r) => copy_stream_hashed(&mut r, &dst, e.mode, e.mtime_ns),
+            Content::Reader(mut r) => {
+                copy_stream_hashed(&mut r, &dst, e.mode & !SET_ID, e.mtime_ns)
+            }
         }
     };
     let mut copied = copy();

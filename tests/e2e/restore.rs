@@ -393,3 +393,39 @@ fn overwrite_restore_never_writes_through_a_symlinked_folder() {
     );
     assert_eq!(fs::read_to_string(to.join("top.txt")).unwrap(), "top");
 }
+
+/// Reliability v2, point 10: ownership is not restored, so a setuid or
+/// setgid file would come back set-id to the restoring user (root, say).
+/// Restore clears those bits, as tar does without `--same-owner`, and says
+/// so in the report; the manifest keeps the original mode.
+#[test]
+fn restore_clears_setuid_and_setgid_and_says_so() {
+    let w = world("");
+    w.write("bin/tool", "#!/bin/sh\necho hi\n");
+    w.write("bin/plain", "#!/bin/sh\necho plain\n");
+    set_mode(&w.src.join("bin/tool"), 0o6755);
+    set_mode(&w.src.join("bin/plain"), 0o755);
+    let (name, _) = backup_created(&w);
+    let out = w.dir.path().join("restored");
+    let (r, v) = restore_json(&w, &name, &out, &[]);
+    assert_code(&r, 0, "restore");
+    assert_eq!(
+        mode(&out.join("bin/tool")) & 0o7777,
+        0o755,
+        "set-id bits cleared"
+    );
+    assert_eq!(mode(&out.join("bin/plain")) & 0o7777, 0o755);
+    assert_eq!(
+        strings(&v["setid_cleared"]),
+        vec!["bin/tool".to_string()],
+        "{v:#}"
+    );
+    let out2 = w.dir.path().join("restored-text");
+    let r = w.run(&["restore", &name, "--to", out2.to_str().unwrap()]);
+    assert_code(&r, 0, "restore, text");
+    assert!(
+        r.stdout.contains("bin/tool") && r.stdout.contains("setuid"),
+        "{}",
+        r.stdout
+    );
+}

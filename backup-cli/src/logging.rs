@@ -37,7 +37,15 @@ pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
     };
     let stderr_filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() && !quiet => EnvFilter::new(v),
-        _ => EnvFilter::default().add_directive(stderr_level.into()),
+        // The run's summary event is for the log file: the CLI prints its
+        // own summary (so a failure's error is printed once).
+        _ => EnvFilter::default()
+            .add_directive(stderr_level.into())
+            .add_directive(
+                format!("{}=off", backup_engine::REPORT_TARGET)
+                    .parse()
+                    .unwrap_or_else(|_| stderr_level.into()),
+            ),
     };
     // Colors only on a terminal, and never with NO_COLOR set (no-color.org).
     let color = std::io::IsTerminal::is_terminal(&std::io::stderr())

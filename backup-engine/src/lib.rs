@@ -26,5 +26,6 @@ pub use lock::{is_lock_text, LockAttempt, LockHolder, RunLock};
 pub use metadata::BackupMetadata;
 pub use runner::{
     load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,
+    REPORT_TARGET,
 };
 pub use select::resolve_snapshot;

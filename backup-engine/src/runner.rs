@@ -27,6 +27,10 @@ use backup_core::snapshot::SnapshotRef;
 use backup_core::stage::{Differ, EntryFilter, RetentionPolicy, Scanner, SnapshotStore};
 use backup_core::RelPath;
 
+/// The tracing target of the run's closing summary event (which the CLI
+/// keeps off stderr, where it prints its own summary).
+pub const REPORT_TARGET: &str = "backup_report";
+
 /// What a run is asked to do.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -202,12 +206,16 @@ pub fn run_backup(opts: &RunOptions, stages: &Stages) -> RunReport {
         Err(_) => failed_report(&CoreError::Panicked("backup"), started),
     };
     report.duration_ms = started.elapsed().as_millis() as u64;
+    // The run's summary: for the operations log (a front end that prints
+    // its own summary leaves the target REPORT_TARGET off its console).
     match report.outcome {
         Outcome::Failed => tracing::error!(
+            target: REPORT_TARGET,
             error = report.error.as_deref().unwrap_or(""),
             "backup run failed; nothing was changed"
         ),
         _ => info!(
+            target: REPORT_TARGET,
             outcome = ?report.outcome,
             snapshot = report.snapshot.as_deref().unwrap_or("-"),
             files_total = report.counts.files_total,

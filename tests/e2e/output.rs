@@ -299,3 +299,37 @@ fn piped_stderr_has_no_escape_codes() {
         r.stderr
     );
 }
+
+/// Reliability v2, point 22: the error of a failed run is printed once
+/// (the CLI's summary), not once more by the log's console echo; the
+/// operations log still records it.
+#[test]
+fn a_failed_runs_error_is_printed_once() {
+    let w = world("");
+    w.write("a.txt", "a");
+    fs::write(
+        w.dir.path().join("blocker"),
+        "a file where a folder should be",
+    )
+    .unwrap();
+    let text = fs::read_to_string(&w.profile).unwrap();
+    fs::write(
+        &w.profile,
+        text.replace("destination = \"dest\"", "destination = \"blocker/dest\""),
+    )
+    .unwrap();
+    let r = w.run(&["backup", "--force"]);
+    assert_code(&r, 1, "backup into an uncreatable destination");
+    let error = "Not a directory";
+    assert_eq!(
+        r.stderr.matches(error).count(),
+        1,
+        "printed once: {}",
+        r.stderr
+    );
+    let log = fs::read_to_string(w.src.join("backup_operations.log")).unwrap();
+    assert!(
+        log.contains("backup run failed") && log.contains(error),
+        "{log}"
+    );
+}

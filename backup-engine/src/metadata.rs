@@ -237,6 +237,11 @@ fn sibling(path: &Path, kind: &str) -> std::path::PathBuf {
 }
 
 impl MetadataWriter {
+    /// The metadata file this writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Starts a new metadata file next to `path`.
     pub fn create(path: &Path) -> Result<Self, CoreError> {
         let records_path = sibling(path, "records");

@@ -287,6 +287,16 @@ pub fn load_previous(stages: &Stages, snapshot: &SnapshotRef) -> Result<PrevInde
     PrevIndex::from_entries(entries, estimate)
 }
 
+/// The warning for a metadata file that cannot be written: it is a cache,
+/// so the run goes on (and the snapshot, if any, is safe).
+fn metadata_not_written(path: &std::path::Path, e: &CoreError) -> String {
+    format!(
+        "{} (metadata_file) cannot be written: {}; it is a cache: the snapshots are safe and the next run rebuilds it from the newest one",
+        path.display(),
+        error_chain(e)
+    )
+}
+
 /// Applies one `file_checksums` record of the metadata file to the
 /// previous index (records with every fast-path fact and a valid hash only).
 fn refresh_from_record(prev: &mut PrevIndex, path: &str, rec: &FileRecord) {

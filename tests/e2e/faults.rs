@@ -457,3 +457,27 @@ fn read_only_snapshots_rotate_and_restore() {
     let r = user.run(&w, &["verify", "--all", "--json"]);
     assert_code(&r, 0, "verify --all");
 }
+
+/// Reliability v2, point 18: the metadata file is a cache. When it cannot
+/// be written at all (here: its folder is a read-only file system), the
+/// snapshot still commits (exit 0) with a warning naming `metadata_file`,
+/// and a later run without changes exits 0 too.
+#[test]
+fn an_unwritable_metadata_file_never_fails_the_backup() {
+    let w = world("metadata_file = \"meta/backup_metadata.json\"");
+    let Some(mount) = TmpfsMount::new(&w.dir.path().join("meta"), "1m") else {
+        return;
+    };
+    mount.remount("ro");
+    w.write("a.txt", "alpha");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let warnings = v["warnings"].to_string();
+    assert!(warnings.contains("backup_metadata.json"), "{v:#}");
+    let name = v["snapshot"].as_str().unwrap().to_string();
+    assert!(w.snapshot(&name).join("a.txt").is_file());
+    let again = w.run(&["backup", "--force", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json()["outcome"], "no_changes", "{}", again.stdout);
+    mount.remount("rw");
+}

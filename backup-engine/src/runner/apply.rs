@@ -25,8 +25,11 @@ const COPY_BATCH: usize = 256;
 pub(crate) struct Applied {
     /// The writer, to commit.
     pub(crate) writer: Arc<dyn SnapshotWriter>,
-    /// The new metadata file, to finish after commit.
-    pub(crate) metadata: MetadataWriter,
+    /// The new metadata file, to finish after commit (`None` when it could
+    /// not be written: a cache, so only a warning).
+    pub(crate) metadata: Option<MetadataWriter>,
+    /// Why the metadata file stopped being written, if it did.
+    pub(crate) metadata_problem: Option<String>,
     pub(crate) files_copied: u64,
     pub(crate) files_linked: u64,
     pub(crate) bytes_copied: u64,
@@ -38,7 +41,8 @@ struct Counts {
     files_linked: u64,
     bytes_copied: u64,
     failed: Vec<FailedPath>,
-    metadata: MetadataWriter,
+    metadata: Option<MetadataWriter>,
+    metadata_problem: Option<String>,
 }
 
 /// The running copy stage.
@@ -87,7 +91,7 @@ impl Fail {
 /// always have somewhere to go.
 fn spawn_recorder(
     writer: Arc<dyn SnapshotWriter>,
-    metadata: MetadataWriter,
+    metadata: Option<MetadataWriter>,
     done_rx: Receiver<Vec<WrittenEntry>>,
     fail: Fail,
     progress: Box<dyn PhaseProgress>,
@@ -100,6 +104,7 @@ fn spawn_recorder(
             bytes_copied: 0,
             failed: Vec::new(),
             metadata,
+            metadata_problem: None,
         };
         let mut error = None;
         for batch in done_rx {
@@ -126,15 +131,19 @@ fn spawn_recorder(
                     WriteOutcome::Linked | WriteOutcome::Recorded => {}
                 }
                 if error.is_none() {
-                    let recorded = writer
-                        .record(&m)
-                        .and_then(|()| match super::file_record(&m) {
-                            Some((path, rec)) => counts.metadata.add(path, &rec),
-                            None => Ok(()),
-                        });
-                    if let Err(e) = recorded {
+                    if let Err(e) = writer.record(&m) {
                         error = Some(e);
                         fail.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                if let (Some(meta), Some((path, rec))) =
+                    (&mut counts.metadata, super::file_record(&m))
+                {
+                    if let Err(e) = meta.add(path, &rec) {
+                        // A cache: stop writing it, never fail the backup.
+                        counts.metadata_problem =
+                            Some(super::metadata_not_written(meta.path(), &e));
+                        counts.metadata = None;
                     }
                 }
             }
@@ -232,7 +241,7 @@ impl Applier {
     /// Starts the recorder, `workers` copy workers and the feeder.
     pub(crate) fn start(
         writer: Arc<dyn SnapshotWriter>,
-        metadata: MetadataWriter,
+        metadata: Option<MetadataWriter>,
         workers: usize,
         progress: Box<dyn PhaseProgress>,
         scan_started_ns: i64,
@@ -305,6 +314,7 @@ impl Applier {
             (None, Ok(c), false) => Ok(Applied {
                 writer: Arc::clone(&self.writer),
                 metadata: c.metadata,
+                metadata_problem: c.metadata_problem,
                 files_copied: c.files_copied,
                 files_linked: c.files_linked,
                 bytes_copied: c.bytes_copied,

@@ -188,8 +188,17 @@ impl Collector<'_> {
     pub(super) fn start_writing(&mut self, prev: &PrevIndex) -> Result<(), CoreError> {
         let name = self.stages.store.next_name(self.created, self.history)?;
         let writer = self.stages.store.begin(&name, self.previous.as_ref())?;
-        let metadata =
-            MetadataWriter::create(&self.opts.metadata_file).inspect_err(|_| writer.abort())?;
+        // The metadata is a cache: a file that cannot be written is a
+        // warning, never a failed backup.
+        let metadata = match MetadataWriter::create(&self.opts.metadata_file) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let msg = super::metadata_not_written(&self.opts.metadata_file, &e);
+                tracing::warn!("{msg}");
+                self.report.warnings.push(msg);
+                None
+            }
+        };
         let bar = self.stages.progress.start(Phase::Copy, None, None);
         let writer: Arc<dyn backup_core::stage::SnapshotWriter> = Arc::from(writer);
         let applier = Applier::start(

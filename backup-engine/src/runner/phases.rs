@@ -299,11 +299,15 @@ pub(super) fn dry_run_report(
 }
 
 /// The outcome of the write phase.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per run, moved once: boxing saves nothing"
+)]
 pub(super) enum Written {
     /// Nothing changed: no snapshot (the metadata may have been refreshed).
     Unchanged(RunReport),
     /// The snapshot is written, not yet committed.
-    Snapshot(WrittenSnapshot),
+    Snapshot(Box<WrittenSnapshot>),
 }
 
 /// A snapshot written in full, waiting for its commit.
@@ -341,18 +345,22 @@ pub(super) fn write(
         applier.send(pending);
     }
     let mut applied = applier.finish()?;
+    if let Some(msg) = applied.metadata_problem.take() {
+        warn!("{msg}");
+        report.warnings.push(msg);
+    }
     report.counts.files_copied = applied.files_copied;
     report.counts.files_linked = applied.files_linked;
     report.counts.bytes_copied = applied.bytes_copied;
     report.failed.extend(std::mem::take(&mut applied.failed));
     dedup_failed(&mut report.failed);
     report.counts.files_failed = report.failed.len() as u64;
-    Ok(Written::Snapshot(WrittenSnapshot {
+    Ok(Written::Snapshot(Box::new(WrittenSnapshot {
         report,
         name: scanned.snapshot_name.unwrap_or_default(),
         applied,
         scan_started_ns: scanned.scan_started_ns,
-    }))
+    })))
 }
 
 /// What a run without changes holds.
@@ -378,20 +386,28 @@ fn record_unchanged(
     }
     report.counts.files_failed = report.failed.len() as u64;
     if u.metadata_only || !start.meta_ok {
-        let mut w = MetadataWriter::create(&opts.metadata_file)?;
-        for h in u.held {
-            if let Some(p) = h.into_planned(u.prev) {
-                let m = mark_racy(p.to_manifest(None), u.scan_started_ns);
-                if let Some((path, rec)) = file_record(&m) {
-                    w.add(path, &rec)?;
+        let written = (|| {
+            let mut w = MetadataWriter::create(&opts.metadata_file)?;
+            for h in u.held {
+                if let Some(p) = h.into_planned(u.prev) {
+                    let m = mark_racy(p.to_manifest(None), u.scan_started_ns);
+                    if let Some((path, rec)) = file_record(&m) {
+                        w.add(path, &rec)?;
+                    }
                 }
             }
+            let meta = &mut start.meta;
+            meta.last_scan_started_ns = Some(u.scan_started_ns);
+            meta.profile = Some(opts.profile.clone());
+            meta.records_snapshot = None;
+            w.finish(meta)
+        })();
+        // A cache: a file that cannot be written is a warning.
+        if let Err(e) = written {
+            let msg = super::metadata_not_written(&opts.metadata_file, &e);
+            warn!("{msg}");
+            report.warnings.push(msg);
         }
-        let meta = &mut start.meta;
-        meta.last_scan_started_ns = Some(u.scan_started_ns);
-        meta.profile = Some(opts.profile.clone());
-        meta.records_snapshot = None;
-        w.finish(meta)?;
     }
     info!("nothing changed since the last snapshot; no snapshot made");
     Ok(report)
@@ -403,15 +419,16 @@ pub(super) struct Committed {
     info: SnapshotInfo,
     /// Where it is (folder or URL).
     location: String,
-    /// The new metadata file, streamed while writing; finished last.
-    metadata: MetadataWriter,
+    /// The new metadata file, streamed while writing; finished last
+    /// (`None` when it could not be written, already warned about).
+    metadata: Option<MetadataWriter>,
 }
 
 /// Writes the summary and makes the snapshot visible under its name.
 pub(super) fn commit(
     opts: &RunOptions,
     start: &Start,
-    written: WrittenSnapshot,
+    written: Box<WrittenSnapshot>,
     started: Instant,
 ) -> Result<Committed, CoreError> {
     let WrittenSnapshot {
@@ -419,7 +436,7 @@ pub(super) fn commit(
         applied,
         name,
         scan_started_ns,
-    } = written;
+    } = *written;
     let info = SnapshotInfo {
         format: SNAPSHOT_FORMAT.into(),
         version: 1,
@@ -544,6 +561,9 @@ pub(super) fn record_metadata(
         meta.backup_history
             .retain(|h| h.folder_name().is_none_or(|n| !gone.contains(n)));
     }
+    let Some(metadata) = metadata else {
+        return report;
+    };
     if let Err(e) = metadata.finish(&meta) {
         let msg = format!(
             "the snapshot is safe, but {} was not updated: {}; the next run rebuilds it from the snapshot",

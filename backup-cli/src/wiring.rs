@@ -403,6 +403,16 @@ pub fn stages(profile: &Profile, progress: Arc<dyn Progress>) -> Result<Stages, 
 /// Run options for `profile`.
 pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions {
     let threads = profile.worker_threads();
+    let mut notices = Vec::new();
+    let state = profile
+        .canonical_source
+        .join(backup_copy::layout::STATE_DIR);
+    if state.symlink_metadata().is_ok() {
+        notices.push(format!(
+            "{} is left out: it is a snapshot's own record (is the source a restored snapshot?); copy it elsewhere if you need it backed up",
+            state.display()
+        ));
+    }
     RunOptions {
         profile: profile.name.clone(),
         source: profile.canonical_source.clone(),
@@ -418,6 +428,7 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
         } else {
             threads
         },
+        notices,
     }
 }
 

@@ -53,6 +53,10 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Worker threads for hashing and copying (at least 1).
     pub threads: usize,
+    /// What the caller found while setting the run up and the user should
+    /// know (e.g. something of the source that is deliberately left out):
+    /// reported as the run's warnings.
+    pub notices: Vec<String>,
 }
 
 /// The concrete stages of a run.

@@ -348,3 +348,35 @@ fn a_moved_project_still_lists_and_restores_its_snapshots() {
     assert_eq!(report["outcome"], "created", "{report:#}");
     assert!(w.snapshot(&before_move).is_dir(), "{report:#}");
 }
+
+/// Reliability v2, point 23: a `.backup-snapshot/` folder at the top of the
+/// source (a restored snapshot being backed up again) is left out, as it
+/// always was, but no longer silently: the run's JSON warnings and text
+/// output say so.
+#[test]
+fn a_top_level_snapshot_state_folder_is_left_out_with_a_warning() {
+    let w = world("");
+    w.write("main.py", "print('hi')\n");
+    w.write(".backup-snapshot/manifest.jsonl", "{}\n");
+    let (name, report) = backup_created(&w);
+    assert!(
+        !w.snapshot(&name)
+            .join(".backup-snapshot/manifest.jsonl")
+            .is_file()
+            || fs::read_to_string(w.snapshot(&name).join(".backup-snapshot/manifest.jsonl"))
+                .unwrap()
+                != "{}\n",
+        "the source's state folder is not backed up"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains(".backup-snapshot"), "{report:#}");
+    w.write("main.py", "print('again')\n");
+    let r = w.run(&["backup", "--force"]);
+    assert_code(&r, 0, "text backup");
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains(".backup-snapshot"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}

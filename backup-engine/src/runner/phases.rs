@@ -209,6 +209,10 @@ pub(super) fn scan_and_plan(
         dry_copy_bytes: 0,
     };
     c.report.warnings = start.warnings.clone();
+    for msg in &opts.notices {
+        warn!("{msg}");
+        c.report.warnings.push(msg.clone());
+    }
     let cancel = AtomicBool::new(false);
     let bar = stages.progress.start(Phase::Scan, None, None);
     let scanned = scan_and_diff(opts, stages, &cancel, &*bar, load_prev, |prev, p| {

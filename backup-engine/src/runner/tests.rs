@@ -165,6 +165,7 @@ fn setup(panic: bool, aborted: Arc<AtomicUsize>) -> (tempfile::TempDir, RunOptio
         force: false,
         dry_run: false,
         threads: 2,
+        notices: Vec::new(),
     };
     let stages = Stages {
         scanner: Box::new(OneFileScanner { panic }),

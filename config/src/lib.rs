@@ -323,10 +323,11 @@ impl Checker<'_> {
     fn folder_destination(&self, value: &str) -> Result<PathBuf, ConfigError> {
         let path = self.resolve("destination", value)?;
         let resolved = canonical_or_lexical(&path);
-        if ["/proc", "/sys", "/dev"]
+        let virtual_fs = ["/proc", "/sys", "/dev"]
             .iter()
-            .any(|v| resolved.starts_with(v))
-        {
+            .any(|v| resolved.starts_with(v));
+        // /dev/shm is a real (memory) file system.
+        if virtual_fs && !resolved.starts_with("/dev/shm") {
             return Err(self.invalid(
                 "destination",
                 format!("{} is on a virtual file system of the kernel, not a disk; choose a folder on a drive", resolved.display()),

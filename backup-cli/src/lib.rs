@@ -110,11 +110,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let is_backup = matches!(cli.command, None | Some(Command::Backup));
     // Before the log is opened: a log_file that is not the tool's is never
     // appended to, a lock_file that is not the tool's never taken.
-    if is_backup {
-        let checked = profile
-            .check_source()
-            .and_then(|()| wiring::check_for_backup(&profile));
-        if let Err(e) = checked {
+    // (A source that cannot be used is reported by cmd_backup, into the log,
+    // as before; these checks need a usable source.)
+    if is_backup && profile.check_source().is_ok() {
+        if let Err(e) = wiring::check_for_backup(&profile) {
             if cli.json {
                 print_json(&serde_json::json!({"outcome": "failed", "error": e.to_string()}))?;
             }

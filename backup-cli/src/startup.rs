@@ -99,12 +99,12 @@ where
         Err(e) => return failed(e.to_string()),
     };
     // Before the log is opened: a log_file that is not the tool's is
-    // never appended to.
-    if let Err(e) = profile
-        .check_source()
-        .and_then(|()| wiring::check_for_backup(&profile))
-    {
-        return failed(e.to_string());
+    // never appended to. (A source that cannot be used is reported below,
+    // into the log; these checks need a usable source.)
+    if profile.check_source().is_ok() {
+        if let Err(e) = wiring::check_for_backup(&profile) {
+            return failed(e.to_string());
+        }
     }
     // Log to the operations log from this thread, whatever the host app's
     // own tracing set-up is.

@@ -490,4 +490,59 @@ mod tests {
         let (_d, p) = write_profile("source = \"src\"\ndestination = \"b\"\n");
         assert_eq!(keep_rules(&load_profile(&p).unwrap()), KeepRules::last(10));
     }
+
+    #[test]
+    fn the_tools_log_is_recognised_and_other_files_are_not() {
+        assert!(is_log_head(
+            b"2026-12-02T01:02:03.456Z  INFO backup run started"
+        ));
+        assert!(is_log_head(
+            b"2024-05-01 10:00:00,123 - INFO - Backup started"
+        ));
+        assert!(is_log_head(b"\xEF\xBB\xBF2024-05-01 10:00:00 started"));
+        assert!(!is_log_head(b"[server]\nport = 8080\n"));
+        assert!(!is_log_head(b"2024-05-01"));
+        assert!(!is_log_head(b"20240501T100000"));
+    }
+
+    #[test]
+    fn a_null_log_and_the_tools_own_log_pass_the_checks() {
+        let (dir, p) =
+            write_profile("source = \"src\"\ndestination = \"b\"\nlog_file = \"/dev/null\"\n");
+        check_for_backup(&load_profile(&p).unwrap()).unwrap();
+        std::fs::write(&p, "source = \"src\"\ndestination = \"b\"\n").unwrap();
+        let log = dir.path().join("src/backup_operations.log");
+        std::fs::write(&log, "2026-01-01T00:00:00Z  INFO x\n").unwrap();
+        check_for_backup(&load_profile(&p).unwrap()).unwrap();
+        std::fs::write(&log, "[server]\n").unwrap();
+        let e = check_for_backup(&load_profile(&p).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`log_file`"), "{e}");
+    }
+
+    #[test]
+    fn housekeeping_and_state_files_in_an_inner_destination_are_not_foreign() {
+        let (dir, p) = write_profile("source = \"src\"\ndestination = \"src/backups\"\nmetadata_file = \"src/backups/m.json\"\n");
+        let dest = dir.path().join("src/backups");
+        std::fs::create_dir_all(dest.join("Other_backup_2026-01-02_03-04")).unwrap();
+        for name in [
+            ".DS_Store",
+            "Thumbs.db",
+            "m.json",
+            ".m.json.records-77",
+            "m.json.unrecognised-20260101-000000",
+        ] {
+            std::fs::write(dest.join(name), "x").unwrap();
+        }
+        check_for_backup(&load_profile(&p).unwrap()).unwrap();
+        std::fs::write(dest.join("users.csv"), "id\n").unwrap();
+        let e = check_for_backup(&load_profile(&p).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`destination`") && e.contains("users.csv"),
+            "{e}"
+        );
+    }
 }

@@ -171,12 +171,7 @@ impl Remote {
     /// Advice for the usual causes of a client error (empty when there is
     /// none): a missing bucket, refused credentials, an unreachable server.
     pub fn hint(&self, e: &object_store::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
+        let text = backup_core::error_chain(e);
         if text.contains("NoSuchBucket") {
             format!(
                 "the bucket {} does not exist at {}: create it first, or fix the destination",
@@ -214,16 +209,7 @@ impl Remote {
     /// first, for the one place its chain cannot be kept: an `io::Error`
     /// of a download stream.
     fn explain(&self, e: &object_store::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            let t = s.to_string();
-            if !text.contains(&t) {
-                text.push_str(": ");
-                text.push_str(&t);
-            }
-            source = s.source();
-        }
+        let text = backup_core::error_chain(e);
         match self.hint(e) {
             hint if hint.is_empty() => text,
             hint => format!("{hint} ({text})"),

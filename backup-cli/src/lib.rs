@@ -184,7 +184,7 @@ fn cmd_backup(
 
 /// Reports a setup problem; returns its exit code.
 fn wiring_error(e: &WiringError) -> ExitCode {
-    eprintln!("backup-cli: error: {e}");
+    eprintln!("backup-cli: error: {}", error_chain(e));
     ExitCode::from(e.exit_code())
 }
 
@@ -453,19 +453,19 @@ fn cmd_restore(
             Err(e) => return Ok(usage_error(format!("--path {}: {e}", p.display()))),
         }
     }
-    let opts = backup_copy::RestoreOptions {
+    let opts = backup_engine::RestoreOptions {
         target: to.to_path_buf(),
         paths: rel_paths,
         overwrite,
         threads: profile.worker_threads(),
     };
-    let report = match backup_copy::restore(&*dest, snap, &opts, progress) {
+    let report = match backup_engine::restore(&*dest, snap, &opts, progress) {
         Ok(r) => r,
         Err(
-            e @ (backup_copy::RestoreError::TargetNotEmpty(_)
-            | backup_copy::RestoreError::PathNotFound(_)),
+            e @ (backup_engine::RestoreError::TargetNotEmpty(_)
+            | backup_engine::RestoreError::PathNotFound(_)),
         ) => return Ok(usage_error(e)),
-        Err(backup_copy::RestoreError::Core(e)) => {
+        Err(backup_engine::RestoreError::Core(e)) => {
             tracing::error!("restore of {} failed: {}", snap.name, error_chain(&e));
             anyhow::bail!("restore of {} failed: {}", snap.name, error_chain(&e));
         }
@@ -484,7 +484,7 @@ fn cmd_restore(
         struct Out<'a> {
             snapshot: &'a str,
             #[serde(flatten)]
-            report: &'a backup_copy::RestoreReport,
+            report: &'a backup_engine::RestoreReport,
         }
         print_json(&Out {
             snapshot: &snap.name,
@@ -541,7 +541,7 @@ fn cmd_verify(
     };
     let report = dest
         .verify(&chosen, quick, profile.worker_threads(), progress)
-        .map_err(|e| anyhow::anyhow!(error_chain(&e)))
+        .map_err(anyhow::Error::new)
         .context("verify failed")?;
     tracing::info!(
         snapshots = report.snapshots_checked,
@@ -604,7 +604,7 @@ fn cmd_diff(
             let d = dest
                 .read_manifest(older)
                 .and_then(|a| diff_snapshots(a, dest.read_manifest(newer)?))
-                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                .map_err(anyhow::Error::new)?;
             (d, newer.name.clone())
         }
         None => {
@@ -618,7 +618,7 @@ fn cmd_diff(
             let opts = wiring::run_options(profile, false, true);
             let d = load_previous(&stages, older)
                 .and_then(|prev| diff_with_source(prev, &opts, &stages))
-                .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+                .map_err(anyhow::Error::new)?;
             (d, "the source now".to_string())
         }
     };

@@ -20,7 +20,12 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("backup-cli: error: {e:#}");
+            // The whole chain, each cause once (`{:#}` would repeat the
+            // causes that a client's message already quotes).
+            eprintln!(
+                "backup-cli: error: {}",
+                backup_engine::error_chain(e.as_ref())
+            );
             ExitCode::from(1)
         }
     }

@@ -25,7 +25,7 @@ pub enum WiringError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The destination cannot be reached or used (e.g. credentials refused).
-    #[error("{}", error_chain(.0))]
+    #[error(transparent)]
     Destination(CoreError),
     /// The profile names an S3 destination but this build has no S3 support.
     #[error("profile {}: key `destination`: {url} is object storage, but this backup-cli was built without S3 support; install it with `cargo install --path backup-cli --features s3`", profile.display())]
@@ -269,7 +269,7 @@ pub fn exclude_set(profile: &Profile) -> Result<ExcludeSet, ConfigError> {
         .iter()
         .map(|s| s.to_string())
         .chain(profile.exclude.iter().cloned());
-    ExcludeSet::new(all).map_err(|e| profile.invalid("exclude", e.to_string()))
+    ExcludeSet::new(all).map_err(|e| profile.invalid("exclude", error_chain(&e)))
 }
 
 /// Options for the scan stage.

@@ -193,7 +193,7 @@ pub fn copy_stream_hashed(
 }
 
 /// A file time from nanoseconds since the epoch.
-pub(crate) fn file_time(ns: i64) -> filetime::FileTime {
+pub fn file_time(ns: i64) -> filetime::FileTime {
     filetime::FileTime::from_unix_time(
         ns.div_euclid(1_000_000_000),
         ns.rem_euclid(1_000_000_000) as u32,
@@ -202,14 +202,14 @@ pub(crate) fn file_time(ns: i64) -> filetime::FileTime {
 
 /// Sets a path's permission bits (off Unix: only read-only or not).
 #[cfg(unix)]
-pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Sets a path's permission bits (off Unix: only read-only or not).
 #[cfg(not(unix))]
-pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     let mut p = std::fs::metadata(path)?.permissions();
     p.set_readonly(mode & 0o222 == 0);
     std::fs::set_permissions(path, p)

@@ -74,10 +74,7 @@ pub(crate) fn manifest_path(snapshot_dir: &Path) -> PathBuf {
 pub(crate) fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
     let path = state_dir(snapshot_dir).join(INFO_FILE);
     let bytes = fs::read(&path).map_err(|e| CoreError::io("read snapshot info", &path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
-        path,
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| CoreError::corrupt(&path, None, e))
 }
 
 /// Streams the entries of a snapshot folder's manifest; the iterator's
@@ -419,15 +416,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = ManifestWriter::create(dir.path(), Path::new("/src")).unwrap();
         let e = ManifestEntry {
-            path: backup_core::RelPath::new("a").unwrap(),
-            kind: backup_core::EntryKind::File,
-            size: 3,
-            mtime_ns: 5,
-            mode: 0o644,
+            entry: backup_core::ScanEntry {
+                path: backup_core::RelPath::new("a").unwrap(),
+                kind: backup_core::EntryKind::File,
+                stat: backup_core::FileStat {
+                    size: 3,
+                    mtime_ns: 5,
+                    ctime_ns: 6,
+                    ino: 7,
+                    mode: 0o644,
+                },
+                link_target: None,
+            },
             sha256: Some(backup_core::ContentHash([1; 32])),
-            target: None,
-            ctime_ns: 6,
-            ino: 7,
             rehash: false,
             status: None,
             error: None,

@@ -12,10 +12,11 @@
 //! verifies and cleans up snapshot folders, and [`layout`] is the one place
 //! that knows what a snapshot folder looks like on disk.
 //!
-//! It also holds the way back into a folder: [`restore()`] (a snapshot of
-//! any store into a folder, each file checked against its SHA-256).
+//! Its file primitives ([`copy_hashed`], [`copy_stream_hashed`]: copy and
+//! hash in one read, holes kept) also serve the way back, the engine's
+//! `restore`.
 //!
-//! Central types: [`LocalStore`], [`copy_hashed`], [`RestoreOptions`].
+//! Central types: [`LocalStore`], [`copy_hashed`].
 //!
 //! ```
 //! use backup_copy::copy_hashed;
@@ -29,7 +30,6 @@
 pub mod copy;
 pub mod fsutil;
 pub mod layout;
-pub mod restore;
 pub mod store;
 mod sys;
 mod verify;
@@ -37,5 +37,4 @@ mod verify;
 pub use copy::{
     copy_hashed, copy_hashed_with, copy_stream_hashed, open_source, Copied, CopyError, SetAttrs,
 };
-pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use store::{LocalStore, CHANGED_FILE_RETRIES};

@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use backup_core::snapshot::next_name_among;
 use backup_core::sys::sync_dir;
 use backup_core::{
-    Action, Content, ContentHash, CoreError, ManifestEntries, ManifestEntry, PlannedEntry,
-    Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter, StaleCopy,
+    Action, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
+    PlannedEntry, Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter,
     VerifyReport, WriteOutcome, WrittenEntry,
 };
 use chrono::{DateTime, Local};
@@ -80,7 +80,9 @@ impl SnapshotStore for LocalStore {
         snapshot: &SnapshotRef,
         entry: &ManifestEntry,
     ) -> Result<Content, CoreError> {
-        Ok(Content::File(entry.path.under(&self.dir_of(snapshot))))
+        Ok(Content::File(
+            entry.entry.path.under(&self.dir_of(snapshot)),
+        ))
     }
 
     fn next_name(
@@ -205,9 +207,9 @@ impl LocalWriter {
     /// Copies the source file, retrying while it changes under us.
     fn copy_source(
         &self,
-        planned: &PlannedEntry,
+        planned: PlannedEntry,
         dst: &Path,
-    ) -> Result<Result<WrittenEntry, String>, CoreError> {
+    ) -> Result<Result<WrittenEntry, (PlannedEntry, String)>, CoreError> {
         let src = planned.entry.path.under(&self.source);
         let mut attempt = 0;
         loop {
@@ -222,7 +224,7 @@ impl LocalWriter {
                 Ok(Ok(c)) => c,
                 Ok(Err(source_err)) => {
                     let _ = fs::remove_file(dst);
-                    return Ok(Err(source_err.to_string()));
+                    return Ok(Err((planned, source_err.to_string())));
                 }
                 Err(e) => return Err(self.dest_err("write", dst, e)),
             };
@@ -231,15 +233,15 @@ impl LocalWriter {
                 fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
                 continue;
             }
+            if copied.changed_during_copy {
+                warn!(path = %planned.entry.path, "kept changing while it was copied; the next run hashes it again");
+            }
             let m = planned.to_manifest_read(
                 copied.hash,
                 copied.bytes,
                 copied.stat,
                 copied.changed_during_copy,
             );
-            if copied.changed_during_copy {
-                warn!(path = %planned.entry.path, "kept changing while it was copied; the next run hashes it again");
-            }
             return Ok(Ok(WrittenEntry {
                 manifest: m,
                 outcome: WriteOutcome::Copied {
@@ -299,29 +301,34 @@ impl LocalWriter {
 }
 
 impl LocalWriter {
-    /// A hard link to the previous snapshot's copy of unchanged content
-    /// (or a copy where a link is impossible).
+    /// The previous snapshot's copy of `path` (this run's own folder when
+    /// there is no previous snapshot: content linked within the run).
+    fn previous_copy(&self, path: &RelPath) -> PathBuf {
+        path.under(self.previous.as_deref().unwrap_or(&self.tmp))
+    }
+
+    /// A hard link to `from`, the previous snapshot's copy of unchanged
+    /// content `hash` (or a copy where a link is impossible).
     fn write_link(
         &self,
-        planned: &PlannedEntry,
+        planned: PlannedEntry,
         dst: &Path,
-        from: &RelPath,
-        hash: &ContentHash,
+        from: &Path,
+        hash: ContentHash,
     ) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
-        let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
         let source = entry.path.under(&self.source);
         let attrs = (entry.stat.mode, entry.stat.mtime_ns);
-        match self.link_previous(&from.under(prev_dir), dst, *hash, attrs, Some(&source))? {
+        match self.link_previous(from, dst, hash, attrs, Some(&source))? {
             Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
-                manifest: planned.to_manifest(Some(*hash)),
+                manifest: planned.into_manifest(Some(hash)),
                 outcome: WriteOutcome::Linked,
             }),
             Ok(LinkOutcome::Copied { bytes, hash: got }) => {
-                let mut m = planned.to_manifest(Some(got));
+                let mut m = planned.into_manifest(Some(got));
                 // Copied from the source, which may have changed since
                 // it was hashed: make the next run look again.
-                m.rehash |= got != *hash;
+                m.rehash |= got != hash;
                 Ok(WrittenEntry {
                     manifest: m,
                     outcome: WriteOutcome::Copied { bytes },
@@ -331,72 +338,54 @@ impl LocalWriter {
         }
     }
 
-    /// The last good copy of a file the scan could not read, kept stale.
+    /// Keeps `copy`, the last good copy of a file whose source cannot be
+    /// read (`planned` says why), marked stale.
     fn write_stale(
         &self,
-        planned: &PlannedEntry,
+        planned: PlannedEntry,
         dst: &Path,
-        stale: &StaleCopy,
+        copy: &LastGood,
     ) -> Result<WrittenEntry, CoreError> {
-        let StaleCopy {
-            from,
-            hash,
-            stat,
-            error,
-        } = stale;
-        let prev_dir = self.previous.as_deref().unwrap_or(&self.tmp);
-        match self.link_previous(
-            &from.under(prev_dir),
-            dst,
-            *hash,
-            (stat.mode, stat.mtime_ns),
-            None,
-        )? {
+        let attrs = (copy.stat.mode, copy.stat.mtime_ns);
+        match self.link_previous(&self.previous_copy(&copy.from), dst, copy.hash, attrs, None)? {
             Ok(outcome) => Ok(WrittenEntry {
-                manifest: planned.to_manifest(None),
+                manifest: planned.into_manifest(None),
                 outcome: WriteOutcome::Stale {
                     linked: outcome == LinkOutcome::Linked,
-                    problem: error.clone(),
                 },
             }),
-            Err(more) => Ok(WrittenEntry::failed(planned, format!("{error}; {more}"))),
+            Err(more) => {
+                let error = match &planned.action {
+                    Action::KeepStale { error, .. } => format!("{error}; {more}"),
+                    _ => more,
+                };
+                Ok(WrittenEntry::failed(planned, error))
+            }
         }
     }
 
     /// A copy of the source file; if it cannot be read now, the last good
     /// copy is kept (stale) when there is one.
-    fn write_copy(&self, planned: &PlannedEntry, dst: &Path) -> Result<WrittenEntry, CoreError> {
-        let entry = &planned.entry;
-        match self.copy_source(planned, dst)? {
-            Ok(w) => Ok(w),
-            Err(error) => {
-                // The source could not be read now: keep the last good
-                // copy if there is one.
-                if let (Some(prev), Some(prev_dir)) = (&planned.previous_version, &self.previous) {
-                    let stale = PlannedEntry {
-                        action: prev.keep_stale(&entry.path, error.clone()),
-                        ..planned.clone()
-                    };
-                    let from = entry.path.under(prev_dir);
-                    let attrs = (prev.stat.mode, prev.stat.mtime_ns);
-                    if let Ok(outcome) = self.link_previous(&from, dst, prev.hash, attrs, None)? {
-                        return Ok(WrittenEntry {
-                            manifest: stale.to_manifest(None),
-                            outcome: WriteOutcome::Stale {
-                                linked: outcome == LinkOutcome::Linked,
-                                problem: error,
-                            },
-                        });
-                    }
-                }
-                Ok(WrittenEntry::failed(planned, error))
+    fn write_copy(&self, planned: PlannedEntry, dst: &Path) -> Result<WrittenEntry, CoreError> {
+        let (mut planned, error) = match self.copy_source(planned, dst)? {
+            Ok(w) => return Ok(w),
+            Err(failed) => failed,
+        };
+        // The source could not be read now: keep the last good copy if
+        // there is one.
+        match (planned.previous_version.take(), self.previous.is_some()) {
+            (Some(copy), true) => {
+                let kept = LastGood::clone(&copy);
+                planned.action = Action::KeepStale { copy, error };
+                self.write_stale(planned, dst, &kept)
             }
+            _ => Ok(WrittenEntry::failed(planned, error)),
         }
     }
 }
 
 impl SnapshotWriter for LocalWriter {
-    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+    fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
         let dst = entry.path.under(&self.tmp);
         match &planned.action {
@@ -407,21 +396,30 @@ impl SnapshotWriter for LocalWriter {
                 })
                 .map_err(|e| self.dest_err("create", &dst, e))?;
                 guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
-                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
             Action::CreateSymlink => {
-                let target = entry.link_target.clone().unwrap_or_default();
-                self.with_parent(&dst, || symlink(&target, &dst))
+                let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+                self.with_parent(&dst, || symlink(target, &dst))
                     .map_err(|e| self.dest_err("create symlink", &dst, e))?;
                 let t = file_time(entry.stat.mtime_ns);
                 if let Err(e) = filetime::set_symlink_file_times(&dst, t, t) {
                     debug!(path = %dst.display(), error = %e, "cannot set symlink time");
                 }
-                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
-            Action::Link { from, hash } => self.write_link(planned, &dst, from, hash),
-            Action::KeepStale(stale) => self.write_stale(planned, &dst, stale),
-            Action::Fail { error } => Ok(WrittenEntry::failed(planned, error.clone())),
+            Action::Link { from, hash } => {
+                let (from, hash) = (self.previous_copy(from), *hash);
+                self.write_link(planned, &dst, &from, hash)
+            }
+            Action::KeepStale { copy, .. } => {
+                let copy = copy.as_ref().clone();
+                self.write_stale(planned, &dst, &copy)
+            }
+            Action::Fail { error } => {
+                let error = error.clone();
+                Ok(WrittenEntry::failed(planned, error))
+            }
             Action::Copy => self.write_copy(planned, &dst),
         }
     }
@@ -489,9 +487,9 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::{Change, EntryKind, EntryStatus, FileStat, PreviousVersion, ScanEntry};
+    use backup_core::{Change, EntryKind, EntryStatus, FileStat, ScanEntry};
 
-    fn planned(path: &str, action: Action, previous: Option<PreviousVersion>) -> PlannedEntry {
+    fn planned(path: &str, action: Action, previous: Option<LastGood>) -> PlannedEntry {
         let previous = previous.map(Box::new);
         PlannedEntry {
             entry: ScanEntry {
@@ -559,7 +557,8 @@ mod tests {
         let w = store
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
-        let prev = PreviousVersion {
+        let prev = LastGood {
+            from: RelPath::new("a.txt").unwrap(),
             hash: sha(b"old"),
             stat: FileStat {
                 size: 3,
@@ -568,14 +567,15 @@ mod tests {
                 ..FileStat::default()
             },
         };
-        let out = w
-            .write(&planned("a.txt", Action::Copy, Some(prev)))
-            .unwrap();
+        let out = w.write(planned("a.txt", Action::Copy, Some(prev))).unwrap();
         assert!(out.failure().is_some());
         assert!(out.linked());
         assert_eq!(out.manifest.status, Some(EntryStatus::Stale));
-        assert_eq!(out.manifest.size, 3);
-        assert_eq!(out.manifest.mode, 0o600, "the last good copy's mode");
+        assert_eq!(out.manifest.entry.stat.size, 3);
+        assert_eq!(
+            out.manifest.entry.stat.mode, 0o600,
+            "the last good copy's mode"
+        );
         assert_eq!(out.manifest.sha256, Some(sha(b"old")));
         w.abort();
     }
@@ -587,7 +587,7 @@ mod tests {
         let w = store
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
-        let out = w.write(&planned("gone.txt", Action::Copy, None)).unwrap();
+        let out = w.write(planned("gone.txt", Action::Copy, None)).unwrap();
         assert!(out.failure().unwrap().contains("No such file"));
         assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
         assert_eq!(out.manifest.sha256, None);
@@ -610,7 +610,7 @@ mod tests {
             .unwrap();
         crate::fsutil::remove_tree(&f.dest).unwrap();
         let err = w
-            .write(&planned("sub/b.txt", Action::Copy, None))
+            .write(planned("sub/b.txt", Action::Copy, None))
             .unwrap_err();
         assert!(err.to_string().contains("vanished"), "{err}");
         assert!(!f.dest.exists(), "the destination must not be recreated");
@@ -626,10 +626,10 @@ mod tests {
         let w = store.begin(name, Some(&f.prev_ref())).unwrap();
         assert!(!f.dest.join(name).exists());
         assert!(f.dest.join(partial_name(name)).is_dir());
-        let out = w.write(&planned("b.txt", Action::Copy, None)).unwrap();
+        let out = w.write(planned("b.txt", Action::Copy, None)).unwrap();
         w.record(&out.manifest).unwrap();
         let linked = w
-            .write(&planned(
+            .write(planned(
                 "a.txt",
                 Action::Link {
                     from: RelPath::new("a.txt").unwrap(),

@@ -155,14 +155,14 @@ fn check_entries(
     let mut listed: HashSet<u64> = HashSet::new();
     for e in read_manifest(dir)? {
         let e = e?;
-        listed.insert(path_key(hasher, e.path.as_path()));
+        listed.insert(path_key(hasher, e.entry.path.as_path()));
         if e.status == Some(EntryStatus::Failed) {
             continue;
         }
-        let full = e.path.under(dir);
+        let full = e.entry.path.under(dir);
         let sp = || SnapshotPath {
             snapshot: snap.name.clone(),
-            path: e.path.to_string(),
+            path: e.entry.path.to_string(),
         };
         let meta = match fs::symlink_metadata(&full) {
             Ok(m) => m,
@@ -171,13 +171,13 @@ fn check_entries(
                 continue;
             }
         };
-        match e.kind {
+        match e.entry.kind {
             EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
             EntryKind::Dir => {}
             EntryKind::Symlink => {
                 if !meta.file_type().is_symlink() {
                     report.missing.push(sp());
-                } else if fs::read_link(&full).ok() != e.target {
+                } else if fs::read_link(&full).ok() != e.entry.link_target {
                     report.corrupt.push(sp());
                 }
             }
@@ -185,14 +185,14 @@ fn check_entries(
                 report.files_checked += 1;
                 if !meta.is_file() {
                     report.missing.push(sp());
-                } else if meta.len() != e.size {
+                } else if meta.len() != e.entry.stat.size {
                     report.corrupt.push(sp());
                 } else if let Some(expected) = e.sha256.filter(|_| !quick) {
                     checks.push(FileCheck {
                         snapshot: snap_index,
-                        rel: e.path,
+                        rel: e.entry.path,
                         expected,
-                        size: e.size,
+                        size: e.entry.stat.size,
                         key: inode_key(&meta),
                     });
                 }

@@ -36,12 +36,15 @@ pub enum CoreError {
         source: io::Error,
     },
     /// A state file (manifest, snapshot info, metadata) cannot be parsed.
-    #[error("{} is damaged ({reason}); move it aside and run again", path.display())]
+    #[error("{} is damaged{}; move it aside and run again", path.display(), line.map(|n| format!(" at line {n}")).unwrap_or_default())]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
+        /// The line of a line-based file (a manifest) that is damaged.
+        line: Option<u64>,
+        /// What is wrong with it (the parser's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A snapshot named on the command line does not exist or is ambiguous.
     #[error("{0}")]
@@ -75,6 +78,20 @@ impl CoreError {
             action,
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// A damaged state file: `path` (at `line`, for a manifest) does not
+    /// parse because of `source`.
+    pub fn corrupt(
+        path: &Path,
+        line: Option<u64>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CoreError::Corrupt {
+            path: path.to_path_buf(),
+            line,
+            source: source.into(),
         }
     }
 

@@ -43,7 +43,7 @@ pub use entry::{EntryKind, FileStat, ScanEntry};
 pub use error::{error_chain, CoreError};
 pub use hash::{hash_file, hash_reader, ContentHash, ContentHasher};
 pub use manifest::{Counts, EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
-pub use plan::{Action, Change, PlannedEntry, PreviousVersion, StaleCopy};
+pub use plan::{Action, Change, LastGood, PlannedEntry};
 pub use prev::{PrevEntry, PrevIndex};
 pub use progress::{NoProgress, Phase, PhaseProgress, Progress};
 pub use relpath::RelPath;

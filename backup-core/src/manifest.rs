@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::{EntryKind, FileStat};
+use crate::entry::{EntryKind, FileStat, ScanEntry};
 use crate::error::CoreError;
 use crate::{ContentHash, RelPath};
 
@@ -32,56 +32,150 @@ pub enum EntryStatus {
     ChangedDuringBackup,
 }
 
-/// One path of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One path of a snapshot: the entry as it was scanned (or, for a file
+/// read while it was copied, as it was opened), with what the snapshot holds
+/// for it.
+///
+/// On disk it is one flat JSON object per line (`path`, `kind`, `size`,
+/// `mtime_ns`, `mode`, `sha256`, `target`, `ctime_ns`, `ino`, `rehash`,
+/// `status`, `error`), the same as before the facts were nested.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestEntry {
-    /// Path relative to the snapshot root.
-    pub path: RelPath,
-    /// File, directory or symlink.
-    pub kind: EntryKind,
-    /// Size in bytes of a file's content.
-    #[serde(default)]
-    pub size: u64,
-    /// Modification time of the source entry, nanoseconds since the epoch.
-    #[serde(default)]
-    pub mtime_ns: i64,
-    /// Original permission bits, restored on restore.
-    #[serde(default)]
-    pub mode: u32,
+    /// Path, kind, `lstat` facts and symlink target.
+    pub entry: ScanEntry,
     /// SHA-256 of a file's content.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<ContentHash>,
-    /// A symlink's target.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_path",
-        deserialize_with = "de_opt_path"
-    )]
-    pub target: Option<PathBuf>,
-    /// Status-change time of the source when it was read (fast-path key).
-    #[serde(default)]
-    pub ctime_ns: i64,
-    /// Inode of the source when it was read (fast-path key).
-    #[serde(default)]
-    pub ino: u64,
     /// When true the next run must hash this file instead of trusting its
-    /// size and mtime ("racily clean", or changed during the backup).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// facts ("racily clean", stale, or changed during the backup).
     pub rehash: bool,
     /// Set when the path was not backed up normally.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EntryStatus>,
     /// The error that made the path stale or failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ManifestEntry {
+    /// Whether the snapshot holds content for this path (it is a directory,
+    /// a symlink, or a file with a hash that did not fail outright).
+    pub fn has_content(&self) -> bool {
+        self.status != Some(EntryStatus::Failed)
+            && (self.entry.kind != EntryKind::File || self.sha256.is_some())
+    }
+
+    /// Flags a racily clean file (see [`FileStat::is_racy`]) of a scan that
+    /// started at `scan_started_ns`, so that the next run hashes it again.
+    pub fn mark_if_racy(&mut self, scan_started_ns: i64) {
+        if self.entry.kind == EntryKind::File && self.entry.stat.is_racy(scan_started_ns) {
+            self.rehash = true;
+        }
+    }
+}
+
+/// A manifest line as it is read: [`ManifestEntry`] flattened. (By hand
+/// rather than with `#[serde(flatten)]`, which buffers every line and
+/// reorders the fields; [`LineOut`] writes the same fields in the same
+/// order.)
+#[derive(Deserialize)]
+struct LineIn {
+    path: RelPath,
+    kind: EntryKind,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mtime_ns: i64,
+    #[serde(default)]
+    mode: u32,
+    #[serde(default)]
+    sha256: Option<ContentHash>,
+    #[serde(default, deserialize_with = "de_opt_path")]
+    target: Option<PathBuf>,
+    #[serde(default)]
+    ctime_ns: i64,
+    #[serde(default)]
+    ino: u64,
+    #[serde(default)]
+    rehash: bool,
+    #[serde(default)]
+    status: Option<EntryStatus>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A manifest line as it is written (see [`LineIn`]).
+#[derive(Serialize)]
+struct LineOut<'a> {
+    path: &'a RelPath,
+    kind: EntryKind,
+    size: u64,
+    mtime_ns: i64,
+    mode: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<ContentHash>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_path"
+    )]
+    target: Option<&'a PathBuf>,
+    ctime_ns: i64,
+    ino: u64,
+    #[serde(skip_serializing_if = "is_false")]
+    rehash: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<EntryStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a String>,
+}
+
+impl<'de> Deserialize<'de> for ManifestEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let l = LineIn::deserialize(d)?;
+        Ok(ManifestEntry {
+            entry: ScanEntry {
+                path: l.path,
+                kind: l.kind,
+                stat: FileStat {
+                    size: l.size,
+                    mtime_ns: l.mtime_ns,
+                    ctime_ns: l.ctime_ns,
+                    ino: l.ino,
+                    mode: l.mode,
+                },
+                link_target: l.target,
+            },
+            sha256: l.sha256,
+            rehash: l.rehash,
+            status: l.status,
+            error: l.error,
+        })
+    }
+}
+
+impl Serialize for ManifestEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = &self.entry;
+        LineOut {
+            path: &e.path,
+            kind: e.kind,
+            size: e.stat.size,
+            mtime_ns: e.stat.mtime_ns,
+            mode: e.stat.mode,
+            sha256: self.sha256,
+            target: e.link_target.as_ref(),
+            ctime_ns: e.stat.ctime_ns,
+            ino: e.stat.ino,
+            rehash: self.rehash,
+            status: self.status,
+            error: self.error.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-fn ser_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+fn ser_opt_path<S: serde::Serializer>(p: &Option<&PathBuf>, s: S) -> Result<S::Ok, S::Error> {
     match p {
         Some(p) => crate::relpath::serialize_os(p.as_os_str(), s),
         None => s.serialize_none(),
@@ -90,26 +184,6 @@ fn ser_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok
 
 fn de_opt_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     crate::relpath::deserialize_os(d).map(Some)
-}
-
-impl ManifestEntry {
-    /// The fast-path facts recorded for this entry.
-    pub fn stat(&self) -> FileStat {
-        FileStat {
-            size: self.size,
-            mtime_ns: self.mtime_ns,
-            ctime_ns: self.ctime_ns,
-            ino: self.ino,
-            mode: self.mode,
-        }
-    }
-
-    /// Whether the snapshot holds content for this path (it is a directory,
-    /// a symlink, or a file with a hash that did not fail outright).
-    pub fn has_content(&self) -> bool {
-        self.status != Some(EntryStatus::Failed)
-            && (self.kind != EntryKind::File || self.sha256.is_some())
-    }
 }
 
 /// Whether a snapshot holds every file of its run.
@@ -220,12 +294,8 @@ impl<R: BufRead> Iterator for ManifestLines<R> {
                 continue;
             }
             return Some(
-                serde_json::from_slice::<ManifestEntry>(&self.line).map_err(|e| {
-                    CoreError::Corrupt {
-                        path: self.path.clone(),
-                        reason: format!("line {}: {e}", self.line_no),
-                    }
-                }),
+                serde_json::from_slice::<ManifestEntry>(&self.line)
+                    .map_err(|e| CoreError::corrupt(&self.path, Some(self.line_no), e)),
             );
         }
     }
@@ -242,38 +312,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn manifest_round_trip() {
+    fn manifest_round_trip_keeps_the_flat_line_format() {
         let e = ManifestEntry {
-            path: RelPath::new("a/b.txt").unwrap(),
-            kind: EntryKind::File,
-            size: 3,
-            mtime_ns: 5,
-            mode: 0o644,
+            entry: ScanEntry {
+                path: RelPath::new("a/b.txt").unwrap(),
+                kind: EntryKind::File,
+                stat: FileStat {
+                    size: 3,
+                    mtime_ns: 5,
+                    ctime_ns: 6,
+                    ino: 7,
+                    mode: 0o644,
+                },
+                link_target: None,
+            },
             sha256: Some(ContentHash([1; 32])),
-            target: None,
-            ctime_ns: 6,
-            ino: 7,
-            rehash: false,
+            rehash: true,
             status: Some(EntryStatus::Stale),
             error: Some("denied".into()),
         };
-        let link = ManifestEntry {
-            path: RelPath::new("l").unwrap(),
-            kind: EntryKind::Symlink,
-            target: Some(PathBuf::from("../outside")),
-            sha256: None,
-            status: None,
-            error: None,
-            ..e.clone()
-        };
+        let mut link = e.clone();
+        link.entry.path = RelPath::new("l").unwrap();
+        link.entry.kind = EntryKind::Symlink;
+        link.entry.link_target = Some(PathBuf::from("../outside"));
+        link.sha256 = None;
+        link.rehash = false;
+        link.status = None;
+        link.error = None;
         let mut out = Vec::new();
         write_entry(&mut out, &e).unwrap();
         out.push(b'\n');
         write_entry(&mut out, &link).unwrap();
+        // The bytes of the format before the facts were nested in memory.
+        let expected = format!(
+            concat!(
+                r#"{{"path":"a/b.txt","kind":"file","size":3,"mtime_ns":5,"mode":420,"sha256":"{}","ctime_ns":6,"ino":7,"rehash":true,"status":"stale","error":"denied"}}"#,
+                "\n\n",
+                r#"{{"path":"l","kind":"symlink","size":3,"mtime_ns":5,"mode":420,"target":"../outside","ctime_ns":6,"ino":7}}"#,
+                "\n"
+            ),
+            "01".repeat(32)
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected);
         let back: Vec<_> = parse_manifest(&out[..], "m".into())
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(back, vec![e, link]);
+        // Fields left out default, as they always did.
+        let old: ManifestEntry = serde_json::from_str(r#"{"path":"x","kind":"dir"}"#).unwrap();
+        assert_eq!(old.entry.stat, FileStat::default());
+        assert!(!old.rehash && old.status.is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! against the previous snapshot and what [`Action`] writes it.
 
 use crate::entry::{FileStat, ScanEntry};
+use crate::manifest::{EntryStatus, ManifestEntry};
 use crate::{ContentHash, RelPath};
 
 /// How an entry compares with the previous snapshot.
@@ -51,8 +52,13 @@ pub enum Action {
     /// Copy the source file, hashing exactly the bytes written.
     Copy,
     /// The source could not be read; keep the previous snapshot's copy and
-    /// mark it stale. (Boxed: rare, and it keeps every plan entry small.)
-    KeepStale(Box<StaleCopy>),
+    /// mark it stale.
+    KeepStale {
+        /// The copy kept. (Boxed: rare, and it keeps every plan entry small.)
+        copy: Box<LastGood>,
+        /// Why the source could not be read.
+        error: String,
+    },
     /// The source could not be read and there is no earlier copy.
     Fail {
         /// Why the source could not be read.
@@ -60,18 +66,27 @@ pub enum Action {
     },
 }
 
-/// The last good copy kept for a file that could not be read.
+/// The previous snapshot's copy of a file: what a run keeps, marked stale,
+/// when the source cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaleCopy {
-    /// Path of the last good copy in the previous snapshot.
+pub struct LastGood {
+    /// Its path in the previous snapshot.
     pub from: RelPath,
     /// Its SHA-256.
     pub hash: ContentHash,
     /// Its recorded facts (size, mtime, mode…), which the manifest keeps:
     /// the source's current ones describe content we do not have.
     pub stat: FileStat,
-    /// Why the source could not be read.
-    pub error: String,
+}
+
+impl LastGood {
+    /// The action that keeps this copy, stale, because of `error`.
+    pub fn keep_stale(&self, error: String) -> Action {
+        Action::KeepStale {
+            copy: Box::new(self.clone()),
+            error,
+        }
+    }
 }
 
 /// One entry with its verdict.
@@ -88,28 +103,7 @@ pub struct PlannedEntry {
     /// For a [`Action::Copy`]: the last good copy of this path in the
     /// previous snapshot, kept (marked stale) if the source cannot be read
     /// when it is copied.
-    pub previous_version: Option<Box<PreviousVersion>>,
-}
-
-/// The previous snapshot's copy of a file (at the same path).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PreviousVersion {
-    /// Its SHA-256.
-    pub hash: ContentHash,
-    /// Its recorded facts.
-    pub stat: FileStat,
-}
-
-impl PreviousVersion {
-    /// The action that keeps this copy, stale, because of `error`.
-    pub fn keep_stale(&self, path: &RelPath, error: String) -> Action {
-        Action::KeepStale(Box::new(StaleCopy {
-            from: path.clone(),
-            hash: self.hash,
-            stat: self.stat,
-            error,
-        }))
-    }
+    pub previous_version: Option<Box<LastGood>>,
 }
 
 impl PlannedEntry {
@@ -118,20 +112,19 @@ impl PlannedEntry {
     /// facts when it was opened. A file that `changed` while it was read
     /// is marked `changed_during_backup` and hashed again by the next run.
     pub fn to_manifest_read(
-        &self,
+        self,
         hash: ContentHash,
         bytes: u64,
         stat: FileStat,
         changed: bool,
-    ) -> crate::manifest::ManifestEntry {
-        let mut m = self.to_manifest(Some(hash));
-        m.size = bytes;
-        m.mtime_ns = stat.mtime_ns;
-        m.ctime_ns = stat.ctime_ns;
-        m.ino = stat.ino;
-        m.mode = stat.mode;
+    ) -> ManifestEntry {
+        let mut m = self.into_manifest(Some(hash));
+        m.entry.stat = FileStat {
+            size: bytes,
+            ..stat
+        };
         if changed {
-            m.status = Some(crate::manifest::EntryStatus::ChangedDuringBackup);
+            m.status = Some(EntryStatus::ChangedDuringBackup);
             m.rehash = true;
         }
         m
@@ -139,33 +132,22 @@ impl PlannedEntry {
 
     /// The manifest line for this entry, given the content hash the copy
     /// stage ended up with (for a copy) or the planned one (for a link).
-    pub fn to_manifest(&self, sha256: Option<ContentHash>) -> crate::manifest::ManifestEntry {
-        use crate::manifest::{EntryStatus, ManifestEntry};
-        let e = &self.entry;
-        let stat = match &self.action {
-            Action::KeepStale(s) => s.stat,
-            _ => e.stat,
+    /// A kept stale copy is recorded with its own facts and hash; the
+    /// problem moves into the line, said once.
+    pub fn into_manifest(self, sha256: Option<ContentHash>) -> ManifestEntry {
+        let mut entry = self.entry;
+        let (status, error, planned_hash) = match self.action {
+            Action::KeepStale { copy, error } => {
+                entry.stat = copy.stat;
+                (Some(EntryStatus::Stale), Some(error), Some(copy.hash))
+            }
+            Action::Fail { error } => (Some(EntryStatus::Failed), Some(error), None),
+            Action::Link { hash, .. } => (None, None, Some(hash)),
+            Action::CreateDir | Action::CreateSymlink | Action::Copy => (None, None, None),
         };
-        let (status, error) = match &self.action {
-            Action::KeepStale(s) => (Some(EntryStatus::Stale), Some(s.error.clone())),
-            Action::Fail { error } => (Some(EntryStatus::Failed), Some(error.clone())),
-            _ => (None, None),
-        };
-        let sha256 = sha256.or(match &self.action {
-            Action::Link { hash, .. } => Some(*hash),
-            Action::KeepStale(s) => Some(s.hash),
-            _ => None,
-        });
         ManifestEntry {
-            path: e.path.clone(),
-            kind: e.kind,
-            size: stat.size,
-            mtime_ns: stat.mtime_ns,
-            mode: stat.mode,
-            sha256,
-            target: e.link_target.clone(),
-            ctime_ns: stat.ctime_ns,
-            ino: stat.ino,
+            entry,
+            sha256: sha256.or(planned_hash),
             rehash: status.is_some(),
             status,
             error,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::entry::{EntryKind, FileStat};
 use crate::error::CoreError;
 use crate::manifest::ManifestEntry;
+use crate::plan::LastGood;
 use crate::{ContentHash, RelPath};
 
 /// One path of the previous snapshot.
@@ -30,6 +31,21 @@ pub struct PrevEntry {
     pub rehash: bool,
     /// The snapshot holds content for this path.
     pub has_content: bool,
+}
+
+impl PrevEntry {
+    /// The copy a run keeps, marked stale, when this file's source cannot
+    /// be read: there is one when the entry is a file the snapshot holds.
+    pub fn last_good(&self) -> Option<LastGood> {
+        match (self.kind, self.sha256) {
+            (EntryKind::File, Some(hash)) if self.has_content => Some(LastGood {
+                from: self.path.clone(),
+                hash,
+                stat: self.stat,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The previous snapshot, indexed by path and by content.
@@ -77,33 +93,34 @@ impl PrevIndex {
     /// Adds one manifest entry (later entries for the same path win).
     pub fn push(&mut self, m: ManifestEntry) {
         let has_content = m.has_content();
+        let rehash = m.rehash || m.status.is_some();
+        let ManifestEntry { entry, sha256, .. } = m;
         let idx = self.entries.len() as u32;
-        if m.kind == EntryKind::File && has_content {
-            if let Some(h) = m.sha256 {
+        if entry.kind == EntryKind::File && has_content {
+            if let Some(h) = sha256 {
                 self.by_hash.entry(h).or_insert(idx);
-                self.sizes.insert(m.size);
+                self.sizes.insert(entry.stat.size);
             }
         }
-        let stat = m.stat();
-        let key = self.key(&m.path);
+        let key = self.key(&entry.path);
         match self.by_path.get(&key).copied() {
             None => {
                 self.by_path.insert(key, idx);
             }
-            Some(other) if self.entries[other as usize].path == m.path => {
+            Some(other) if self.entries[other as usize].path == entry.path => {
                 self.by_path.insert(key, idx);
             }
             Some(_) => {
-                self.collided.insert(m.path.clone(), idx);
+                self.collided.insert(entry.path.clone(), idx);
             }
         }
         self.entries.push(PrevEntry {
-            path: m.path,
-            kind: m.kind,
-            stat,
-            sha256: m.sha256,
-            target: m.target,
-            rehash: m.rehash || m.status.is_some(),
+            path: entry.path,
+            kind: entry.kind,
+            stat: entry.stat,
+            sha256,
+            target: entry.link_target,
+            rehash,
             has_content,
         });
     }

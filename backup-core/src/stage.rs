@@ -113,18 +113,14 @@ pub enum WriteOutcome {
     Linked,
     /// The source could not be read; its last good copy was kept (hard-
     /// linked, or copied where a link was impossible).
+    /// (Why is in the manifest line's `error`.)
     Stale {
         /// The copy is a hard link.
         linked: bool,
-        /// Why the source could not be read.
-        problem: String,
     },
     /// The source could not be read and there is no earlier copy: no
-    /// content.
-    Failed {
-        /// Why.
-        problem: String,
-    },
+    /// content. (Why is in the manifest line's `error`.)
+    Failed,
 }
 
 impl WrittenEntry {
@@ -140,7 +136,7 @@ impl WrittenEntry {
     /// Why the entry could not be backed up from the source, if it could not.
     pub fn failure(&self) -> Option<&str> {
         match &self.outcome {
-            WriteOutcome::Stale { problem, .. } | WriteOutcome::Failed { problem } => Some(problem),
+            WriteOutcome::Stale { .. } | WriteOutcome::Failed => self.manifest.error.as_deref(),
             _ => None,
         }
     }
@@ -155,16 +151,14 @@ impl WrittenEntry {
 
     /// A file that could not be backed up at all: recorded as failed, with
     /// no content.
-    pub fn failed(planned: &PlannedEntry, error: String) -> Self {
+    pub fn failed(planned: PlannedEntry, error: String) -> Self {
         let failed = PlannedEntry {
-            action: crate::plan::Action::Fail {
-                error: error.clone(),
-            },
-            ..planned.clone()
+            action: crate::plan::Action::Fail { error },
+            ..planned
         };
         WrittenEntry {
-            manifest: failed.to_manifest(None),
-            outcome: WriteOutcome::Failed { problem: error },
+            manifest: failed.into_manifest(None),
+            outcome: WriteOutcome::Failed,
         }
     }
 }
@@ -247,7 +241,7 @@ pub trait SnapshotWriter: Send + Sync {
     /// Writes one entry. Problems with the source file end up in
     /// [`WrittenEntry::failure`]; an `Err` is fatal for the run (the
     /// destination failed).
-    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError>;
+    fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError>;
     /// Appends an entry to the snapshot's manifest.
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError>;
     /// Writes the summary, flushes everything and makes the snapshot visible

@@ -38,7 +38,7 @@ impl TreeDiff {
 }
 
 fn leaf(m: &ManifestEntry) -> bool {
-    m.kind != EntryKind::Dir
+    m.entry.kind != EntryKind::Dir
 }
 
 /// Compares the manifests of two snapshots (e.g. from
@@ -51,7 +51,7 @@ pub fn diff_snapshots(
     for e in older {
         let e = e?;
         if leaf(&e) {
-            old.insert(e.path.clone(), e);
+            old.insert(e.entry.path.clone(), e);
         }
     }
     let mut diff = TreeDiff::default();
@@ -60,15 +60,15 @@ pub fn diff_snapshots(
         if !leaf(&e) {
             continue;
         }
-        match old.remove(&e.path) {
-            None => diff.added.push(e.path.to_string()),
+        match old.remove(&e.entry.path) {
+            None => diff.added.push(e.entry.path.to_string()),
             Some(o) => {
-                if o.kind != e.kind
+                if o.entry.kind != e.entry.kind
                     || o.sha256 != e.sha256
-                    || o.target != e.target
-                    || o.mode != e.mode
+                    || o.entry.link_target != e.entry.link_target
+                    || o.entry.stat.mode != e.entry.stat.mode
                 {
-                    diff.changed.push(e.path.to_string());
+                    diff.changed.push(e.entry.path.to_string());
                 }
             }
         }

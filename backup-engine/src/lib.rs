@@ -3,8 +3,10 @@
 //! What runs a backup and works on any destination, generic over the stage
 //! traits of `backup-core`: the runner ([`run_backup`]), the original
 //! system's `backup_metadata.json` ([`metadata`]), the run lock
-//! ([`RunLock`]), and the read commands' logic ([`diff`], [`select`]).
-//! Concrete stages come from their crates; `backup-cli` wires them.
+//! ([`RunLock`]), and the commands that read a store: [`restore()`] (any
+//! store into a local folder, each file checked against its SHA-256, with
+//! `backup-copy`'s file primitives), [`diff`] and [`select`]. Concrete
+//! stages come from their crates; `backup-cli` wires them.
 //!
 //! ```no_run
 //! # fn stages() -> backup_engine::Stages { unimplemented!() }
@@ -17,6 +19,7 @@ pub mod diff;
 mod fsutil;
 pub mod lock;
 pub mod metadata;
+pub mod restore;
 pub mod runner;
 pub mod select;
 
@@ -24,6 +27,7 @@ pub use backup_core::error_chain;
 pub use diff::TreeDiff;
 pub use lock::{is_lock_text, LockAttempt, LockHolder, RunLock};
 pub use metadata::BackupMetadata;
+pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use runner::{
     load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,
     REPORT_TARGET,

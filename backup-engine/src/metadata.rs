@@ -198,10 +198,7 @@ impl BackupMetadata {
             Err(e) => MetadataLoad::Unreadable(CoreError::io("read", path, e)),
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(m) => MetadataLoad::Loaded(m),
-                Err(e) => MetadataLoad::Unreadable(CoreError::Corrupt {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => MetadataLoad::Unreadable(CoreError::corrupt(path, None, e)),
             },
         }
     }
@@ -378,15 +375,10 @@ pub fn load_summary(path: &Path) -> MetadataLoad {
     match (result, slot) {
         (_, Some(m)) => MetadataLoad::Loaded(m),
         // A read error is not damage: the file is left where it is.
-        (Err(e), None) if e.is_io() => MetadataLoad::Unreadable(CoreError::io(
-            "read",
-            path,
-            std::io::Error::other(e.to_string()),
-        )),
-        (Err(e), None) => MetadataLoad::Unreadable(CoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
+        (Err(e), None) if e.is_io() => {
+            MetadataLoad::Unreadable(CoreError::io("read", path, std::io::Error::from(e)))
+        }
+        (Err(e), None) => MetadataLoad::Unreadable(CoreError::corrupt(path, None, e)),
         (Ok(()), None) => MetadataLoad::Missing,
     }
 }
@@ -471,10 +463,8 @@ pub fn for_each_file_record(
     let file = std::fs::File::open(path).map_err(|e| CoreError::io("read", path, e))?;
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
-    serde::Deserializer::deserialize_map(&mut de, Top(&mut f)).map_err(|e| CoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    serde::Deserializer::deserialize_map(&mut de, Top(&mut f))
+        .map_err(|e| CoreError::corrupt(path, None, e))
 }
 
 #[cfg(test)]

@@ -343,31 +343,23 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Flags a racily clean file (see [`FileStat::is_racy`]) so that the next
-/// run hashes it again.
-fn mark_racy(mut m: ManifestEntry, scan_started_ns: i64) -> ManifestEntry {
-    if m.kind == EntryKind::File && m.stat().is_racy(scan_started_ns) {
-        m.rehash = true;
-    }
-    m
-}
-
 /// The `file_checksums` record of a manifest entry (a file with a hash and
 /// a UTF-8 path).
 fn file_record(m: &ManifestEntry) -> Option<(&str, FileRecord)> {
-    let (EntryKind::File, Some(hash), Some(path)) = (m.kind, m.sha256, m.path.to_str()) else {
+    let (EntryKind::File, Some(hash), Some(path)) = (m.entry.kind, m.sha256, m.entry.path.to_str())
+    else {
         return None;
     };
     Some((
         path,
         FileRecord {
-            size: m.size,
-            modified_time: m.mtime_ns as f64 / 1e9,
+            size: m.entry.stat.size,
+            modified_time: m.entry.stat.mtime_ns as f64 / 1e9,
             checksum: hash.to_hex(),
-            mtime_ns: Some(m.mtime_ns),
-            ctime_ns: Some(m.ctime_ns),
-            inode: Some(m.ino),
-            mode: Some(m.mode),
+            mtime_ns: Some(m.entry.stat.mtime_ns),
+            ctime_ns: Some(m.entry.stat.ctime_ns),
+            inode: Some(m.entry.stat.ino),
+            mode: Some(m.entry.stat.mode),
             rehash: m.rehash,
         },
     ))

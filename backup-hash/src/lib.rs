@@ -38,8 +38,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use backup_core::{
-    hash_file, Action, Change, ContentHash, Differ, EntryKind, PlannedEntry, PrevEntry, PrevIndex,
-    PreviousVersion, ScanEntry, StaleCopy,
+    hash_file, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry, PrevEntry,
+    PrevIndex, ScanEntry,
 };
 
 /// Opens a file for reading without blocking (a FIFO that replaced it) and
@@ -97,12 +97,14 @@ impl HashDiffer {
                 let keep_old = |e: std::io::Error| {
                     (
                         Change::Unreadable,
-                        Action::KeepStale(Box::new(StaleCopy {
-                            from: p.path.clone(),
-                            hash: old_hash,
-                            stat: p.stat,
+                        Action::KeepStale {
+                            copy: Box::new(LastGood {
+                                from: p.path.clone(),
+                                hash: old_hash,
+                                stat: p.stat,
+                            }),
                             error: e.to_string(),
-                        })),
+                        },
                     )
                 };
                 if p.stat.size == entry.stat.size {
@@ -160,18 +162,14 @@ impl HashDiffer {
             return (change, action);
         };
         let error = e.to_string();
-        let stale = prev_entry
-            .filter(|p| p.kind == EntryKind::File && p.has_content)
-            .and_then(|p| {
-                p.sha256.map(|hash| StaleCopy {
-                    from: p.path.clone(),
-                    hash,
-                    stat: p.stat,
-                    error: error.clone(),
-                })
-            });
-        match stale {
-            Some(s) => (Change::Unreadable, Action::KeepStale(Box::new(s))),
+        match prev_entry.and_then(PrevEntry::last_good) {
+            Some(copy) => (
+                Change::Unreadable,
+                Action::KeepStale {
+                    copy: Box::new(copy),
+                    error,
+                },
+            ),
             None => (Change::Unreadable, Action::Fail { error }),
         }
     }
@@ -217,11 +215,9 @@ impl Differ for HashDiffer {
             }
         };
         let previous_version = prev_entry
-            .filter(|p| action == Action::Copy && p.kind == EntryKind::File && p.has_content)
-            .and_then(|p| {
-                p.sha256
-                    .map(|hash| Box::new(PreviousVersion { hash, stat: p.stat }))
-            });
+            .filter(|_| action == Action::Copy)
+            .and_then(PrevEntry::last_good)
+            .map(Box::new);
         PlannedEntry {
             entry,
             change,

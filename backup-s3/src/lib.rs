@@ -226,7 +226,7 @@ impl S3Store {
                     };
                     let at = || SnapshotPath {
                         snapshot: snap.name.clone(),
-                        path: e.path.to_string(),
+                        path: e.entry.path.to_string(),
                     };
                     match bad.get(&hash) {
                         Some(true) => report.corrupt.push(at()),
@@ -244,10 +244,10 @@ impl S3Store {
 
 /// The content a manifest entry references, with its size.
 fn content_of(e: &ManifestEntry) -> Option<(ContentHash, u64)> {
-    if e.kind != EntryKind::File || e.status == Some(EntryStatus::Failed) {
+    if e.entry.kind != EntryKind::File || e.status == Some(EntryStatus::Failed) {
         return None;
     }
-    e.sha256.map(|h| (h, e.size))
+    e.sha256.map(|h| (h, e.entry.stat.size))
 }
 
 enum Verdict {
@@ -302,7 +302,7 @@ impl SnapshotStore for S3Store {
         let hash = entry.sha256.ok_or_else(|| {
             CoreError::NotFound(format!(
                 "{} in {} has no content",
-                entry.path, snapshot.name
+                entry.entry.path, snapshot.name
             ))
         })?;
         let key = self.remote.data_key(&hash);

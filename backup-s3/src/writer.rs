@@ -133,15 +133,15 @@ impl S3Writer {
     /// `Ok(Err(_))`: the source could not be read (or kept changing).
     fn upload_source(
         &self,
-        planned: &PlannedEntry,
-    ) -> Result<Result<WrittenEntry, String>, CoreError> {
+        planned: PlannedEntry,
+    ) -> Result<Result<WrittenEntry, (PlannedEntry, String)>, CoreError> {
         let src = planned.entry.path.under(&self.source);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let read = match read_hashed(&src) {
                 Ok(r) => r,
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => return Ok(Err((planned, e.to_string()))),
             };
             if read.changed && attempt < CHANGED_FILE_RETRIES {
                 debug!(path = %planned.entry.path, attempt, "changed while read; reading again");
@@ -149,18 +149,17 @@ impl S3Writer {
             }
             let uploaded = match self.ensure_object(read.hash, read.bytes, read.body, &src)? {
                 Ok(n) => n,
-                Err(SourceProblem::Unreadable(e)) => return Ok(Err(e)),
+                Err(SourceProblem::Unreadable(e)) => return Ok(Err((planned, e))),
                 Err(SourceProblem::Changed) if attempt < CHANGED_FILE_RETRIES => continue,
                 Err(SourceProblem::Changed) => {
-                    return Ok(Err(
-                        "kept changing while it was uploaded; the next run tries again".into(),
-                    ))
+                    let why = "kept changing while it was uploaded; the next run tries again";
+                    return Ok(Err((planned, why.into())));
                 }
             };
-            let m = planned.to_manifest_read(read.hash, read.bytes, read.stat, read.changed);
             if read.changed {
                 warn!(path = %planned.entry.path, "kept changing while it was read; the next run hashes it again");
             }
+            let m = planned.to_manifest_read(read.hash, read.bytes, read.stat, read.changed);
             let outcome = match uploaded {
                 Some(bytes) => WriteOutcome::Copied { bytes },
                 None => WriteOutcome::Linked,
@@ -246,25 +245,20 @@ impl S3Writer {
 
     /// Uploads the source file; when it cannot be read, keeps the last
     /// good content if the store still has it.
-    fn write_copy(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
-        match self.upload_source(planned)? {
-            Ok(w) => Ok(w),
-            Err(error) => match &planned.previous_version {
-                Some(prev) if self.present.contains_key(&prev.hash) => {
-                    let stale = PlannedEntry {
-                        action: prev.keep_stale(&planned.entry.path, error.clone()),
-                        ..planned.clone()
-                    };
-                    Ok(WrittenEntry {
-                        manifest: stale.to_manifest(None),
-                        outcome: WriteOutcome::Stale {
-                            linked: true,
-                            problem: error,
-                        },
-                    })
-                }
-                _ => Ok(WrittenEntry::failed(planned, error)),
-            },
+    fn write_copy(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        let (mut planned, error) = match self.upload_source(planned)? {
+            Ok(w) => return Ok(w),
+            Err(failed) => failed,
+        };
+        match planned.previous_version.take() {
+            Some(copy) if self.present.contains_key(&copy.hash) => {
+                planned.action = Action::KeepStale { copy, error };
+                Ok(WrittenEntry {
+                    manifest: planned.into_manifest(None),
+                    outcome: WriteOutcome::Stale { linked: true },
+                })
+            }
+            _ => Ok(WrittenEntry::failed(planned, error)),
         }
     }
 
@@ -413,43 +407,43 @@ pub(crate) fn upload_parts(
 }
 
 impl SnapshotWriter for S3Writer {
-    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+    fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
         match &planned.action {
             Action::CreateDir | Action::CreateSymlink => {
-                Ok(WrittenEntry::recorded(planned.to_manifest(None)))
+                Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
-            Action::Link { hash, .. } if self.present.contains_key(hash) => Ok(WrittenEntry {
-                manifest: planned.to_manifest(Some(*hash)),
-                outcome: WriteOutcome::Linked,
-            }),
+            Action::Link { hash, .. } if self.present.contains_key(hash) => {
+                let hash = *hash;
+                Ok(WrittenEntry {
+                    manifest: planned.into_manifest(Some(hash)),
+                    outcome: WriteOutcome::Linked,
+                })
+            }
             // Its content is gone from the store: upload it again.
             Action::Link { .. } => {
                 warn!(path = %planned.entry.path, "its content is missing from the store; uploading it again");
                 self.write_copy(planned)
             }
-            Action::KeepStale(stale) if self.present.contains_key(&stale.hash) => {
+            Action::KeepStale { copy, .. } if self.present.contains_key(&copy.hash) => {
                 Ok(WrittenEntry {
-                    manifest: planned.to_manifest(None),
-                    outcome: WriteOutcome::Stale {
-                        linked: true,
-                        problem: stale.error.clone(),
-                    },
+                    manifest: planned.into_manifest(None),
+                    outcome: WriteOutcome::Stale { linked: true },
                 })
             }
-            Action::KeepStale(stale) => Ok(WrittenEntry::failed(
-                planned,
-                format!(
-                    "{}; its last good copy is missing from the store",
-                    stale.error
-                ),
-            )),
-            Action::Fail { error } => Ok(WrittenEntry::failed(planned, error.clone())),
+            Action::KeepStale { error, .. } => {
+                let error = format!("{error}; its last good copy is missing from the store");
+                Ok(WrittenEntry::failed(planned, error))
+            }
+            Action::Fail { error } => {
+                let error = error.clone();
+                Ok(WrittenEntry::failed(planned, error))
+            }
             Action::Copy => self.write_copy(planned),
         }
     }
 
     fn record(&self, entry: &ManifestEntry) -> Result<(), CoreError> {
-        if let (Some(h), EntryKind::File) = (entry.sha256, entry.kind) {
+        if let (Some(h), EntryKind::File) = (entry.sha256, entry.entry.kind) {
             guard(&self.needed).insert(h);
         }
         let mut manifest = guard(&self.manifest);

@@ -17,12 +17,13 @@ pub const DEFAULT_EXCLUDES: &[&str] =
 
 /// A pattern that is not a valid glob.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid exclude pattern {pattern:?}: {reason}")]
+#[error("invalid exclude pattern {pattern:?}")]
 pub struct PatternError {
     /// The pattern as written.
     pub pattern: String,
     /// What is wrong with it.
-    pub reason: String,
+    #[source]
+    pub source: globset::Error,
 }
 
 #[derive(Clone, Debug)]
@@ -67,16 +68,16 @@ impl ExcludeSet {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| PatternError {
+                .map_err(|source| PatternError {
                     pattern: raw.to_owned(),
-                    reason: e.kind().to_string(),
+                    source,
                 })?;
             builder.add(compiled);
             rules.push(rule);
         }
-        let set = builder.build().map_err(|e| PatternError {
-            pattern: e.glob().unwrap_or("").to_owned(),
-            reason: e.kind().to_string(),
+        let set = builder.build().map_err(|source| PatternError {
+            pattern: source.glob().unwrap_or("").to_owned(),
+            source,
         })?;
         let any_negated = rules.iter().any(|r| r.negated);
         Ok(ExcludeSet {

@@ -27,6 +27,62 @@ use serde_json::Value;
 
 use crate::world;
 
+/// A folder that can be listed but not entered (`r` without `x`): the
+/// lstat of each of its entries fails. Each is reported once (it used to
+/// be listed twice in a dry run: once by the scan, once by its kept copy),
+/// with its own error, and kept stale.
+#[test]
+fn entries_of_a_folder_that_cannot_be_entered_are_reported_once() {
+    let Some(user) = Unprivileged::get() else {
+        return;
+    };
+    let w = world("");
+    w.write("box/a.txt", "a v1");
+    w.write("box/b.txt", "b v1");
+    user.own(&w);
+    let v = user.backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let s1 = reported_snapshot(&w, &v);
+    w.write("other.txt", "a change elsewhere");
+    user.own(&w);
+    set_mode(&w.src.join("box"), 0o644);
+    let mut last = Value::Null;
+    for args in [
+        &["backup", "--dry-run", "--force", "--json"][..],
+        &["backup", "--force", "--json"],
+    ] {
+        let r = user.run(&w, args);
+        assert_code(&r, 3, &args.join(" "));
+        let v = r.json();
+        let mut paths: Vec<&str> = v["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["box/a.txt", "box/b.txt"], "{args:?}: {v:#}");
+        assert_eq!(v["files_failed"], 2, "{args:?}: {v:#}");
+        last = v;
+    }
+    let s2 = reported_snapshot(&w, &last);
+    set_mode(&w.src.join("box"), 0o755);
+    for f in ["box/a.txt", "box/b.txt"] {
+        let e = entry(&s2, f).unwrap_or_else(|| panic!("{f} missing from the manifest"));
+        assert_eq!(e["status"], "stale", "{f}: {e}");
+        let err = e["error"].as_str().unwrap_or("");
+        assert!(
+            err.contains("ermission denied"),
+            "{f}: its own error, not its folder's: {e}"
+        );
+        assert_eq!(
+            inode(&s2.join(f)),
+            inode(&s1.join(f)),
+            "{f}: not the last good copy"
+        );
+    }
+}
+
 #[test]
 fn unreadable_files_are_listed_kept_stale_or_failed_and_picked_up_later() {
     let Some(user) = Unprivileged::get() else {

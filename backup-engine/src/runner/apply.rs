@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use tracing::{info_span, warn};
 
-use super::{lock, mark_racy, FailedPath};
+use super::{lock, FailedPath};
 use crate::metadata::MetadataWriter;
 use backup_core::error::CoreError;
 use backup_core::plan::{Action, PlannedEntry};
@@ -114,22 +114,20 @@ fn spawn_recorder(
                 if w.linked() {
                     counts.files_linked += 1;
                 }
-                let m = mark_racy(w.manifest, scan_started_ns);
-                match w.outcome {
-                    WriteOutcome::Copied { bytes: n } => {
-                        counts.files_copied += 1;
-                        counts.bytes_copied += n;
-                        bytes += n;
-                    }
-                    WriteOutcome::Stale { problem, .. } | WriteOutcome::Failed { problem } => {
-                        warn!(path = %m.path, error = %problem, "cannot back up");
-                        counts.failed.push(FailedPath {
-                            path: m.path.to_string(),
-                            error: problem,
-                        });
-                    }
-                    WriteOutcome::Linked | WriteOutcome::Recorded => {}
+                if let Some(problem) = w.failure() {
+                    warn!(path = %w.manifest.entry.path, error = %problem, "cannot back up");
+                    counts.failed.push(FailedPath {
+                        path: w.manifest.entry.path.to_string(),
+                        error: problem.to_owned(),
+                    });
                 }
+                if let WriteOutcome::Copied { bytes: n } = w.outcome {
+                    counts.files_copied += 1;
+                    counts.bytes_copied += n;
+                    bytes += n;
+                }
+                let mut m = w.manifest;
+                m.mark_if_racy(scan_started_ns);
                 if error.is_none() {
                     if let Err(e) = writer.record(&m) {
                         error = Some(e);
@@ -172,7 +170,7 @@ fn spawn_worker(
                 continue;
             }
             let mut out = Vec::with_capacity(batch.len());
-            for p in &batch {
+            for p in batch {
                 match writer.write(p) {
                     Ok(w) => out.push(w),
                     Err(e) => {
@@ -213,7 +211,7 @@ fn spawn_feeder(
             for p in batch {
                 if p.action == Action::CreateDir {
                     flush(&mut group);
-                    match writer.write(&p) {
+                    match writer.write(p) {
                         Ok(w) => {
                             let _ = done_tx.send(vec![w]);
                         }

@@ -149,7 +149,9 @@ impl Collector<'_> {
                     self.report.counts.files_copied += 1;
                     self.dry_copy_bytes += p.entry.stat.size;
                 }
-                Action::Link { .. } | Action::KeepStale(_) => self.report.counts.files_linked += 1,
+                Action::Link { .. } | Action::KeepStale { .. } => {
+                    self.report.counts.files_linked += 1
+                }
                 _ => {}
             }
             add_failure(&p, &mut self.report.failed);
@@ -236,16 +238,9 @@ impl Collector<'_> {
     }
 }
 
-/// Keeps the first report of each path (an unreadable path is seen by the
-/// scan and again when its last good copy is kept).
-pub(super) fn dedup_failed(failed: &mut Vec<FailedPath>) {
-    let mut seen = HashSet::new();
-    failed.retain(|f| seen.insert(f.path.clone()));
-}
-
 pub(super) fn add_failure(p: &PlannedEntry, failed: &mut Vec<FailedPath>) {
     let error = match &p.action {
-        Action::KeepStale(s) => &s.error,
+        Action::KeepStale { error, .. } => error,
         Action::Fail { error } => error,
         _ => return,
     };

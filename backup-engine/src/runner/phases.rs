@@ -10,10 +10,10 @@ use chrono::{DateTime, Local};
 use tracing::{info, warn};
 
 use super::apply::Applied;
-use super::collect::{add_failure, dedup_failed, Collector, Held, Sink};
+use super::collect::{add_failure, Collector, Held, Sink};
 use super::{
-    deletable, error_chain, file_record, load_previous, mark_racy, now_ns, refresh_from_record,
-    scan, scan_and_diff, FailedPath, Outcome, RunOptions, RunReport, Stages,
+    deletable, error_chain, file_record, load_previous, now_ns, refresh_from_record, scan,
+    scan_and_diff, FailedPath, Outcome, RunOptions, RunReport, Stages,
 };
 use crate::metadata::{BackupMetadata, HistoryEntry, MetadataLoad, MetadataWriter};
 use backup_core::error::CoreError;
@@ -57,12 +57,12 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
     let (meta, meta_ok) = match crate::metadata::load_summary(&opts.metadata_file) {
         MetadataLoad::Loaded(m) => (m, true),
         MetadataLoad::Missing => (BackupMetadata::default(), false),
-        MetadataLoad::Unreadable(CoreError::Corrupt { path, reason }) if !opts.dry_run => {
+        MetadataLoad::Unreadable(CoreError::Corrupt { path, source, .. }) if !opts.dry_run => {
             // Not this tool's metadata (or damaged): never overwrite it.
             let aside = crate::metadata::move_aside(&opts.metadata_file, created)?;
             moved_aside = true;
             let msg = format!(
-                "{} is not backup-cli metadata ({reason}); moved it aside to {} and rebuilding it from the newest snapshot's manifest",
+                "{} is not backup-cli metadata ({source}); moved it aside to {} and rebuilding it from the newest snapshot's manifest",
                 path.display(),
                 aside.display()
             );
@@ -240,7 +240,9 @@ pub(super) fn scan_and_plan(
         c.report.warnings.push(msg);
     }
     let mut seen = summary.seen;
-    for p in scan::carry_over_unreadable(&prev, &mut seen, &summary.unreadable_dirs) {
+    let (carried, scan_failures) =
+        scan::carry_over_unreadable(&prev, &mut seen, summary.unreadable);
+    for p in carried {
         c.accept(&prev, p)?;
     }
     c.report.changes.removed = seen.iter().filter(|s| !**s).count() as u64;
@@ -265,7 +267,7 @@ pub(super) fn scan_and_plan(
         metadata_only: c.metadata_only,
         snapshot_name: c.snapshot_name,
         dry_copy_bytes: c.dry_copy_bytes,
-        scan_failures: summary.failed,
+        scan_failures,
         prev,
         scan_started_ns,
     })
@@ -331,7 +333,6 @@ pub(super) fn write(
 ) -> Result<Written, CoreError> {
     let mut report = scanned.report;
     report.failed.splice(0..0, scanned.scan_failures);
-    dedup_failed(&mut report.failed);
     let (applier, pending) = match scanned.sink {
         Sink::Writing(applier, pending) => (applier, pending),
         Sink::Holding(held) => {
@@ -357,7 +358,6 @@ pub(super) fn write(
     report.counts.files_linked = applied.files_linked;
     report.counts.bytes_copied = applied.bytes_copied;
     report.failed.extend(std::mem::take(&mut applied.failed));
-    dedup_failed(&mut report.failed);
     report.counts.files_failed = report.failed.len() as u64;
     Ok(Written::Snapshot(Box::new(WrittenSnapshot {
         report,
@@ -394,7 +394,8 @@ fn record_unchanged(
             let mut w = MetadataWriter::create(&opts.metadata_file)?;
             for h in u.held {
                 if let Some(p) = h.into_planned(u.prev) {
-                    let m = mark_racy(p.to_manifest(None), u.scan_started_ns);
+                    let mut m = p.into_manifest(None);
+                    m.mark_if_racy(u.scan_started_ns);
                     if let Some((path, rec)) = file_record(&m) {
                         w.add(path, &rec)?;
                     }

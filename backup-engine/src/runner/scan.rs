@@ -12,10 +12,12 @@ use backup_core::progress::PhaseProgress;
 use crossbeam_channel::bounded;
 use tracing::{info, info_span, warn};
 
+use std::collections::HashMap;
+
 use super::{lock, FailedPath, RunOptions, Stages};
 use backup_core::entry::{EntryKind, ScanEntry};
 use backup_core::error::CoreError;
-use backup_core::plan::{Action, Change, PlannedEntry, StaleCopy};
+use backup_core::plan::{Action, Change, PlannedEntry};
 use backup_core::prev::PrevIndex;
 use backup_core::stage::{ScanBatch, ScanEvent};
 
@@ -23,10 +25,8 @@ use backup_core::stage::{ScanBatch, ScanEvent};
 pub(crate) struct ScanSummary {
     /// Which previous entries were seen (by index).
     pub(crate) seen: Vec<bool>,
-    /// Paths that could not be read.
-    pub(crate) failed: Vec<FailedPath>,
-    /// Folders that could not be read.
-    pub(crate) unreadable_dirs: Vec<PathBuf>,
+    /// Paths (files and folders) that could not be read, and why.
+    pub(crate) unreadable: Vec<(PathBuf, String)>,
     /// FIFOs, sockets and devices left out.
     pub(crate) skipped_special: u64,
 }
@@ -63,8 +63,7 @@ where
     let taker: Taker = Mutex::new((0u64, scan_rx));
     let mut summary = ScanSummary {
         seen: Vec::new(),
-        failed: Vec::new(),
-        unreadable_dirs: Vec::new(),
+        unreadable: Vec::new(),
         skipped_special: 0,
     };
     let mut callback_error = None;
@@ -197,49 +196,49 @@ where
             }
             ScanOutput::Error { path, error } => {
                 warn!(path = %path.display(), error = %error, "cannot read");
-                summary.failed.push(FailedPath {
-                    path: path.display().to_string(),
-                    error,
-                });
-                summary.unreadable_dirs.push(path);
+                summary.unreadable.push((path, error));
             }
         }
     }
     Ok(())
 }
 
-/// What the previous snapshot held below folders that could not be read
-/// this time, as entries that keep it (stale) instead of dropping it.
+/// What the previous snapshot held at and below paths that could not be
+/// read this time, as entries that keep it (stale) instead of dropping it,
+/// and the unreadable paths that no such entry reports: each problem is
+/// reported once, by the entry that records it when there is one.
 pub(crate) fn carry_over_unreadable(
     prev: &PrevIndex,
     seen: &mut [bool],
-    unreadable_dirs: &[PathBuf],
-) -> Vec<PlannedEntry> {
+    unreadable: Vec<(PathBuf, String)>,
+) -> (Vec<PlannedEntry>, Vec<FailedPath>) {
     let mut out = Vec::new();
-    let unreadable: std::collections::HashSet<&std::path::Path> = unreadable_dirs
-        .iter()
-        .map(PathBuf::as_path)
-        .filter(|p| !p.as_os_str().is_empty())
-        .collect();
-    if unreadable.is_empty() {
-        return out;
+    let report: Vec<PathBuf> = unreadable.iter().map(|(p, _)| p.clone()).collect();
+    let mut why: HashMap<PathBuf, String> = unreadable.into_iter().collect();
+    if why.keys().all(|p| p.as_os_str().is_empty()) {
+        return (out, failures(report, &mut why));
     }
     for (i, e) in prev.entries().iter().enumerate() {
         if seen[i] || !e.has_content {
             continue;
         }
         // The path itself or one of its folders could not be read.
-        if !e.path.as_path().ancestors().any(|a| unreadable.contains(a)) {
+        let path = e.path.as_path();
+        if !path
+            .ancestors()
+            .any(|a| !a.as_os_str().is_empty() && why.contains_key(a))
+        {
             continue;
         }
         seen[i] = true;
-        let action = match (e.kind, e.sha256) {
-            (EntryKind::File, Some(hash)) => Action::KeepStale(Box::new(StaleCopy {
-                from: e.path.clone(),
-                hash,
-                stat: e.stat,
-                error: "its folder could not be read; kept from the previous snapshot".into(),
-            })),
+        let action = match (e.kind, e.last_good()) {
+            (EntryKind::File, Some(copy)) => Action::KeepStale {
+                copy: Box::new(copy),
+                // The file itself: its own problem, reported by its entry.
+                error: why.remove(path).unwrap_or_else(|| {
+                    "its folder could not be read; kept from the previous snapshot".into()
+                }),
+            },
             (EntryKind::Dir, _) => Action::CreateDir,
             (EntryKind::Symlink, _) => Action::CreateSymlink,
             (EntryKind::File, None) => continue,
@@ -257,5 +256,20 @@ pub(crate) fn carry_over_unreadable(
             previous_version: None,
         });
     }
-    out
+    (out, failures(report, &mut why))
+}
+
+/// The unreadable `paths`, in scan order, whose problem is still
+/// unreported.
+fn failures(paths: Vec<PathBuf>, why: &mut HashMap<PathBuf, String>) -> Vec<FailedPath> {
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let error = why.remove(&p)?;
+            Some(FailedPath {
+                path: p.display().to_string(),
+                error,
+            })
+        })
+        .collect()
 }

@@ -116,7 +116,7 @@ impl SnapshotStore for FullDisk {
 }
 
 impl SnapshotWriter for FullDiskWriter {
-    fn write(&self, planned: &PlannedEntry) -> Result<WrittenEntry, CoreError> {
+    fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
         Err(CoreError::destination(
             "write",
             planned.entry.path.as_path(),

@@ -16,7 +16,9 @@ use backup_core::{
 };
 use serde::Serialize;
 
-use crate::copy::{copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs};
+use backup_copy::copy::{
+    copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs,
+};
 
 /// What to restore and where.
 #[derive(Clone, Debug)]
@@ -141,7 +143,7 @@ pub fn restore(
         ..RestoreReport::default()
     };
     // Parent folders of requested paths, and every folder entry, first.
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     let dirs = make_folders(&entries, opts, &mut report);
     restore_files(store, snapshot, &entries, opts, progress, &mut report);
     make_symlinks(&entries, opts, &mut report);
@@ -160,8 +162,9 @@ fn selected_entries(
     snapshot: &SnapshotRef,
     opts: &RestoreOptions,
 ) -> Result<Vec<ManifestEntry>, RestoreError> {
-    let wanted =
-        |e: &ManifestEntry, p: &RelPath| e.path == *p || e.path.as_path().starts_with(p.as_path());
+    let wanted = |e: &ManifestEntry, p: &RelPath| {
+        e.entry.path == *p || e.entry.path.as_path().starts_with(p.as_path())
+    };
     let mut entries: Vec<ManifestEntry> = Vec::new();
     for e in store.read_manifest(snapshot)? {
         let e = e?;
@@ -205,10 +208,10 @@ fn make_folders(
     report: &mut RestoreReport,
 ) -> Vec<FolderAttrs> {
     let mut dirs = Vec::new();
-    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        let dst = e.path.under(&opts.target);
+    for e in entries.iter().filter(|e| e.entry.kind == EntryKind::Dir) {
+        let dst = e.entry.path.under(&opts.target);
         let checked = if opts.overwrite {
-            check_no_symlinked_parent(&opts.target, &e.path).and_then(|()| {
+            check_no_symlinked_parent(&opts.target, &e.entry.path).and_then(|()| {
                 match fs::symlink_metadata(&dst) {
                     Ok(m) if m.file_type().is_symlink() => Err(io::Error::other(format!(
                         "{} is a symlink in the restore target; refusing to write through it",
@@ -223,10 +226,10 @@ fn make_folders(
         match checked.and_then(|()| fs::create_dir_all(&dst)) {
             Ok(()) => {
                 report.dirs_restored += 1;
-                dirs.push((dst, e.mode, e.mtime_ns));
+                dirs.push((dst, e.entry.stat.mode, e.entry.stat.mtime_ns));
             }
             Err(err) => report.errors.push(RestoreProblem {
-                path: e.path.to_string(),
+                path: e.entry.path.to_string(),
                 error: err.to_string(),
             }),
         }
@@ -246,34 +249,34 @@ fn restore_files(
 ) {
     let files: Vec<&ManifestEntry> = entries
         .iter()
-        .filter(|e| e.kind == EntryKind::File)
+        .filter(|e| e.entry.kind == EntryKind::File)
         .collect();
-    let total_bytes: u64 = files.iter().map(|e| e.size).sum();
+    let total_bytes: u64 = files.iter().map(|e| e.entry.stat.size).sum();
     let bar = progress.start(Phase::Restore, Some(files.len() as u64), Some(total_bytes));
     let shared = Mutex::new(report);
     // Workers take runs of consecutive files (mostly one folder's), so two
     // threads rarely write into the same folder at once.
     for_each_in_runs(&files, opts.threads, 64, |_, e| {
         let outcome = restore_file(store, snapshot, opts, e);
-        bar.inc(1, e.size);
+        bar.inc(1, e.entry.stat.size);
         let mut r = shared.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             FileOutcome::Written(bytes) => {
                 r.files_restored += 1;
                 r.bytes_restored += bytes;
-                if e.mode & SET_ID != 0 {
-                    r.setid_cleared.push(e.path.to_string());
+                if e.entry.stat.mode & SET_ID != 0 {
+                    r.setid_cleared.push(e.entry.path.to_string());
                 }
             }
             FileOutcome::Mismatch(msg) => r.mismatches.push(RestoreProblem {
-                path: e.path.to_string(),
+                path: e.entry.path.to_string(),
                 error: msg,
             }),
             FileOutcome::Error(msg) => r.errors.push(RestoreProblem {
-                path: e.path.to_string(),
+                path: e.entry.path.to_string(),
                 error: msg,
             }),
-            FileOutcome::NoContent => r.not_in_snapshot.push(e.path.to_string()),
+            FileOutcome::NoContent => r.not_in_snapshot.push(e.entry.path.to_string()),
         }
     });
     bar.finish();
@@ -281,29 +284,32 @@ fn restore_files(
 
 /// Creates the symlinks (stored as links, never followed).
 fn make_symlinks(entries: &[ManifestEntry], opts: &RestoreOptions, report: &mut RestoreReport) {
-    for e in entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
-        let dst = e.path.under(&opts.target);
+    for e in entries
+        .iter()
+        .filter(|e| e.entry.kind == EntryKind::Symlink)
+    {
+        let dst = e.entry.path.under(&opts.target);
         let result = (|| {
             if opts.overwrite {
-                check_no_symlinked_parent(&opts.target, &e.path)?;
+                check_no_symlinked_parent(&opts.target, &e.entry.path)?;
             }
             if let Some(parent) = dst.parent() {
                 fs::create_dir_all(parent)?;
             }
             clear_non_dir(&dst)?;
-            let target = e.target.clone().unwrap_or_default();
+            let target = e.entry.link_target.clone().unwrap_or_default();
             #[cfg(unix)]
             std::os::unix::fs::symlink(&target, &dst)?;
             #[cfg(windows)]
             std::os::windows::fs::symlink_file(&target, &dst)?;
-            let t = file_time(e.mtime_ns);
+            let t = file_time(e.entry.stat.mtime_ns);
             let _ = filetime::set_symlink_file_times(&dst, t, t);
             Ok::<(), io::Error>(())
         })();
         match result {
             Ok(()) => report.symlinks_restored += 1,
             Err(err) => report.errors.push(RestoreProblem {
-                path: e.path.to_string(),
+                path: e.entry.path.to_string(),
                 error: err.to_string(),
             }),
         }
@@ -344,9 +350,9 @@ fn restore_file(
     if e.status == Some(EntryStatus::Failed) || e.sha256.is_none() {
         return FileOutcome::NoContent;
     }
-    let dst = e.path.under(&opts.target);
+    let dst = e.entry.path.under(&opts.target);
     if opts.overwrite {
-        if let Err(err) = check_no_symlinked_parent(&opts.target, &e.path) {
+        if let Err(err) = check_no_symlinked_parent(&opts.target, &e.entry.path) {
             return FileOutcome::Error(err.to_string());
         }
     }
@@ -358,12 +364,12 @@ fn restore_file(
     let copy = || -> Result<(backup_core::ContentHash, u64), CopyError> {
         let content = store
             .open_content(snapshot, e)
-            .map_err(|err| CopyError::Source(io::Error::other(backup_core::error_chain(&err))))?;
+            .map_err(|err| CopyError::Source(io::Error::other(err)))?;
         match content {
             Content::File(src) => {
                 let attrs = SetAttrs::Given {
-                    mode: e.mode & !SET_ID,
-                    mtime_ns: e.mtime_ns,
+                    mode: e.entry.stat.mode & !SET_ID,
+                    mtime_ns: e.entry.stat.mtime_ns,
                 };
                 copy_hashed_with(&src, &dst, attrs)
                     .map(|c| (c.hash, c.bytes))
@@ -375,9 +381,12 @@ fn restore_file(
                         other => other,
                     })
             }
-            Content::Reader(mut r) => {
-                copy_stream_hashed(&mut r, &dst, e.mode & !SET_ID, e.mtime_ns)
-            }
+            Content::Reader(mut r) => copy_stream_hashed(
+                &mut r,
+                &dst,
+                e.entry.stat.mode & !SET_ID,
+                e.entry.stat.mtime_ns,
+            ),
         }
     };
     let mut copied = copy();
@@ -395,7 +404,7 @@ fn restore_file(
     }
     let (hash, bytes) = match copied {
         Ok(c) => c,
-        Err(CopyError::Source(err)) => return FileOutcome::Error(err.to_string()),
+        Err(CopyError::Source(err)) => return FileOutcome::Error(backup_core::error_chain(&err)),
         Err(CopyError::Destination(err)) => {
             return FileOutcome::Error(format!("cannot write {}: {err}", dst.display()))
         }

@@ -6,6 +6,8 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::sync::Mutex;
 
+use backup_core::sys::open_regular_with;
+
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -60,7 +62,10 @@ pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
         .filter(|p| p.parent().is_some_and(|d| d.is_dir()))
         .and_then(|p| {
             rotate_if_large(p, LOG_LIMIT);
-            OpenOptions::new().create(true).append(true).open(p).ok()
+            // Never through a symlink or into a FIFO (which would block).
+            open_regular_with(p, OpenOptions::new().create(true).append(true))
+                .ok()
+                .map(|(f, _)| f)
         })
         .map(|f| {
             let level = if verbose >= 2 {

@@ -114,11 +114,12 @@ where
         .filter(|d| d.is_dir())
         .and_then(|_| {
             rotate_if_large(&profile.log_file, LOG_LIMIT);
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&profile.log_file)
-                .ok()
+            backup_core::sys::open_regular_with(
+                &profile.log_file,
+                OpenOptions::new().create(true).append(true),
+            )
+            .ok()
+            .map(|(f, _)| f)
         })
         .map(|f| {
             tracing_subscriber::fmt()

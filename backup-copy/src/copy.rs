@@ -32,22 +32,10 @@ pub struct Copied {
     pub changed_during_copy: bool,
 }
 
-/// Opens a file for reading without following a final symlink and without
-/// blocking on a FIFO that replaced it.
+/// Opens a source file for reading: see [`backup_core::sys::open_regular`]
+/// (no symlink followed, no FIFO waited on, a regular file or an error).
 pub fn open_source(path: &Path) -> io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
-    }
-    let f = opts.open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("is no longer a regular file"));
-    }
-    Ok(f)
+    backup_core::sys::open_regular(path).map(|(f, _)| f)
 }
 
 /// Mode and mtime to give the copy, set on the open file (no extra path
@@ -103,7 +91,9 @@ fn copy_with_buffer(
         .create_new(true)
         .open(dst)
         .map_err(CopyError::Destination)?;
-    let (hash, bytes) = write_hashed(&mut input, &mut output, buf)?;
+    // At most the size seen at open: a file growing faster than it is
+    // copied would otherwise be read for ever (the retry sees the growth).
+    let (hash, bytes) = write_hashed(&mut (&mut input).take(stat.size), &mut output, buf)?;
     let (mode, mtime_ns) = match attrs {
         SetAttrs::None => (None, None),
         SetAttrs::Given { mode, mtime_ns } => (Some(mode), Some(mtime_ns)),
@@ -251,6 +241,46 @@ pub fn is_fatal_destination_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reliability v2 #14: a file growing faster than it can be read is
+    /// copied up to the size it had when it was opened and reported as
+    /// changed, never read until the writer stops (3.2 GB were read for
+    /// a 366 MB file before).
+    #[test]
+    fn a_file_growing_faster_than_it_is_read_is_copied_to_its_size_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("growing");
+        let dst = dir.path().join("copy");
+        std::fs::write(&src, b"start").unwrap();
+        const CAP: u64 = 2 << 30;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let grower = {
+            let (src, stop) = (src.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let f = OpenOptions::new().write(true).open(&src).unwrap();
+                let mut len = 5;
+                // Sparse growth: far faster than anything can read it.
+                while len < CAP && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    len += 1 << 20;
+                    f.set_len(len).unwrap();
+                }
+            })
+        };
+        while std::fs::metadata(&src).unwrap().len() < 64 << 20 {
+            std::thread::yield_now();
+        }
+        let c = copy_hashed(&src, &dst).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        grower.join().unwrap();
+        let end = std::fs::metadata(&src).unwrap().len();
+        assert!(c.changed_during_copy, "the growth went unnoticed");
+        assert!(
+            c.bytes < end && c.bytes < CAP,
+            "read {} bytes: past the size at open (the file ended at {end})",
+            c.bytes
+        );
+        assert_eq!(std::fs::metadata(&dst).unwrap().len(), c.bytes);
+    }
 
     #[test]
     fn copies_and_hashes_the_same_bytes() {

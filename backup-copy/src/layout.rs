@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use backup_core::manifest::{parse_manifest, write_entry, ManifestLines};
 use backup_core::snapshot::{parse_snapshot_name, same_source, snapshot_created, sort_snapshots};
+use backup_core::sys::{open_regular, read_regular};
 use backup_core::{CoreError, ManifestEntry, SnapshotInfo, SnapshotRef};
 
 use crate::fsutil::remove_tree;
@@ -70,10 +71,15 @@ pub(crate) fn manifest_path(snapshot_dir: &Path) -> PathBuf {
     state_dir(snapshot_dir).join(MANIFEST_FILE)
 }
 
+/// The largest `info.json` (or `owner`) a snapshot folder can hold: a few
+/// hundred bytes in practice; anything past this is not the tool's.
+const MAX_INFO_BYTES: u64 = 1 << 20;
+
 /// Reads a snapshot folder's [`SnapshotInfo`].
 pub(crate) fn read_info(snapshot_dir: &Path) -> Result<SnapshotInfo, CoreError> {
     let path = state_dir(snapshot_dir).join(INFO_FILE);
-    let bytes = fs::read(&path).map_err(|e| CoreError::io("read snapshot info", &path, e))?;
+    let bytes = read_regular(&path, MAX_INFO_BYTES)
+        .map_err(|e| CoreError::io("read snapshot info", &path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| CoreError::corrupt(&path, None, e))
 }
 
@@ -84,9 +90,14 @@ pub(crate) fn read_manifest(
     snapshot_dir: &Path,
 ) -> Result<ManifestLines<BufReader<File>>, CoreError> {
     let path = manifest_path(snapshot_dir);
-    let file = File::open(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
-    let expected = file.metadata().map_or(0, |m| m.len() / 120);
-    let expected = usize::try_from(expected.min(1 << 26)).unwrap_or(0);
+    let (file, meta) = open_regular(&path).map_err(|e| CoreError::io("open manifest", &path, e))?;
+    // From the bytes actually stored: a sparse file claims a size it has
+    // no lines for.
+    #[cfg(unix)]
+    let stored = std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512);
+    #[cfg(not(unix))]
+    let stored = meta.len();
+    let expected = usize::try_from(stored.min(meta.len()) / 120).unwrap_or(0);
     Ok(parse_manifest(BufReader::with_capacity(1 << 16, file), path).expecting(expected))
 }
 
@@ -319,8 +330,9 @@ pub(crate) fn remove_leftovers(
             continue;
         }
         let path = entry.path();
-        let owner = fs::read_to_string(state_dir(&path).join(OWNER_FILE))
+        let owner = read_regular(&state_dir(&path).join(OWNER_FILE), MAX_INFO_BYTES)
             .ok()
+            .and_then(|b| String::from_utf8(b).ok())
             .or_else(|| read_info(&path).ok().map(|i| i.source));
         if owner.is_some_and(|o| !same_source(&o, source)) {
             // Another project's run (same profile name) is writing it.

@@ -111,7 +111,7 @@ pub fn verify(
     for_each_in_runs(&to_hash, threads, 1, |_, &i| {
         let c = &checks[i];
         let full = c.rel.under(&dirs[c.snapshot as usize]);
-        let h = backup_core::hash_file(&full).ok();
+        let h = backup_core::hash_file(&full, c.size).ok();
         if let Some((_, len)) = h {
             bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }

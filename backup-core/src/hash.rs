@@ -4,7 +4,6 @@
 //! (constant memory, one reused buffer per thread).
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
@@ -160,9 +159,15 @@ pub fn hash_reader(input: &mut dyn Read) -> io::Result<(ContentHash, u64)> {
     })
 }
 
-/// SHA-256 of a file's content and the bytes read, in constant memory.
-pub fn hash_file(path: &Path) -> io::Result<(ContentHash, u64)> {
-    hash_reader(&mut File::open(path)?)
+/// SHA-256 of a regular file's content and the bytes read, in constant
+/// memory, opened with [`crate::sys::open_regular`] (never a symlink, a FIFO
+/// or a device in its place). At most `expected + 1` bytes are read, where
+/// `expected` is the size the caller knows it by: a count over `expected`
+/// means the file grew (its hash then covers only what was read), and a
+/// file growing faster than it is read is never read forever.
+pub fn hash_file(path: &Path, expected: u64) -> io::Result<(ContentHash, u64)> {
+    let (file, _) = crate::sys::open_regular(path)?;
+    hash_reader(&mut file.take(expected.saturating_add(1)))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! line format only ([`parse_manifest`] over any `BufRead`, [`write_entry`]
 //! into any `Write`); where the lines are kept is each store's business.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -242,6 +242,12 @@ pub struct SnapshotInfo {
     pub duration_ms: u64,
 }
 
+/// The longest manifest line read: a line holds one path and at most one
+/// symlink target (each at most 4 KiB, six bytes per byte when escaped)
+/// and an error message, so anything longer is damage, and a reader's
+/// memory stays bounded even by a huge file without a newline.
+pub const MAX_LINE_BYTES: u64 = 1 << 20;
+
 /// Streams manifest entries, one JSON object per line, from `reader`
 /// (`name` says where it comes from in error messages). Blank lines are
 /// skipped.
@@ -252,6 +258,7 @@ pub fn parse_manifest<R: BufRead>(reader: R, name: PathBuf) -> ManifestLines<R> 
         line_no: 0,
         path: name,
         expected: 0,
+        done: false,
     }
 }
 
@@ -262,6 +269,7 @@ pub struct ManifestLines<R> {
     line_no: u64,
     path: PathBuf,
     expected: usize,
+    done: bool,
 }
 
 impl<R> ManifestLines<R> {
@@ -282,13 +290,23 @@ impl<R: BufRead> Iterator for ManifestLines<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            if self.done {
+                return None;
+            }
             self.line.clear();
-            match self.reader.read_until(b'\n', &mut self.line) {
+            let mut bounded = (&mut self.reader).take(MAX_LINE_BYTES + 1);
+            match bounded.read_until(b'\n', &mut self.line) {
                 Err(e) => return Some(Err(CoreError::io("read manifest", &self.path, e))),
                 Ok(0) => return None,
                 Ok(_) => {}
             }
             self.line_no += 1;
+            if self.line.len() as u64 > MAX_LINE_BYTES {
+                let why = format!("longer than {MAX_LINE_BYTES} bytes");
+                // Damage: nothing after it is read.
+                self.done = true;
+                return Some(Err(CoreError::corrupt(&self.path, Some(self.line_no), why)));
+            }
             self.expected = self.expected.saturating_sub(1);
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -375,5 +393,17 @@ mod tests {
             msg.contains("manifest.jsonl") && msg.contains("line 1"),
             "{msg}"
         );
+    }
+
+    /// Reliability v2 #15: an endless line (a huge sparse file reads as
+    /// zeros without a newline) is damage after 1 MiB, never an endless
+    /// read or an allocation the size of the file.
+    #[test]
+    fn an_endless_line_is_damage_after_a_bounded_read() {
+        let reader = std::io::BufReader::new(std::io::repeat(0));
+        let mut lines = parse_manifest(reader, "manifest.jsonl".into());
+        let err = lines.next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("damaged"), "{err}");
+        assert!(lines.next().is_none(), "reading went on after the damage");
     }
 }

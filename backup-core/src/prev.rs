@@ -78,7 +78,10 @@ impl PrevIndex {
         let mut index = PrevIndex::default();
         let hinted = entries.size_hint().0 as u64;
         let estimate = if hinted > 0 { hinted } else { estimate };
-        let estimate = estimate.min(1 << 26) as usize;
+        // An estimate comes from a file's size or a recorded count, either
+        // of which can lie: reserve for at most 2M entries and let a
+        // really larger tree grow the index as it is read.
+        let estimate = estimate.min(1 << 21) as usize;
         index.entries.reserve(estimate);
         index.by_path.reserve(estimate);
         for entry in entries {

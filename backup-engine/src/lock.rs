@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use backup_core::error::CoreError;
+use backup_core::sys::{open_regular, open_regular_with};
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -98,13 +99,17 @@ impl RunLock {
         // A bounded number of retries of the unlink race: another run may
         // remove the file between our open and our lock.
         for _ in 0..100 {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| CoreError::io("open lock file", path, e))?;
+            // Never through a symlink, never a FIFO (which would block
+            // the read of its holder).
+            let (mut file, _) = open_regular_with(
+                path,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+            )
+            .map_err(|e| CoreError::io("open lock file", path, e))?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
@@ -162,8 +167,8 @@ impl RunLock {
     /// Tells who holds the lock at `path` without taking it or creating the
     /// file: `None` when no run holds it (no file, or a stale one).
     pub fn holder(path: &Path) -> Result<Option<LockHolder>, CoreError> {
-        let mut file = match File::open(path) {
-            Ok(f) => f,
+        let mut file = match open_regular(path) {
+            Ok((f, _)) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CoreError::io("open lock file", path, e)),
         };

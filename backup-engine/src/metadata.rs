@@ -6,11 +6,13 @@
 //! rewritten.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use backup_core::error::CoreError;
+use backup_core::sys::{is_not_regular, open_regular, read_regular};
 
 /// The whole metadata file.
 ///
@@ -193,9 +195,8 @@ impl BackupMetadata {
 
     /// Reads the metadata file.
     pub fn load(path: &Path) -> MetadataLoad {
-        match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetadataLoad::Missing,
-            Err(e) => MetadataLoad::Unreadable(CoreError::io("read", path, e)),
+        match read_regular(path, u64::MAX) {
+            Err(e) => open_failed(path, e),
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(m) => MetadataLoad::Loaded(m),
                 Err(e) => MetadataLoad::Unreadable(CoreError::corrupt(path, None, e)),
@@ -359,14 +360,24 @@ pub fn move_aside(path: &Path, now: chrono::DateTime<chrono::Local>) -> Result<P
     Ok(aside)
 }
 
+/// Why the metadata file could not be opened: missing, not this tool's (a
+/// symlink, FIFO or device in its place: moved aside like any file that is
+/// not its metadata), or unreadable (left alone).
+fn open_failed(path: &Path, e: std::io::Error) -> MetadataLoad {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => MetadataLoad::Missing,
+        _ if is_not_regular(&e) => MetadataLoad::Unreadable(CoreError::corrupt(path, None, e)),
+        _ => MetadataLoad::Unreadable(CoreError::io("read", path, e)),
+    }
+}
+
 /// Reads the metadata file without its `file_checksums` (fast: they are
 /// skipped, and reading stops at them when they come last, as this tool
 /// writes them); see [`for_each_file_record`] for those.
 pub fn load_summary(path: &Path) -> MetadataLoad {
-    let file = match std::fs::File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return MetadataLoad::Missing,
-        Err(e) => return MetadataLoad::Unreadable(CoreError::io("read", path, e)),
-        Ok(f) => f,
+    let file = match open_regular(path) {
+        Err(e) => return open_failed(path, e),
+        Ok((f, meta)) => f.take(meta.len()),
     };
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
@@ -460,7 +471,8 @@ pub fn for_each_file_record(
             Ok(())
         }
     }
-    let file = std::fs::File::open(path).map_err(|e| CoreError::io("read", path, e))?;
+    let (file, meta) = open_regular(path).map_err(|e| CoreError::io("read", path, e))?;
+    let file = file.take(meta.len());
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
     serde::Deserializer::deserialize_map(&mut de, Top(&mut f))

@@ -42,17 +42,18 @@ use backup_core::{
     PrevIndex, ScanEntry,
 };
 
-/// Opens a file for reading without blocking (a FIFO that replaced it) and
-/// closes it again: can the copy stage read it at all?
+/// Opens a file as the copy stage will (a regular file, no symlink
+/// followed, no FIFO waited on) and closes it again: can it be read at all?
 fn open_readable(path: &Path) -> io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
-    }
-    opts.open(path).map(drop)
+    backup_core::sys::open_regular(path).map(drop)
+}
+
+/// The hash of a file that still has the size it was scanned with (at most
+/// one byte more is read); `None` when it has grown or shrunk since, so
+/// the copy stage reads it afresh.
+fn hash_as_scanned(path: &Path, size: u64) -> io::Result<Option<ContentHash>> {
+    let (hash, read) = hash_file(path, size)?;
+    Ok((read == size).then_some(hash))
 }
 
 /// Stage 2: the hash/diff stage over a source folder.
@@ -108,17 +109,17 @@ impl HashDiffer {
                     )
                 };
                 if p.stat.size == entry.stat.size {
-                    return match hash_file(&source_path) {
-                        Ok((h, _)) if h == old_hash => {
+                    return match hash_as_scanned(&source_path, entry.stat.size) {
+                        Ok(Some(h)) if h == old_hash => {
                             (content_same(Change::MetadataOnly), link_old)
                         }
-                        Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
+                        Ok(h) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => keep_old(e),
                     };
                 }
                 if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
-                    return match hash_file(&source_path) {
-                        Ok((h, _)) => (Change::Modified, self.link_or_copy(h, prev)),
+                    return match hash_as_scanned(&source_path, entry.stat.size) {
+                        Ok(h) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => keep_old(e),
                     };
                 }
@@ -131,8 +132,8 @@ impl HashDiffer {
             Change::Added
         };
         if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
-            return match hash_file(&source_path) {
-                Ok((h, _)) => (change, self.link_or_copy(h, prev)),
+            return match hash_as_scanned(&source_path, entry.stat.size) {
+                Ok(h) => (change, self.link_or_copy(h, prev)),
                 Err(e) => (
                     Change::Unreadable,
                     Action::Fail {
@@ -174,9 +175,11 @@ impl HashDiffer {
         }
     }
 
-    fn link_or_copy(&self, hash: ContentHash, prev: &PrevIndex) -> Action {
-        match prev.find_content(&hash) {
-            Some(from) => Action::Link {
+    /// A link to earlier content with this `hash`, else a copy (also when
+    /// there is no hash: the file changed since it was scanned).
+    fn link_or_copy(&self, hash: Option<ContentHash>, prev: &PrevIndex) -> Action {
+        match hash.and_then(|hash| prev.find_content(&hash).map(|from| (from, hash))) {
+            Some((from, hash)) => Action::Link {
                 from: from.clone(),
                 hash,
             },

@@ -43,7 +43,7 @@ fn hash_file_matches_known_digest() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("abc");
     std::fs::write(&p, b"abc").unwrap();
-    let (h, n) = hash_file(&p).unwrap();
+    let (h, n) = hash_file(&p, 3).unwrap();
     assert_eq!(n, 3);
     assert_eq!(
         h.to_hex(),
@@ -168,4 +168,62 @@ fn a_file_that_cannot_be_opened_is_not_a_change() {
     assert_eq!(p.change, Change::Unreadable);
     assert!(matches!(p.action, Action::Fail { .. }));
     assert!(!p.change.is_change());
+}
+
+/// Plans `entry` on another thread: a differ that blocks (a FIFO opened
+/// for reading waits for a writer) fails the test instead of hanging it.
+#[cfg(unix)]
+fn plan_within_10s(d: HashDiffer, entry: ScanEntry, prev: PrevIndex) -> PlannedEntry {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(d.plan(entry, &prev));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the differ hung on a file that is not what the scan saw")
+}
+
+/// Reliability v2 #12: a file replaced by a FIFO, or by a symlink to
+/// `/dev/zero`, between the scan and its hashing is a per-file problem
+/// (the last good copy kept), never a hang or an endless read.
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_device_link_in_place_of_a_file_is_kept_stale_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("a.txt");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("b.txt")).unwrap();
+    for name in ["a.txt", "b.txt"] {
+        // The scan saw a 3-byte file with a new mtime: the differ must hash.
+        let prev = prev_with(&[(name, stat(3, 100), b"abc", false)]);
+        let d = HashDiffer::new(dir.path());
+        let p = plan_within_10s(d, file_entry(name, stat(3, 200)), prev);
+        assert_eq!(p.change, Change::Unreadable, "{name}");
+        assert!(
+            matches!(&p.action, Action::KeepStale { copy, .. } if copy.hash == sha(b"abc")),
+            "{name}: {:?}",
+            p.action
+        );
+    }
+}
+
+/// A file that grew after it was scanned is read only one byte past its
+/// scanned size and handed to the copy stage, never linked by the hash of
+/// a prefix.
+#[test]
+fn a_file_that_grew_since_the_scan_is_copied_not_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"abcdef").unwrap();
+    let d = HashDiffer::new(dir.path());
+    // Earlier content "abcd" exists under another name, same size as the
+    // first four bytes read: a prefix hash must never link to it.
+    let prev = prev_with(&[
+        ("a.txt", stat(3, 100), b"abc", false),
+        ("other.txt", stat(4, 100), b"abcd", false),
+    ]);
+    let p = d.plan(file_entry("a.txt", stat(3, 200)), &prev);
+    assert_eq!(p.change, Change::Modified);
+    assert_eq!(p.action, Action::Copy);
+    let (_, read) = hash_file(&dir.path().join("a.txt"), 3).unwrap();
+    assert_eq!(read, 4, "reads at most one byte past the expected size");
 }

@@ -231,11 +231,12 @@ impl S3Writer {
                 Ok(Ok(Some(size)))
             }
             None => {
-                let mut file = match open_source(src) {
+                let file = match open_source(src) {
                     Ok(f) => f,
                     Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
                 };
-                match upload_parts(remote, &key, &mut file, Some(hash))? {
+                // The bytes that were hashed, no more.
+                match upload_parts(remote, &key, &mut file.take(size), Some(hash))? {
                     Ok(n) => Ok(Ok(Some(n))),
                     Err(p) => Ok(Err(p)),
                 }
@@ -311,13 +312,16 @@ fn read_hashed(src: &Path) -> io::Result<ReadFile> {
     let mut file = open_source(src)?;
     let before = file.metadata()?;
     let stat = FileStat::from_metadata(&before);
+    // At most the size seen at open (a growing file is read again, up to
+    // the retry limit, never for ever).
+    let mut bounded = (&mut file).take(stat.size);
     let (hash, bytes, body) = if stat.size <= SMALL_FILE {
         let mut body = Vec::with_capacity(stat.size as usize);
-        file.read_to_end(&mut body)?;
+        bounded.read_to_end(&mut body)?;
         let hash = ContentHash::of(&body);
         (hash, body.len() as u64, Some(body))
     } else {
-        let (hash, total) = hash_reader(&mut file)?;
+        let (hash, total) = hash_reader(&mut bounded)?;
         (hash, total, None)
     };
     let after = FileStat::from_metadata(&file.metadata()?);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use backup_core::sys::{open_regular, read_regular};
 use backup_core::{
     send_batch, CoreError, EntryKind, FileStat, RelPath, ScanBatch, ScanEntry, ScanEvent, Scanner,
     SCAN_BATCH,
@@ -23,6 +24,9 @@ use jwalk::{Parallelism, WalkDirGeneric};
 
 use crate::exclude::ExcludeSet;
 use crate::sys::{ChildKind, DirHandle};
+
+/// The largest `.gitignore` read (a real one is a few KiB).
+const MAX_GITIGNORE_BYTES: u64 = 1 << 20;
 
 /// The signature a `CACHEDIR.TAG` file starts with
 /// (<https://bford.info/cachedir/>).
@@ -120,7 +124,12 @@ impl Scanner for JwalkScanner {
             .process_read_dir(move |_depth, dir, state, children| {
                 let rel_dir = dir.strip_prefix(&opts.root).unwrap_or(Path::new(""));
                 if opts.respect_gitignore {
-                    if let Ok(text) = fs::read_to_string(dir.join(".gitignore")) {
+                    // A regular file only (a FIFO would block the walk), of
+                    // bounded size.
+                    let text = read_regular(&dir.join(".gitignore"), MAX_GITIGNORE_BYTES)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok());
+                    if let Some(text) = text {
                         if let Ok(set) = ExcludeSet::from_file_text(&text) {
                             let mut v = (*state.gitignores).clone();
                             v.push((rel_dir.to_path_buf(), Arc::new(set)));
@@ -276,7 +285,7 @@ fn tagged_folder(handle: &DirHandle, dir: &Path, name: &OsStr, opts: &ScanOption
         p
     };
     if opts.exclude_caches && handle.lstat(&inside("CACHEDIR.TAG")).is_ok() {
-        if let Ok(mut f) = fs::File::open(dir.join(name).join("CACHEDIR.TAG")) {
+        if let Ok((mut f, _)) = open_regular(&dir.join(name).join("CACHEDIR.TAG")) {
             let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
             if f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE {
                 return true;

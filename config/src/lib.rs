@@ -517,11 +517,40 @@ impl Checker<'_> {
     }
 }
 
+/// The largest profile read: a real one is a few KiB; a FIFO, a device
+/// (`/dev/zero`) or a huge file named by `--profile` is refused, never read
+/// until memory runs out.
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// A profile's text: a regular file (a symlink to one is fine: the user's
+/// own dotfiles) of at most [`MAX_PROFILE_BYTES`], checked before it is
+/// opened, so that a FIFO never blocks the open.
+fn read_profile_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "is not a regular file (a profile is a TOML file)",
+        ));
+    }
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "is {} bytes; a profile is at most {MAX_PROFILE_BYTES}",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_PROFILE_BYTES)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 impl Profile {
     /// Reads and validates a profile. The source need not exist (commands
     /// that read snapshots work without it); see [`Profile::check_source`].
     pub fn load(path: &Path) -> Result<Profile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_profile_text(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;

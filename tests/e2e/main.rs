@@ -18,6 +18,7 @@ mod commands;
 mod crash;
 mod diff;
 mod faults;
+mod hostile;
 mod library;
 mod lock;
 mod odd_trees;

@@ -169,6 +169,73 @@ fn lock_is_held(path: &Path) -> bool {
     }
 }
 
+/// A backup cannot run without its lock file: the lock's folder must be
+/// writable (by default it is the source itself, which may be a read-only
+/// mount or another user's folder). Probed by creating and removing a file
+/// of the tool's own name, since permission bits do not tell a read-only
+/// mount. The message names every state file kept in that folder, since
+/// they all move the same way. (The metadata file is a cache and the log a
+/// record: where they cannot be written, the run warns and goes on.)
+fn check_state_folders_writable(profile: &Profile) -> Result<(), ConfigError> {
+    let Some(dir) = profile.lock_file.parent() else {
+        return Ok(());
+    };
+    let Err(e) = probe_writable(dir) else {
+        return Ok(());
+    };
+    let keys: Vec<String> = [
+        ("lock_file", &profile.lock_file),
+        ("metadata_file", &profile.metadata_file),
+        ("log_file", &profile.log_file),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.parent() == Some(dir))
+    .map(|(k, _)| format!("`{k}`"))
+    .collect();
+    let hint = if dir.starts_with(&profile.canonical_source) {
+        " (by default they live in the source); set them to paths in a writable folder outside the source"
+    } else {
+        "; set them to paths in a writable folder"
+    };
+    Err(profile.invalid(
+        "lock_file",
+        format!(
+            "{} cannot be written ({e}): {} cannot be kept there{hint}",
+            dir.display(),
+            keys.join(", "),
+        ),
+    ))
+}
+
+/// Creates and removes a file of the tool's own name in `dir`.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".backup-cli-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// Why the operations log cannot be written, if it cannot (the run goes
+/// on, and says so: never silently no log).
+fn log_problem(profile: &Profile) -> Option<String> {
+    let log = &profile.log_file;
+    if std::fs::metadata(log).is_ok_and(|m| is_char_device(&m)) {
+        return None; // /dev/null: no log, on purpose
+    }
+    let writable = match std::fs::symlink_metadata(log) {
+        Ok(_) => std::fs::OpenOptions::new().append(true).open(log).map(drop),
+        Err(_) => log.parent().map_or(Ok(()), probe_writable),
+    };
+    writable.err().map(|e| {
+        format!(
+            "{} (log_file) cannot be written ({e}): this run keeps no operations log; point log_file at a writable file",
+            log.display()
+        )
+    })
+}
+
 /// A state-file key, its path, how to recognise the tool's own file, and
 /// why another file is refused.
 type StateFileCheck<'a> = (&'static str, &'a Path, fn(&[u8]) -> bool, &'static str);
@@ -195,6 +262,7 @@ fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
             ));
         }
     }
+    check_state_folders_writable(profile)?;
     let checks: [StateFileCheck<'_>; 2] = [
         (
             "lock_file",
@@ -413,6 +481,9 @@ pub fn run_options(profile: &Profile, force: bool, dry_run: bool) -> RunOptions 
             "{} is left out: it is a snapshot's own record (is the source a restored snapshot?); copy it elsewhere if you need it backed up",
             state.display()
         ));
+    }
+    if !dry_run {
+        notices.extend(log_problem(profile));
     }
     RunOptions {
         profile: profile.name.clone(),

@@ -62,7 +62,7 @@ fn temporary_of(folder: &str) -> Option<&str> {
         .or_else(|| inner.strip_suffix(DELETING_SUFFIX))
 }
 
-fn state_dir(snapshot_dir: &Path) -> PathBuf {
+pub(crate) fn state_dir(snapshot_dir: &Path) -> PathBuf {
     snapshot_dir.join(STATE_DIR)
 }
 

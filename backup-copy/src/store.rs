@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use backup_core::snapshot::next_name_among;
 use backup_core::sys::sync_dir;
 use backup_core::{
-    Action, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
+    Action, Change, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
     PlannedEntry, Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter,
     VerifyReport, WriteOutcome, WrittenEntry,
 };
@@ -263,11 +263,18 @@ impl LocalWriter {
         expected: ContentHash,
         attrs: (u32, i64),
         source: Option<&Path>,
+        may_link: bool,
     ) -> Result<Result<LinkOutcome, String>, CoreError> {
-        match self.with_parent(dst, || crate::sys::link_into(from, dst)) {
-            Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
-            Err(e) if is_fatal_destination_error(&e) => return Err(self.dest_err("link", dst, e)),
-            Err(e) => debug!(from = %from.display(), error = %e, "hard link impossible; copying"),
+        if may_link {
+            match self.with_parent(dst, || crate::sys::link_into(from, dst)) {
+                Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
+                Err(e) if is_fatal_destination_error(&e) => {
+                    return Err(self.dest_err("link", dst, e))
+                }
+                Err(e) => {
+                    debug!(from = %from.display(), error = %e, "hard link impossible; copying")
+                }
+            }
         }
         let candidates = std::iter::once((from, true)).chain(source.map(|s| (s, false)));
         let set = SetAttrs::Given {
@@ -315,11 +322,17 @@ impl LocalWriter {
         dst: &Path,
         from: &Path,
         hash: ContentHash,
+        same_path: bool,
     ) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
         let source = entry.path.under(&self.source);
         let attrs = (entry.stat.mode, entry.stat.mtime_ns);
-        match self.link_previous(from, dst, hash, attrs, Some(&source))? {
+        // A link shares the inode's mode: where this entry's differs (a
+        // chmod, or the same content under another path), a link would
+        // keep the old one, so the content is copied instead.
+        let may_link = (same_path && planned.change != Change::ModeChanged)
+            || has_mode(from, read_only(entry.stat.mode));
+        match self.link_previous(from, dst, hash, attrs, Some(&source), may_link)? {
             Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
                 manifest: planned.into_manifest(Some(hash)),
                 outcome: WriteOutcome::Linked,
@@ -347,7 +360,8 @@ impl LocalWriter {
         copy: &LastGood,
     ) -> Result<WrittenEntry, CoreError> {
         let attrs = (copy.stat.mode, copy.stat.mtime_ns);
-        match self.link_previous(&self.previous_copy(&copy.from), dst, copy.hash, attrs, None)? {
+        let from = self.previous_copy(&copy.from);
+        match self.link_previous(&from, dst, copy.hash, attrs, None, true)? {
             Ok(outcome) => Ok(WrittenEntry {
                 manifest: planned.into_manifest(None),
                 outcome: WriteOutcome::Stale {
@@ -409,8 +423,9 @@ impl SnapshotWriter for LocalWriter {
                 Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
             Action::Link { from, hash } => {
+                let same_path = *from == entry.path;
                 let (from, hash) = (self.previous_copy(from), *hash);
-                self.write_link(planned, &dst, &from, hash)
+                self.write_link(planned, &dst, &from, hash, same_path)
             }
             Action::KeepStale { copy, .. } => {
                 let copy = copy.as_ref().clone();
@@ -435,15 +450,22 @@ impl SnapshotWriter for LocalWriter {
         let result = (|| {
             let mut dirs = std::mem::take(&mut *guard(&self.dirs));
             dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+            // Time first: setting it needs no permission the mode may take.
             for (path, mode, mtime_ns) in &dirs {
-                set_mode(path, *mode).map_err(|e| self.dest_err("set mode of", path, e))?;
                 filetime::set_file_mtime(path, file_time(*mtime_ns))
                     .map_err(|e| self.dest_err("set time of", path, e))?;
+                set_mode(path, snapshot_dir_mode(*mode))
+                    .map_err(|e| self.dest_err("set mode of", path, e))?;
             }
             if let Some(m) = guard(&self.manifest).take() {
                 m.finish()?;
             }
             write_info(&self.tmp, info)?;
+            // The snapshot's own folder and its record are read-only too.
+            for path in [crate::layout::state_dir(&self.tmp), self.tmp.clone()] {
+                set_mode(&path, snapshot_dir_mode(0o755))
+                    .map_err(|e| self.dest_err("set mode of", &path, e))?;
+            }
             sync_filesystem(&self.tmp).map_err(|e| self.dest_err("sync", &self.tmp, e))?;
             if self.final_path.symlink_metadata().is_ok() {
                 return Err(CoreError::destination(
@@ -474,6 +496,27 @@ impl SnapshotWriter for LocalWriter {
     }
 }
 
+/// Whether the file at `path` has exactly these permission bits.
+fn has_mode(path: &Path, mode: u32) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::symlink_metadata(path).is_ok_and(|m| m.permissions().readonly() == (mode & 0o200 == 0))
+    }
+}
+
+/// The mode of a folder in a snapshot: read-only like its files (nothing
+/// can be added to a snapshot), but always readable and searchable by its
+/// owner, so that later runs can link from it and rotation can delete it.
+/// The manifest keeps the original mode, which restore gives back.
+fn snapshot_dir_mode(mode: u32) -> u32 {
+    (mode & 0o1555) | 0o500
+}
+
 #[cfg(unix)]
 fn symlink(target: &Path, link: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, link)
@@ -487,7 +530,7 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::{Change, EntryKind, EntryStatus, FileStat, ScanEntry};
+    use backup_core::{EntryKind, EntryStatus, FileStat, ScanEntry};
 
     fn planned(path: &str, action: Action, previous: Option<LastGood>) -> PlannedEntry {
         let previous = previous.map(Box::new);

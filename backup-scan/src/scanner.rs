@@ -189,6 +189,20 @@ impl Scanner for JwalkScanner {
                     }
                     let full = entry.parent_path.join(&entry.file_name);
                     let rel = full.strip_prefix(&root).unwrap_or(&full).to_path_buf();
+                    // A folder whose listing failed comes as an entry with
+                    // the error beside it: the folder is recorded, and its
+                    // error makes the run keep what it held before.
+                    let unlisted = entry
+                        .read_children
+                        .as_ref()
+                        .and_then(|c| c.error())
+                        .map(|e| ScanEvent::Error {
+                            path: rel.clone(),
+                            error: format!("cannot read folder: {}", walk_error_text(e)),
+                        });
+                    if let Some(e) = unlisted {
+                        batch.push(e);
+                    }
                     let state = entry.client_state;
                     if let Some(reason) = state.special {
                         ScanEvent::Skipped {
@@ -220,13 +234,9 @@ impl Scanner for JwalkScanner {
                         .path()
                         .map(|p| p.strip_prefix(&root).unwrap_or(p).to_path_buf())
                         .unwrap_or_default();
-                    let error = match e.io_error() {
-                        Some(io) => io.to_string(),
-                        None => e.to_string(),
-                    };
                     ScanEvent::Error {
                         path,
-                        error: format!("cannot read folder: {error}"),
+                        error: format!("cannot read folder: {}", walk_error_text(&e)),
                     }
                 }
             };
@@ -242,6 +252,14 @@ impl Scanner for JwalkScanner {
             send_batch(&out, batch, cancel);
         }
         Ok(())
+    }
+}
+
+/// The operating system's words for a walk error, when it has them.
+fn walk_error_text(e: &jwalk::Error) -> String {
+    match e.io_error() {
+        Some(io) => io.to_string(),
+        None => e.to_string(),
     }
 }
 

@@ -537,3 +537,140 @@ fn an_unwritable_metadata_file_never_fails_the_backup() {
     assert_eq!(again.json()["outcome"], "no_changes", "{}", again.stdout);
     mount.remount("rw");
 }
+
+/// Reliability v2 #19: a read-only source with the state files in their
+/// default places (the source) is a profile problem naming the keys that
+/// can move, not an OS error from the lock (exit 1 before).
+#[test]
+fn a_read_only_source_names_the_state_file_keys() {
+    let w = world("");
+    let Some(mount) = TmpfsMount::new(&w.src, "8m") else {
+        return;
+    };
+    w.write("a.txt", "one");
+    mount.remount("ro");
+    let r = run(&w, &["backup", "--force"]);
+    assert_code(&r, 2, "backup of a read-only source");
+    for key in ["lock_file", "metadata_file", "log_file"] {
+        assert!(r.stderr.contains(key), "{key} not named: {}", r.stderr);
+    }
+    assert!(w.snapshot_names().is_empty(), "something was written");
+    // With the state files moved out, the same source backs up.
+    let state = w.dir.path().join("state");
+    fs::create_dir_all(&state).unwrap();
+    let mut profile = fs::read_to_string(&w.profile).unwrap();
+    for key in ["lock_file", "metadata_file", "log_file"] {
+        profile.push_str(&format!("{key} = \"state/{key}\"\n"));
+    }
+    fs::write(&w.profile, profile).unwrap();
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    mount.remount("rw");
+}
+
+/// Reliability v2 #11: a snapshot never shows a file with a looser mode
+/// than its source has now. A chmod without a content change, or the same
+/// content under another path with another mode, gets its own inode (a
+/// link would share the old inode's mode: 0600 stayed world-readable).
+/// Folders in a snapshot are read-only like its files.
+#[test]
+fn modes_never_leak_through_shared_inodes_and_folders_are_read_only() {
+    let w = world("");
+    w.write("a.txt", "same content");
+    w.write("sub/c.txt", "in a folder");
+    set_mode(&w.src.join("a.txt"), 0o644);
+    let s1 = reported_snapshot(&w, &backup(&w, 0));
+    set_mode(&w.src.join("a.txt"), 0o600);
+    w.write("b.txt", "same content");
+    set_mode(&w.src.join("b.txt"), 0o640);
+    let s2 = reported_snapshot(&w, &backup(&w, 0));
+    assert_eq!(mode(&s1.join("a.txt")), 0o444, "the old snapshot changed");
+    assert_eq!(
+        mode(&s2.join("a.txt")),
+        0o400,
+        "a chmod to 0600 leaked the old mode"
+    );
+    assert_ne!(inode(&s2.join("a.txt")), inode(&s1.join("a.txt")));
+    assert_eq!(mode(&s2.join("b.txt")), 0o440, "same content, own mode");
+    assert_eq!(entry(&s2, "a.txt").unwrap()["mode"], 0o600);
+    // An unchanged file is still a link.
+    assert_eq!(inode(&s2.join("sub/c.txt")), inode(&s1.join("sub/c.txt")));
+    for dir in [s2.clone(), s2.join("sub"), s2.join(".backup-snapshot")] {
+        assert_eq!(mode(&dir) & 0o222, 0, "{} is writable", dir.display());
+    }
+    assert_eq!(
+        entry(&s2, "sub").unwrap()["mode"],
+        0o755,
+        "the manifest keeps it"
+    );
+    // Rotation and restore still work with read-only folders.
+    let to = w.dir.path().join("restored");
+    let r = run(&w, &["restore", "latest", "--to", to.to_str().unwrap()]);
+    assert_code(&r, 0, "restore");
+    assert_eq!(mode(&to.join("sub")), 0o755);
+    assert_eq!(mode(&to.join("a.txt")), 0o600);
+    let mut profile = fs::read_to_string(&w.profile).unwrap();
+    profile.push_str("max_backups = 1\n");
+    fs::write(&w.profile, profile).unwrap();
+    w.write("d.txt", "a change");
+    let v = backup(&w, 0);
+    assert_eq!(v["rotate"].as_array().map(Vec::len), Some(2), "{v:#}");
+    assert!(
+        !s1.exists() && !s2.exists(),
+        "rotation left read-only snapshots"
+    );
+}
+
+/// Reliability v2 #16: an unreadable folder (mode 000, or 0300: enter but
+/// not list) backed up by its non-root owner is a per-file problem; the
+/// snapshot commits (the whole run failed at commit: "cannot set time
+/// of …partial/locked_dir").
+#[test]
+fn an_unreadable_folder_is_a_per_file_problem_for_its_owner() {
+    let Some(user) = Unprivileged::get() else {
+        return;
+    };
+    for locked in [0o000, 0o300] {
+        let w = world("");
+        w.write("locked_dir/inner.txt", "inside");
+        w.write("open.txt", "outside");
+        user.own(&w);
+        let s1 = reported_snapshot(&w, &user.backup(&w, 0));
+        set_mode(&w.src.join("locked_dir"), locked);
+        w.write("open.txt", "outside, changed");
+        user.own(&w);
+        let r = user.run(&w, &["backup", "--force", "--json"]);
+        set_mode(&w.src.join("locked_dir"), 0o755);
+        assert_code(&r, 3, &format!("backup with a {locked:o} folder"));
+        let v = r.json();
+        assert_eq!(v["outcome"], "created", "{locked:o}: {v:#}");
+        let s2 = reported_snapshot(&w, &v);
+        assert_eq!(fs::read(s2.join("open.txt")).unwrap(), b"outside, changed");
+        assert_eq!(
+            inode(&s2.join("locked_dir/inner.txt")),
+            inode(&s1.join("locked_dir/inner.txt")),
+            "{locked:o}: the folder's last good content is not kept"
+        );
+        assert_eq!(entry(&s2, "locked_dir").unwrap()["mode"], locked);
+    }
+}
+
+/// Reliability v2 #20: an unwritable `log_file` is a warning in the run's
+/// output, never silently no log (and never a failed backup).
+#[test]
+fn an_unwritable_log_file_is_a_warning() {
+    let w = world("log_file = \"logs/backup.log\"");
+    let Some(mount) = TmpfsMount::new(&w.dir.path().join("logs"), "1m") else {
+        return;
+    };
+    mount.remount("ro");
+    w.write("a.txt", "alpha");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("log_file") && warnings.contains("backup.log"),
+        "{v:#}"
+    );
+    mount.remount("rw");
+}

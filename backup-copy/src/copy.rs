@@ -74,16 +74,22 @@ pub fn copy_hashed(src: &Path, dst: &Path) -> Result<Copied, CopyError> {
 
 /// [`copy_hashed`], then sets the copy's mode and mtime as `attrs` says.
 pub fn copy_hashed_with(src: &Path, dst: &Path, attrs: SetAttrs) -> Result<Copied, CopyError> {
-    BUFFER.with(|b| copy_with_buffer(src, dst, attrs, &mut b.borrow_mut()))
+    let input = open_source(src).map_err(CopyError::Source)?;
+    copy_open_hashed(input, dst, attrs)
+}
+
+/// [`copy_hashed_with`] from a file already opened (say, by a store that
+/// checked how it was reached).
+pub fn copy_open_hashed(input: File, dst: &Path, attrs: SetAttrs) -> Result<Copied, CopyError> {
+    BUFFER.with(|b| copy_with_buffer(input, dst, attrs, &mut b.borrow_mut()))
 }
 
 fn copy_with_buffer(
-    src: &Path,
+    mut input: File,
     dst: &Path,
     attrs: SetAttrs,
     buf: &mut [u8],
 ) -> Result<Copied, CopyError> {
-    let mut input = open_source(src).map_err(CopyError::Source)?;
     let before = input.metadata().map_err(CopyError::Source)?;
     let stat = FileStat::from_metadata(&before);
     let mut output = OpenOptions::new()

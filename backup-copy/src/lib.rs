@@ -35,6 +35,7 @@ mod sys;
 mod verify;
 
 pub use copy::{
-    copy_hashed, copy_hashed_with, copy_stream_hashed, open_source, Copied, CopyError, SetAttrs,
+    copy_hashed, copy_hashed_with, copy_open_hashed, copy_stream_hashed, open_source, Copied,
+    CopyError, SetAttrs,
 };
 pub use store::{LocalStore, CHANGED_FILE_RETRIES};

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use backup_core::snapshot::next_name_among;
-use backup_core::sys::sync_dir;
+use backup_core::sys::{open_beneath, sync_dir};
 use backup_core::{
     Action, Change, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
     PlannedEntry, Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter,
@@ -80,9 +80,14 @@ impl SnapshotStore for LocalStore {
         snapshot: &SnapshotRef,
         entry: &ManifestEntry,
     ) -> Result<Content, CoreError> {
-        Ok(Content::File(
-            entry.entry.path.under(&self.dir_of(snapshot)),
-        ))
+        let dir = self.dir_of(snapshot);
+        let path = entry.entry.path.under(&dir);
+        // A symlink anywhere in the path (a tampered manifest naming a file
+        // below a link to /etc) is damage, never followed.
+        match open_beneath(&dir, &entry.entry.path) {
+            Ok((file, _)) => Ok(Content::File(file, path)),
+            Err(e) => Err(CoreError::io("read", &path, e)),
+        }
     }
 
     fn next_name(

@@ -11,9 +11,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use backup_core::hash_reader;
+use backup_core::sys::open_beneath;
 use backup_core::{
     ContentHash, CoreError, EntryKind, EntryStatus, Phase, Progress, SnapshotPath, SnapshotRef,
     VerifyReport,
@@ -110,8 +113,10 @@ pub fn verify(
     let bytes = std::sync::atomic::AtomicU64::new(0);
     for_each_in_runs(&to_hash, threads, 1, |_, &i| {
         let c = &checks[i];
-        let full = c.rel.under(&dirs[c.snapshot as usize]);
-        let h = backup_core::hash_file(&full, c.size).ok();
+        // Opened without following any symlink in the path (see above).
+        let h = open_beneath(&dirs[c.snapshot as usize], &c.rel)
+            .and_then(|(f, _)| hash_reader(&mut f.take(c.size.saturating_add(1))))
+            .ok();
         if let Some((_, len)) = h {
             bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
@@ -153,9 +158,14 @@ fn check_entries(
     checks: &mut Vec<FileCheck>,
 ) -> Result<HashSet<u64>, CoreError> {
     let mut listed: HashSet<u64> = HashSet::new();
+    // Folders checked to be real folders (not symlinks): a manifest lists
+    // parents first, so every entry's parent is here unless the snapshot
+    // (or its manifest) was tampered with.
+    let mut real_dirs: HashSet<u64> = HashSet::new();
     for e in read_manifest(dir)? {
         let e = e?;
-        listed.insert(path_key(hasher, e.entry.path.as_path()));
+        let key = path_key(hasher, e.entry.path.as_path());
+        listed.insert(key);
         if e.status == Some(EntryStatus::Failed) {
             continue;
         }
@@ -164,6 +174,17 @@ fn check_entries(
             snapshot: snap.name.clone(),
             path: e.entry.path.to_string(),
         };
+        let parent = e
+            .entry
+            .path
+            .as_path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !real_dirs.contains(&path_key(hasher, p))) {
+            // Below a symlink or a file: its lstat would follow the link.
+            report.corrupt.push(sp());
+            continue;
+        }
         let meta = match fs::symlink_metadata(&full) {
             Ok(m) => m,
             Err(_) => {
@@ -173,7 +194,9 @@ fn check_entries(
         };
         match e.entry.kind {
             EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
-            EntryKind::Dir => {}
+            EntryKind::Dir => {
+                real_dirs.insert(key);
+            }
             EntryKind::Symlink => {
                 if !meta.file_type().is_symlink() {
                     report.missing.push(sp());

@@ -168,8 +168,10 @@ pub type ManifestEntries = Box<dyn Iterator<Item = Result<ManifestEntry, CoreErr
 
 /// Where the content of a file in a snapshot can be read.
 pub enum Content {
-    /// A file on a local file system (read it directly).
-    File(PathBuf),
+    /// A file on a local file system, opened by the store (a regular file,
+    /// reached without following any symlink in the snapshot), and its
+    /// path, for messages.
+    File(std::fs::File, PathBuf),
     /// A stream (e.g. an object being downloaded).
     Reader(Box<dyn Read + Send>),
 }

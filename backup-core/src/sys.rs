@@ -77,6 +77,91 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Opens the regular file `rel` below the folder `root` without following
+/// a symlink anywhere in `rel` (a snapshot that holds `lnk -> /etc` never
+/// makes `lnk/shadow` readable through it): the same refusals as
+/// [`open_regular`] for the last component, and a symlink in any folder
+/// component is refused too ([`is_not_regular`] is true of the error).
+///
+/// On Linux one `openat2` call (`RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`)
+/// relative to the root's descriptor, cached per thread; elsewhere (or on
+/// kernels before 5.6) each folder component is checked with `lstat`
+/// first.
+pub fn open_beneath(root: &Path, rel: &crate::RelPath) -> io::Result<(File, Metadata)> {
+    #[cfg(target_os = "linux")]
+    {
+        match linux::open_beneath(root, rel.as_path()) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
+            Err(e) => return Err(e),
+            Ok(f) => {
+                let meta = f.metadata()?;
+                if !meta.is_file() {
+                    return Err(not_regular());
+                }
+                return Ok((f, meta));
+            }
+        }
+    }
+    let mut dir = root.to_path_buf();
+    let parts: Vec<_> = rel.as_path().components().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        if !fs::symlink_metadata(&dir)?.is_dir() {
+            return Err(not_regular());
+        }
+    }
+    open_regular(&rel.under(root))
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::cell::RefCell;
+    use std::fs::File;
+    use std::io;
+    use std::path::{Path, PathBuf};
+
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+
+    thread_local! {
+        /// The last root opened on this thread, with its device and inode:
+        /// a restore or verify opens thousands of files below one snapshot
+        /// folder. (A `stat` per file tells that the path still names the
+        /// folder that was opened; a long-lived process restores again.)
+        static ROOT: RefCell<Option<(PathBuf, (u64, u64), File)>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(root)?;
+        let id = (meta.dev(), meta.ino());
+        ROOT.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.as_ref().is_none_or(|(p, i, _)| p != root || *i != id) {
+                let fd = openat2(
+                    CWD,
+                    root,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::empty(),
+                )?;
+                *cache = Some((root.to_path_buf(), id, File::from(fd)));
+            }
+            let Some((_, _, dir)) = cache.as_ref() else {
+                return Err(io::Error::other("no root folder"));
+            };
+            let fd = openat2(
+                dir,
+                rel,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+            )?;
+            Ok(File::from(fd))
+        })
+    }
+}
+
 /// fsyncs a directory so that renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]

@@ -17,7 +17,7 @@ use backup_core::{
 use serde::Serialize;
 
 use backup_copy::copy::{
-    copy_hashed_with, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs,
+    copy_open_hashed, copy_stream_hashed, file_time, set_mode, CopyError, SetAttrs,
 };
 
 /// What to restore and where.
@@ -366,12 +366,12 @@ fn restore_file(
             .open_content(snapshot, e)
             .map_err(|err| CopyError::Source(io::Error::other(err)))?;
         match content {
-            Content::File(src) => {
+            Content::File(file, src) => {
                 let attrs = SetAttrs::Given {
                     mode: e.entry.stat.mode & !SET_ID,
                     mtime_ns: e.entry.stat.mtime_ns,
                 };
-                copy_hashed_with(&src, &dst, attrs)
+                copy_open_hashed(file, &dst, attrs)
                     .map(|c| (c.hash, c.bytes))
                     .map_err(|err| match err {
                         CopyError::Source(io) => CopyError::Source(io::Error::new(

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use backup_tests::clock::avoid_minute_boundary;
 use backup_tests::files::{flip_byte, mode, put, set_dir_mtime, set_link_mtime, set_mode};
+use backup_tests::hash::sha256_hex;
 use backup_tests::json::{single_json, strings, sv};
 use backup_tests::manifest::manifest_path;
 use backup_tests::trees::build_rich_source;
@@ -427,5 +428,74 @@ fn restore_clears_setuid_and_setgid_and_says_so() {
         r.stdout.contains("bin/tool") && r.stdout.contains("setuid"),
         "{}",
         r.stdout
+    );
+}
+
+/// Reliability v2 #9: a tampered manifest naming a file below a symlink
+/// the snapshot holds (`lnk -> outside`, `lnk/secret`) never makes restore
+/// or verify read through the link: restore reports the line as damage
+/// and writes nothing of the outside file; verify reports it corrupt (it
+/// copied the outside file and verify called the snapshot clean before).
+#[test]
+fn restore_and_verify_never_read_through_a_symlink_in_the_snapshot() {
+    let w = world("");
+    let outside = w.dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let secret = b"the outside secret\n";
+    fs::write(outside.join("secret"), secret).unwrap();
+    put(&w, "a.txt", "payload\n", 0o644, 1_600_000_000, 0);
+    symlink(&outside, w.src.join("lnk")).unwrap();
+    let (name, _) = backup_created(&w);
+    let snap = w.snapshot(&name);
+    let p = manifest_path(&snap);
+    let mut text = fs::read_to_string(&p).unwrap();
+    let line = serde_json::json!({
+        "path": "lnk/secret", "kind": "file", "size": secret.len(), "mtime_ns": 0,
+        "mode": 0o644, "sha256": sha256_hex(secret), "ctime_ns": 0, "ino": 0,
+    });
+    text.push_str(&format!("{line}\n"));
+    set_mode(&p, 0o644);
+    fs::write(&p, text).unwrap();
+
+    let to = w.dir.path().join("restored");
+    let r = w.run(&["restore", "latest", "--to", to.to_str().unwrap(), "--json"]);
+    assert_ne!(r.code, 0, "restore read through the link: {}", r.stdout);
+    assert!(
+        r.stdout.contains("lnk/secret"),
+        "not reported: {}",
+        r.stdout
+    );
+    // Nothing in the target (not following its own restored symlink) holds
+    // the outside bytes.
+    fn regular_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                regular_files(&e.path(), out);
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    regular_files(&to, &mut files);
+    for f in &files {
+        assert_ne!(
+            fs::read(f).unwrap(),
+            secret,
+            "{} holds the outside file",
+            f.display()
+        );
+    }
+    assert_eq!(fs::read(to.join("a.txt")).unwrap(), b"payload\n");
+
+    let r = w.run(&["verify", "--all", "--json"]);
+    assert_code(&r, 1, "verify of a tampered snapshot");
+    let v = r.json();
+    assert!(
+        v["corrupt"].to_string().contains("lnk/secret")
+            || v["missing"].to_string().contains("lnk/secret"),
+        "verify called it clean: {v:#}"
     );
 }

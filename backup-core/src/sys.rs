@@ -128,8 +128,11 @@ mod linux {
         /// a restore or verify opens thousands of files below one snapshot
         /// folder. (A `stat` per file tells that the path still names the
         /// folder that was opened; a long-lived process restores again.)
-        static ROOT: RefCell<Option<(PathBuf, (u64, u64), File)>> = const { RefCell::new(None) };
+        static ROOT: RefCell<Option<OpenRoot>> = const { RefCell::new(None) };
     }
+
+    /// A root folder's path, its (device, inode) and its descriptor.
+    type OpenRoot = (PathBuf, (u64, u64), File);
 
     pub(super) fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
         use std::os::unix::fs::MetadataExt;

@@ -74,6 +74,11 @@ pub enum Command {
         /// size (object storage: one lookup per content, no download).
         #[arg(long)]
         quick: bool,
+        /// Copy each damaged or missing file again from the source, where
+        /// the source still holds exactly the recorded content; then verify
+        /// again.
+        #[arg(long)]
+        repair: bool,
     },
     /// What changed between two snapshots, or a snapshot and the source now.
     Diff {

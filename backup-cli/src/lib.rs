@@ -136,11 +136,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             snapshot,
             all,
             quick,
+            repair,
         }) => cmd_verify(
             &cli,
             &profile,
             snapshot.as_deref(),
-            (*all, *quick),
+            VerifyFlags {
+                all: *all,
+                quick: *quick,
+                repair: *repair,
+            },
             &*progress,
         ),
         Some(Command::Diff { a, b }) => {
@@ -520,18 +525,25 @@ fn cmd_restore(
     })
 }
 
+/// `verify`'s switches.
+struct VerifyFlags {
+    all: bool,
+    quick: bool,
+    repair: bool,
+}
+
 fn cmd_verify(
     cli: &Cli,
     profile: &Profile,
     snapshot: Option<&str>,
-    (all, quick): (bool, bool),
+    flags: VerifyFlags,
     progress: &dyn Progress,
 ) -> anyhow::Result<ExitCode> {
     let (dest, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let chosen: Vec<backup_core::SnapshotRef> = if all {
+    let chosen: Vec<backup_core::SnapshotRef> = if flags.all {
         snaps.iter().filter(|s| s.info.is_some()).cloned().collect()
     } else {
         match resolve_snapshot(&snaps, snapshot.unwrap_or("latest")) {
@@ -539,45 +551,85 @@ fn cmd_verify(
             Err(e) => return Ok(usage_error(e)),
         }
     };
-    let report = dest
-        .verify(&chosen, quick, profile.worker_threads(), progress)
-        .map_err(anyhow::Error::new)
-        .context("verify failed")?;
+    let threads = profile.worker_threads();
+    let verify = |what: &str| {
+        dest.verify(&chosen, flags.quick, threads, progress)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("{what} failed"))
+    };
+    let mut report = verify("verify")?;
+    let mut repaired = None;
+    if flags.repair && !(report.corrupt.is_empty() && report.missing.is_empty()) {
+        let r = backup_engine::repair(&*dest, &chosen, &report)
+            .map_err(anyhow::Error::new)
+            .context("repair failed")?;
+        report = verify("verify after the repair")?;
+        repaired = Some(r);
+    }
     tracing::info!(
         snapshots = report.snapshots_checked,
         files = report.files_checked,
         corrupt = report.corrupt.len(),
         missing = report.missing.len(),
         unexpected = report.unexpected.len(),
+        repaired = repaired.as_ref().map_or(0, |r| r.repaired.len()),
         "verify finished"
     );
     if cli.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report)?;
+        if let (Some(map), Some(r)) = (v.as_object_mut(), &repaired) {
+            map.insert("repair".into(), serde_json::to_value(r)?);
+        }
+        print_json(&v)?;
     } else if !cli.quiet || !report.is_clean() {
-        println!(
-            "Verified {} snapshot(s): {} files, {} read",
-            report.snapshots_checked,
-            report.files_checked,
-            human_bytes(report.bytes_checked)
-        );
-        for (label, list) in [
-            ("CORRUPT", &report.corrupt),
-            ("MISSING", &report.missing),
-            ("UNEXPECTED", &report.unexpected),
-        ] {
-            for p in list {
-                println!("  {label} {}/{}", p.snapshot, p.path);
-            }
-        }
-        if report.is_clean() {
-            println!("  all files match their manifests");
-        }
+        print_verify(&report, repaired.as_ref(), &flags);
     }
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn print_verify(
+    report: &backup_core::VerifyReport,
+    repaired: Option<&backup_engine::RepairReport>,
+    flags: &VerifyFlags,
+) {
+    if let Some(r) = repaired {
+        for p in &r.repaired {
+            println!(
+                "  REPAIRED {}/{} (copied again from the source)",
+                p.snapshot, p.path
+            );
+        }
+        for p in &r.not_repaired {
+            println!("  NOT REPAIRED {}/{}: {}", p.snapshot, p.path, p.reason);
+        }
+    }
+    println!(
+        "Verified {} snapshot(s): {} files, {} read",
+        report.snapshots_checked,
+        report.files_checked,
+        human_bytes(report.bytes_checked)
+    );
+    for (label, list) in [
+        ("CORRUPT", &report.corrupt),
+        ("MISSING", &report.missing),
+        ("UNEXPECTED", &report.unexpected),
+    ] {
+        for p in list {
+            println!("  {label} {}/{}", p.snapshot, p.path);
+        }
+    }
+    if report.is_clean() {
+        println!("  all files match their manifests");
+    } else if !flags.repair && !(report.corrupt.is_empty() && report.missing.is_empty()) {
+        let scope = if flags.all { "--all" } else { "SNAPSHOT" };
+        println!(
+            "  damaged or missing files can be copied again from the source, where it still holds the recorded content: backup-cli verify {scope} --repair"
+        );
+    }
 }
 
 fn cmd_diff(

@@ -18,8 +18,8 @@ use backup_core::snapshot::next_name_among;
 use backup_core::sys::{open_beneath, sync_dir};
 use backup_core::{
     Action, Change, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
-    PlannedEntry, Progress, RelPath, SnapshotInfo, SnapshotRef, SnapshotStore, SnapshotWriter,
-    VerifyReport, WriteOutcome, WrittenEntry,
+    PlannedEntry, Progress, RelPath, Repair, SnapshotInfo, SnapshotRef, SnapshotStore,
+    SnapshotWriter, VerifyReport, WriteOutcome, WrittenEntry,
 };
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
@@ -121,6 +121,10 @@ impl SnapshotStore for LocalStore {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, CoreError> {
         crate::verify::verify(&self.destination, snapshots, threads, quick, progress)
+    }
+
+    fn repair(&self, snapshot: &SnapshotRef, entry: &ManifestEntry) -> Result<Repair, CoreError> {
+        crate::verify::repair(&self.dir_of(snapshot), &self.source, entry)
     }
 
     /// Free space on the destination's file system (on its nearest existing

@@ -15,15 +15,14 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use backup_core::hash_reader;
-use backup_core::sys::open_beneath;
+use backup_core::parallel::for_each_in_runs;
+use backup_core::sys::{open_beneath, open_regular, sync_dir};
 use backup_core::{
-    ContentHash, CoreError, EntryKind, EntryStatus, Phase, Progress, SnapshotPath, SnapshotRef,
-    VerifyReport,
+    hash_reader, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress,
+    Repair, SnapshotPath, SnapshotRef, VerifyReport,
 };
 
-use backup_core::parallel::for_each_in_runs;
-
+use crate::copy::{copy_hashed_with, read_only, CopyError, SetAttrs};
 use crate::layout::{read_manifest, STATE_DIR};
 
 type InodeKey = (u64, u64);
@@ -253,4 +252,106 @@ fn find_unexpected(
         }
     }
     Ok(())
+}
+/// Copies `entry` of the snapshot folder `dir` again from `source`, when
+/// the source still holds exactly the recorded content (see
+/// [`backup_core::SnapshotStore::repair`]). The new copy is written beside
+/// the damaged one and renamed over it (its folder opened for writing for
+/// that moment); a folder of the path that is not a real folder (a
+/// symlink) is never written through.
+pub(crate) fn repair(
+    dir: &Path,
+    source: &Path,
+    entry: &ManifestEntry,
+) -> Result<Repair, CoreError> {
+    let (EntryKind::File, Some(recorded)) = (entry.entry.kind, entry.sha256) else {
+        return Ok(Repair::NotRepaired(
+            "only files with recorded content can be copied again".into(),
+        ));
+    };
+    let rel = &entry.entry.path;
+    let mut parent = dir.to_path_buf();
+    let parts: Vec<_> = rel.as_path().components().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        parent.push(part);
+        if !fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
+            return Ok(Repair::NotRepaired(format!(
+                "{} is not a real folder in the snapshot; the snapshot itself is damaged there",
+                parent.display()
+            )));
+        }
+    }
+    let src = rel.under(source);
+    let size = entry.entry.stat.size;
+    let held =
+        open_regular(&src).and_then(|(f, _)| hash_reader(&mut f.take(size.saturating_add(1))));
+    match held {
+        Err(e) => {
+            return Ok(Repair::NotRepaired(format!(
+                "the source {} cannot be read ({e})",
+                src.display()
+            )))
+        }
+        Ok((h, n)) if h != recorded || n != size => {
+            return Ok(Repair::NotRepaired(format!(
+            "the source {} no longer holds the recorded content (it changed since this snapshot)",
+            src.display()
+        )))
+        }
+        Ok(_) => {}
+    }
+    let dst = rel.under(dir);
+    let tmp = parent.join(format!(".backup-cli-repair-{}", std::process::id()));
+    let dest_err = |action, path: &Path, e| CoreError::destination(action, path, e);
+    let folder_mode = fs::symlink_metadata(&parent)
+        .map_err(|e| dest_err("read", &parent, e))?
+        .permissions();
+    let opened = !folder_mode.readonly() || {
+        let mut writable = folder_mode.clone();
+        #[allow(clippy::permissions_set_readonly_false)]
+        writable.set_readonly(false);
+        fs::set_permissions(&parent, writable).is_ok()
+    };
+    let result = (|| {
+        if !opened {
+            return Err(dest_err(
+                "open for writing",
+                &parent,
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            ));
+        }
+        let _ = fs::remove_file(&tmp);
+        let set = SetAttrs::Given {
+            mode: read_only(entry.entry.stat.mode),
+            mtime_ns: entry.entry.stat.mtime_ns,
+        };
+        let copied = match copy_hashed_with(&src, &tmp, set) {
+            Ok(c) => c,
+            Err(CopyError::Source(e)) => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(Repair::NotRepaired(format!(
+                    "the source {} cannot be read ({e})",
+                    src.display()
+                )));
+            }
+            Err(CopyError::Destination(e)) => return Err(dest_err("write", &tmp, e)),
+        };
+        if copied.hash != recorded {
+            let _ = fs::remove_file(&tmp);
+            return Ok(Repair::NotRepaired(format!(
+                "the source {} changed while it was copied",
+                src.display()
+            )));
+        }
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| dest_err("sync", &tmp, e))?;
+        fs::rename(&tmp, &dst).map_err(|e| dest_err("replace", &dst, e))?;
+        sync_dir(&parent).map_err(|e| dest_err("sync", &parent, e))?;
+        Ok(Repair::Repaired)
+    })();
+    if opened && folder_mode.readonly() {
+        let _ = fs::set_permissions(&parent, folder_mode);
+    }
+    result
 }

@@ -53,4 +53,4 @@ pub use stage::{
     ScanBatch, ScanEvent, Scanner, SnapshotStore, SnapshotWriter, WriteOutcome, WrittenEntry,
     SCAN_BATCH,
 };
-pub use verify::{SnapshotPath, VerifyReport};
+pub use verify::{Repair, SnapshotPath, VerifyReport};

@@ -232,6 +232,15 @@ pub trait SnapshotStore: Send + Sync {
         threads: usize,
         progress: &dyn Progress,
     ) -> Result<VerifyReport, CoreError>;
+    /// Copies `entry` of `snapshot` (a file that `verify` found damaged or
+    /// missing) again from the source, when the source still holds exactly
+    /// the content the manifest records; never anything else. An `Err` is
+    /// a destination failure.
+    fn repair(
+        &self,
+        snapshot: &SnapshotRef,
+        entry: &ManifestEntry,
+    ) -> Result<crate::verify::Repair, CoreError>;
     /// Free bytes at the destination, where the store can tell.
     fn free_space(&self) -> Option<u64> {
         None

@@ -30,6 +30,19 @@ pub struct VerifyReport {
     pub unexpected: Vec<SnapshotPath>,
 }
 
+/// What [`crate::SnapshotStore::repair`] did with one damaged or missing
+/// file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// Copied again from the source, which still holds the recorded
+    /// content; the snapshot's file now matches its manifest.
+    Repaired,
+    /// Not repaired: the source no longer holds the recorded content (it
+    /// changed since, or cannot be read: why), so nothing can be copied
+    /// back; the damage stays reported.
+    NotRepaired(String),
+}
+
 impl VerifyReport {
     /// Whether everything matched.
     pub fn is_clean(&self) -> bool {

@@ -5,7 +5,8 @@
 //! system's `backup_metadata.json` ([`metadata`]), the run lock
 //! ([`RunLock`]), and the commands that read a store: [`restore()`] (any
 //! store into a local folder, each file checked against its SHA-256, with
-//! `backup-copy`'s file primitives), [`diff`] and [`select`]. Concrete
+//! `backup-copy`'s file primitives), [`repair()`] after a verify, [`diff`]
+//! and [`select`]. Concrete
 //! stages come from their crates; `backup-cli` wires them.
 //!
 //! ```no_run
@@ -19,6 +20,7 @@ pub mod diff;
 mod fsutil;
 pub mod lock;
 pub mod metadata;
+pub mod repair;
 pub mod restore;
 pub mod runner;
 pub mod select;
@@ -27,6 +29,7 @@ pub use backup_core::error_chain;
 pub use diff::TreeDiff;
 pub use lock::{is_lock_text, LockAttempt, LockHolder, RunLock};
 pub use metadata::BackupMetadata;
+pub use repair::{repair, NotRepaired, RepairReport};
 pub use restore::{restore, RestoreError, RestoreOptions, RestoreProblem, RestoreReport};
 pub use runner::{
     load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,

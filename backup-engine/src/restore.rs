@@ -350,17 +350,17 @@ fn restore_file(
     if e.status == Some(EntryStatus::Failed) || e.sha256.is_none() {
         return FileOutcome::NoContent;
     }
-    let dst = e.entry.path.under(&opts.target);
+    let real = e.entry.path.under(&opts.target);
     if opts.overwrite {
         if let Err(err) = check_no_symlinked_parent(&opts.target, &e.entry.path) {
             return FileOutcome::Error(err.to_string());
         }
     }
-    if opts.overwrite {
-        if let Err(err) = clear_non_dir(&dst) {
-            return FileOutcome::Error(err.to_string());
-        }
-    }
+    // Written under a temporary name beside it and renamed into place only
+    // when its SHA-256 matches: damaged bytes never appear under the real
+    // name, and a file being replaced stays until its good copy is there.
+    let dst = temporary_beside(&real);
+    let _ = fs::remove_file(&dst);
     let copy = || -> Result<(backup_core::ContentHash, u64), CopyError> {
         let content = store
             .open_content(snapshot, e)
@@ -394,7 +394,7 @@ fn restore_file(
         // Its folder was not in the manifest (a partial restore of a file):
         // make it, once, and try again.
         if err.kind() == io::ErrorKind::NotFound {
-            if let Some(parent) = dst.parent() {
+            if let Some(parent) = real.parent() {
                 if let Err(err) = fs::create_dir_all(parent) {
                     return FileOutcome::Error(err.to_string());
                 }
@@ -404,17 +404,35 @@ fn restore_file(
     }
     let (hash, bytes) = match copied {
         Ok(c) => c,
-        Err(CopyError::Source(err)) => return FileOutcome::Error(backup_core::error_chain(&err)),
+        Err(CopyError::Source(err)) => {
+            let _ = fs::remove_file(&dst);
+            return FileOutcome::Error(backup_core::error_chain(&err));
+        }
         Err(CopyError::Destination(err)) => {
-            return FileOutcome::Error(format!("cannot write {}: {err}", dst.display()))
+            let _ = fs::remove_file(&dst);
+            return FileOutcome::Error(format!("cannot write {}: {err}", real.display()));
         }
     };
     if Some(hash) != e.sha256 {
+        let _ = fs::remove_file(&dst);
         return FileOutcome::Mismatch(format!(
-            "content does not match the manifest (SHA-256 {} expected, {} read)",
+            "not restored: the snapshot's copy is damaged (SHA-256 {} recorded, {} read); `backup-cli verify --all --repair` copies it again from the source if the source still has it",
             e.sha256.map(|h| h.to_hex()).unwrap_or_default(),
             hash
         ));
     }
+    // rename never follows a symlink at `real` and replaces any non-folder.
+    if let Err(err) = fs::rename(&dst, &real) {
+        let _ = fs::remove_file(&dst);
+        return FileOutcome::Error(format!("cannot write {}: {err}", real.display()));
+    }
     FileOutcome::Written(bytes)
+}
+
+/// The temporary name a restored file is written under, beside `path`
+/// (short, so that a name near the length limit still has one).
+fn temporary_beside(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_file_name(format!(".backup-cli-restoring-{}-{n}", std::process::id()))
 }

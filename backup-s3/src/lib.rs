@@ -39,8 +39,8 @@ use backup_core::snapshot::{
 };
 use backup_core::{
     error_chain, Content, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus,
-    ManifestEntries, ManifestEntry, Phase, Progress, SnapshotInfo, SnapshotPath, SnapshotRef,
-    SnapshotStore, SnapshotWriter, VerifyReport,
+    ManifestEntries, ManifestEntry, Phase, Progress, Repair, SnapshotInfo, SnapshotPath,
+    SnapshotRef, SnapshotStore, SnapshotWriter, VerifyReport,
 };
 use chrono::{DateTime, Local};
 use futures::StreamExt;
@@ -386,6 +386,44 @@ impl SnapshotStore for S3Store {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, CoreError> {
         self.verify_contents(snapshots, quick, VERIFY_REQUESTS, progress)
+    }
+
+    /// Uploads the content again (under its SHA-256, which the upload
+    /// checks) when the source still holds it.
+    fn repair(&self, _snapshot: &SnapshotRef, entry: &ManifestEntry) -> Result<Repair, CoreError> {
+        let (EntryKind::File, Some(recorded)) = (entry.entry.kind, entry.sha256) else {
+            return Ok(Repair::NotRepaired(
+                "only files with recorded content can be uploaded again".into(),
+            ));
+        };
+        let src = entry.entry.path.under(&self.source);
+        let size = entry.entry.stat.size;
+        let changed = || {
+            Repair::NotRepaired(format!(
+                "the source {} no longer holds the recorded content (it changed since this snapshot)",
+                src.display()
+            ))
+        };
+        let file = match backup_core::sys::open_regular(&src) {
+            Ok((f, meta)) if meta.len() == size => f,
+            Ok(_) => return Ok(changed()),
+            Err(e) => {
+                return Ok(Repair::NotRepaired(format!(
+                    "the source {} cannot be read ({e})",
+                    src.display()
+                )))
+            }
+        };
+        let key = self.remote.data_key(&recorded);
+        let mut input = std::io::Read::take(file, size);
+        match writer::upload_parts(&self.remote, &key, &mut input, Some(recorded))? {
+            Ok(_) => Ok(Repair::Repaired),
+            Err(writer::SourceProblem::Changed) => Ok(changed()),
+            Err(writer::SourceProblem::Unreadable(e)) => Ok(Repair::NotRepaired(format!(
+                "the source {} cannot be read ({e})",
+                src.display()
+            ))),
+        }
     }
 }
 

@@ -363,6 +363,15 @@ fn restore_reports_a_flipped_byte_as_a_mismatch() {
     assert!(mism[0]["error"].as_str().is_some_and(|e| !e.is_empty()));
     assert_eq!(v["errors"], Value::Array(vec![]));
     assert_eq!(fs::read(to.join("good.txt")).unwrap(), b"good content\n");
+    // Reliability v2 #7: the damaged bytes never appear under the real
+    // name (they did before), and no temporary copy is left.
+    assert!(!to.join("dir/bad.bin").exists(), "damaged bytes restored");
+    let left: Vec<_> = fs::read_dir(to.join("dir")).unwrap().collect();
+    assert!(left.is_empty(), "left in the target: {left:?}");
+    assert!(
+        mism[0]["error"].as_str().unwrap().contains("--repair"),
+        "{v:#}"
+    );
 }
 
 /// `restore --overwrite` into a folder where a subfolder is now a symlink

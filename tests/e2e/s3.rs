@@ -506,6 +506,17 @@ fn corrupt_and_missing_objects_are_reported_by_verify() {
         fs::read_to_string(target.join("c/d.txt")).unwrap(),
         "charlie\n"
     );
+    // The source still holds both contents: --repair uploads them again.
+    let v = w.run(&["verify", "--repair", "--json"]);
+    assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
+    let v = v.json();
+    assert_eq!(
+        v["repair"]["repaired"].as_array().map(Vec::len),
+        Some(2),
+        "{v:#}"
+    );
+    assert_eq!(fs::read(obj(&hash("alpha\n"))).unwrap(), b"alpha\n");
+    assert_eq!(fs::read(obj(&hash("bravo\n"))).unwrap(), b"bravo\n");
 }
 
 #[test]

@@ -116,3 +116,86 @@ fn verify_all_checks_every_snapshot() {
     let r = w.run(&["verify", a.as_str(), "--json"]);
     assert_code(&r, 1, "verify of the older snapshot");
 }
+
+/// Reliability v2 #7: `verify --repair` copies damaged and missing files
+/// again from the source where the source still holds the recorded
+/// content (in every snapshot sharing the damaged inode), reports the rest
+/// with why, and a failed verify says how to use it.
+#[test]
+fn verify_repair_copies_damaged_files_again_from_the_source() {
+    let w = world("");
+    put(
+        &w,
+        "sub/shared.txt",
+        "stays the same\n",
+        0o644,
+        1_600_000_000,
+        0,
+    );
+    put(&w, "changed.txt", "version one\n", 0o644, 1_600_000_000, 0);
+    put(&w, "gone.txt", "will vanish\n", 0o644, 1_600_000_000, 0);
+    let (s1, _) = backup_created(&w);
+    put(&w, "other.txt", "a change\n", 0o644, 1_600_000_000, 0);
+    let (s2, _) = backup_created(&w);
+    let (p1, p2) = (w.snapshot(&s1), w.snapshot(&s2));
+    assert_eq!(
+        inode(&p1.join("sub/shared.txt")),
+        inode(&p2.join("sub/shared.txt"))
+    );
+    // One flipped byte damages both snapshots (one inode); the source of
+    // changed.txt moves on, so its damage cannot be repaired; gone.txt is
+    // deleted from the newest snapshot.
+    flip_byte(&p2.join("sub/shared.txt"), 3);
+    flip_byte(&p2.join("changed.txt"), 3);
+    put(&w, "changed.txt", "version two\n", 0o644, 1_600_000_000, 0);
+    set_mode(&p2, 0o755);
+    fs::remove_file(p2.join("gone.txt")).unwrap();
+    set_mode(&p2, 0o555);
+
+    let r = w.run(&["verify", "--all"]);
+    assert_code(&r, 1, "verify of damaged snapshots");
+    assert!(r.stdout.contains("verify --all --repair"), "{}", r.stdout);
+
+    let r = w.run(&["verify", "--all", "--repair", "--json"]);
+    assert_code(&r, 1, "changed.txt cannot be repaired");
+    let v = single_json(&r);
+    let repaired = snapshot_paths(&v["repair"]["repaired"]);
+    for want in [
+        (s1.clone(), "sub/shared.txt"),
+        (s2.clone(), "sub/shared.txt"),
+        (s2.clone(), "gone.txt"),
+    ] {
+        assert!(
+            repaired.contains(&(want.0.clone(), want.1.to_string())),
+            "{want:?} not repaired: {v:#}"
+        );
+    }
+    let not = v["repair"]["not_repaired"].as_array().unwrap();
+    assert_eq!(not.len(), 2, "changed.txt in both snapshots: {v:#}");
+    assert!(not
+        .iter()
+        .all(|n| n["path"] == "changed.txt"
+            && n["reason"].as_str().unwrap().contains("no longer holds")));
+    // The verify after the repair: only changed.txt is left.
+    assert_eq!(
+        snapshot_paths(&v["corrupt"]),
+        vec![
+            (s1.clone(), "changed.txt".to_string()),
+            (s2.clone(), "changed.txt".to_string())
+        ]
+    );
+    assert_eq!(v["missing"], Value::Array(vec![]), "{v:#}");
+    for p in [&p1, &p2] {
+        assert_eq!(
+            fs::read(p.join("sub/shared.txt")).unwrap(),
+            b"stays the same\n"
+        );
+        assert_eq!(backup_tests::files::mode(&p.join("sub/shared.txt")), 0o444);
+        assert_eq!(
+            backup_tests::files::mode(&p.join("sub")),
+            0o555,
+            "folder left writable"
+        );
+    }
+    assert_eq!(fs::read(p2.join("gone.txt")).unwrap(), b"will vanish\n");
+}

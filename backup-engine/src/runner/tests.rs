@@ -113,6 +113,13 @@ impl SnapshotStore for FullDisk {
     ) -> Result<backup_core::VerifyReport, CoreError> {
         Ok(backup_core::VerifyReport::default())
     }
+    fn repair(
+        &self,
+        _snapshot: &SnapshotRef,
+        _entry: &ManifestEntry,
+    ) -> Result<backup_core::Repair, CoreError> {
+        Ok(backup_core::Repair::NotRepaired("a test double".into()))
+    }
 }
 
 impl SnapshotWriter for FullDiskWriter {

@@ -559,7 +559,7 @@ fn cmd_verify(
     };
     let mut report = verify("verify")?;
     let mut repaired = None;
-    if flags.repair && !(report.corrupt.is_empty() && report.missing.is_empty()) {
+    if flags.repair && (!report.corrupt.is_empty() || !report.missing.is_empty()) {
         let r = backup_engine::repair(&*dest, &chosen, &report)
             .map_err(anyhow::Error::new)
             .context("repair failed")?;
@@ -624,7 +624,7 @@ fn print_verify(
     }
     if report.is_clean() {
         println!("  all files match their manifests");
-    } else if !flags.repair && !(report.corrupt.is_empty() && report.missing.is_empty()) {
+    } else if !flags.repair && (!report.corrupt.is_empty() || !report.missing.is_empty()) {
         let scope = if flags.all { "--all" } else { "SNAPSHOT" };
         println!(
             "  damaged or missing files can be copied again from the source, where it still holds the recorded content: backup-cli verify {scope} --repair"

@@ -106,6 +106,7 @@ pub(crate) fn read_manifest(
 pub(crate) struct ManifestWriter {
     out: BufWriter<File>,
     path: PathBuf,
+    owner: File,
 }
 
 impl ManifestWriter {
@@ -115,13 +116,24 @@ impl ManifestWriter {
         let dir = state_dir(snapshot_dir);
         fs::create_dir_all(&dir).map_err(|e| CoreError::destination("create", &dir, e))?;
         let owner = dir.join(OWNER_FILE);
-        fs::write(&owner, source.display().to_string())
+        let mut owner_file =
+            File::create(&owner).map_err(|e| CoreError::destination("create", &owner, e))?;
+        owner_file
+            .write_all(source.display().to_string().as_bytes())
             .map_err(|e| CoreError::destination("write", &owner, e))?;
+        // Held for as long as this run writes the snapshot: another run
+        // never takes it for a leftover, even when the run lock file was
+        // deleted under us.
+        // (Best effort: a file system without locks still backs up.)
+        if let Err(e) = owner_file.try_lock() {
+            tracing::debug!(path = %owner.display(), error = %e, "cannot lock the snapshot's owner file");
+        }
         let path = dir.join(MANIFEST_FILE);
         let file = File::create(&path).map_err(|e| CoreError::destination("create", &path, e))?;
         Ok(ManifestWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             path,
+            owner: owner_file,
         })
     }
 
@@ -131,15 +143,17 @@ impl ManifestWriter {
             .map_err(|e| CoreError::destination("write", &self.path, e))
     }
 
-    /// Flushes and syncs the manifest.
-    pub(crate) fn finish(self) -> Result<(), CoreError> {
+    /// Flushes and syncs the manifest; returns the locked owner file, for
+    /// the writer to hold until the snapshot has its final name.
+    pub(crate) fn finish(self) -> Result<File, CoreError> {
         let path = self.path;
         let file = self
             .out
             .into_inner()
             .map_err(|e| CoreError::destination("write", &path, e.into_error()))?;
         file.sync_all()
-            .map_err(|e| CoreError::destination("sync", &path, e))
+            .map_err(|e| CoreError::destination("sync", &path, e))?;
+        Ok(self.owner)
     }
 }
 
@@ -338,10 +352,32 @@ pub(crate) fn remove_leftovers(
             // Another project's run (same profile name) is writing it.
             continue;
         }
+        if is_being_written(&path) {
+            // A live run of this project holds it (its run lock file was
+            // deleted, so two runs overlap): never remove its work.
+            tracing::warn!(path = %path.display(), "another run is still writing this snapshot; left alone");
+            continue;
+        }
         remove_tree(&path).map_err(|e| CoreError::io("remove leftover", &path, e))?;
         removed.push(path.display().to_string());
     }
     Ok(removed)
+}
+
+/// Whether a live run holds the owner file of the snapshot folder at
+/// `path` locked (see [`ManifestWriter::create`]).
+fn is_being_written(path: &Path) -> bool {
+    let Ok((file, _)) = open_regular(&state_dir(path).join(OWNER_FILE)) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(fs::TryLockError::WouldBlock) => true,
+        Err(fs::TryLockError::Error(_)) => false,
+    }
 }
 
 #[cfg(test)]

@@ -466,9 +466,11 @@ impl SnapshotWriter for LocalWriter {
                 set_mode(path, snapshot_dir_mode(*mode))
                     .map_err(|e| self.dest_err("set mode of", path, e))?;
             }
-            if let Some(m) = guard(&self.manifest).take() {
-                m.finish()?;
-            }
+            // Held (locked) until the rename below: see `is_being_written`.
+            let _owner = match guard(&self.manifest).take() {
+                Some(m) => Some(m.finish()?),
+                None => None,
+            };
             write_info(&self.tmp, info)?;
             // The snapshot's own folder and its record are read-only too.
             for path in [crate::layout::state_dir(&self.tmp), self.tmp.clone()] {

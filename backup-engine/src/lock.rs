@@ -210,7 +210,11 @@ impl Drop for RunLock {
     fn drop(&mut self) {
         // Unlink while still holding the lock, then release it: a waiter that
         // opened the old file sees it is gone and retries on the new path.
-        let _ = fs::remove_file(&self.path);
+        // Only our own file: if ours was deleted during the run, the path may
+        // now name another run's lock.
+        if same_file(&self.file, &self.path) {
+            let _ = fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }

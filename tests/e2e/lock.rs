@@ -238,3 +238,69 @@ fn failure_after_commit_still_removes_the_lock() {
     );
     assert!(!w.lock_path().exists());
 }
+
+/// Reliability v2 #6: deleting the lock file during a run lets a second
+/// run start, but it never removes the first run's `.partial` (it removed
+/// it as a leftover, and both runs failed): the first still commits, the
+/// second writes its own snapshot, and every snapshot verifies.
+#[test]
+fn a_deleted_lock_file_never_lets_a_second_run_remove_the_first_ones_work() {
+    let w = world("");
+    // Slow enough to overlap: 1 GiB of (sparse) zeros to read and hash.
+    w.write("small.txt", "small");
+    let big = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(w.src.join("big.bin"))
+        .unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let mut first = w
+        .command(&["backup", "--force", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let partial = loop {
+        let found = fs::read_dir(&w.dest).ok().and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.ends_with(".partial"))
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended too soon"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no partial snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    fs::remove_file(w.lock_path()).unwrap();
+    let second = run(&w, &["backup", "--force", "--json"]);
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the first run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v1: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v1["outcome"], "created", "{v1:#}");
+    assert_code(&second, 0, "the second run");
+    let v2 = second.json();
+    assert_eq!(v2["outcome"], "created", "{v2:#}");
+    assert_ne!(v1["snapshot"], v2["snapshot"]);
+    assert!(
+        partial.contains(v1["snapshot"].as_str().unwrap()),
+        "{partial} was the first run's"
+    );
+    assert!(leftovers(&w.dest).is_empty(), "{:?}", leftovers(&w.dest));
+    backup_tests::bounded::verify_all_clean(&w);
+}

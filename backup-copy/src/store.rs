@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use backup_core::snapshot::next_name_among;
-use backup_core::sys::{open_beneath, sync_dir};
+use backup_core::sys::{open_beneath, open_regular, sync_dir};
 use backup_core::{
     Action, Change, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
     PlannedEntry, Progress, RelPath, Repair, SnapshotInfo, SnapshotRef, SnapshotStore,
@@ -25,7 +25,7 @@ use chrono::{DateTime, Local};
 use tracing::{debug, warn};
 
 use crate::copy::{
-    copy_hashed_with, file_time, is_fatal_destination_error, read_only, set_mode, CopyError,
+    copy_open_hashed, file_time, is_fatal_destination_error, read_only, set_mode, CopyError,
     SetAttrs,
 };
 use crate::fsutil::{free_space, remove_tree, sync_filesystem};
@@ -219,12 +219,15 @@ impl LocalWriter {
         planned: PlannedEntry,
         dst: &Path,
     ) -> Result<Result<WrittenEntry, (PlannedEntry, String)>, CoreError> {
-        let src = planned.entry.path.under(&self.source);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let copied = match self.with_parent(dst, || {
-                match copy_hashed_with(&src, dst, SetAttrs::SourceReadOnly) {
+                let copied = self
+                    .open_source(&planned.entry.path)
+                    .map_err(CopyError::Source)
+                    .and_then(|f| copy_open_hashed(f, dst, SetAttrs::SourceReadOnly));
+                match copied {
                     Ok(c) => Ok(Ok(c)),
                     Err(CopyError::Destination(e)) => Err(e),
                     Err(CopyError::Source(e)) => Ok(Err(e)),
@@ -271,7 +274,7 @@ impl LocalWriter {
         dst: &Path,
         expected: ContentHash,
         attrs: (u32, i64),
-        source: Option<&Path>,
+        source: Option<&RelPath>,
         may_link: bool,
     ) -> Result<Result<LinkOutcome, String>, CoreError> {
         if may_link {
@@ -285,16 +288,27 @@ impl LocalWriter {
                 }
             }
         }
-        let candidates = std::iter::once((from, true)).chain(source.map(|s| (s, false)));
         let set = SetAttrs::Given {
             mode: read_only(attrs.0),
             mtime_ns: attrs.1,
         };
-        for (src, must_match) in candidates {
-            match self.with_parent(dst, || match copy_hashed_with(src, dst, set) {
-                Ok(c) => Ok(Ok(c)),
-                Err(CopyError::Source(e)) => Ok(Err(e)),
-                Err(CopyError::Destination(e)) => Err(e),
+        // The previous snapshot's copy (it must still have the content),
+        // then the source.
+        let candidates = std::iter::once(true).chain(source.map(|_| false));
+        for must_match in candidates {
+            let open = || match (must_match, source) {
+                (false, Some(rel)) => self.open_source(rel),
+                _ => open_regular(from).map(|(f, _)| f),
+            };
+            match self.with_parent(dst, || {
+                match open()
+                    .map_err(CopyError::Source)
+                    .and_then(|f| copy_open_hashed(f, dst, set))
+                {
+                    Ok(c) => Ok(Ok(c)),
+                    Err(CopyError::Source(e)) => Ok(Err(e)),
+                    Err(CopyError::Destination(e)) => Err(e),
+                }
             }) {
                 Err(e) => return Err(self.dest_err("write", dst, e)),
                 Ok(Err(_)) => continue,
@@ -317,6 +331,13 @@ impl LocalWriter {
 }
 
 impl LocalWriter {
+    /// Opens the source file `rel` below the source folder without
+    /// following any symlink (a folder swapped for a link during the run is
+    /// never read through).
+    fn open_source(&self, rel: &RelPath) -> io::Result<fs::File> {
+        open_beneath(&self.source, rel).map(|(f, _)| f)
+    }
+
     /// The previous snapshot's copy of `path` (this run's own folder when
     /// there is no previous snapshot: content linked within the run).
     fn previous_copy(&self, path: &RelPath) -> PathBuf {
@@ -334,14 +355,13 @@ impl LocalWriter {
         same_path: bool,
     ) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
-        let source = entry.path.under(&self.source);
         let attrs = (entry.stat.mode, entry.stat.mtime_ns);
         // A link shares the inode's mode: where this entry's differs (a
         // chmod, or the same content under another path), a link would
         // keep the old one, so the content is copied instead.
         let may_link = (same_path && planned.change != Change::ModeChanged)
             || has_mode(from, read_only(entry.stat.mode));
-        match self.link_previous(from, dst, hash, attrs, Some(&source), may_link)? {
+        match self.link_previous(from, dst, hash, attrs, Some(&entry.path), may_link)? {
             Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
                 manifest: planned.into_manifest(Some(hash)),
                 outcome: WriteOutcome::Linked,

@@ -189,3 +189,43 @@ pub fn host_name() -> String {
         .or_else(|| std::env::var("COMPUTERNAME").ok())
         .unwrap_or_else(|| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RelPath;
+
+    #[cfg(unix)]
+    #[test]
+    fn open_beneath_never_follows_a_symlink_anywhere_in_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("real")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("real/f"), b"inside").unwrap();
+        fs::write(outside.join("f"), b"outside").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("lnk")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), root.join("real/g")).unwrap();
+        let rel = |s: &str| RelPath::new(s).unwrap();
+        let (mut f, meta) = open_beneath(&root, &rel("real/f")).unwrap();
+        let mut text = String::new();
+        io::Read::read_to_string(&mut f, &mut text).unwrap();
+        assert_eq!((text.as_str(), meta.len()), ("inside", 6));
+        for through in ["lnk/f", "real/g"] {
+            let e = open_beneath(&root, &rel(through)).unwrap_err();
+            assert!(is_not_regular(&e), "{through}: {e}");
+        }
+        // The root itself may be reached through a symlink (the user's own).
+        let root_link = dir.path().join("root-link");
+        std::os::unix::fs::symlink(&root, &root_link).unwrap();
+        assert!(open_beneath(&root_link, &rel("real/f")).is_ok());
+        // A folder replaced after a first open on this thread (cached
+        // descriptor) is seen: the path now names the new folder.
+        fs::rename(&root, dir.path().join("old-root")).unwrap();
+        fs::create_dir_all(root.join("real")).unwrap();
+        fs::write(root.join("real/f"), b"new").unwrap();
+        let (f, _) = open_beneath(&root, &rel("real/f")).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 3);
+    }
+}

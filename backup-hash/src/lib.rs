@@ -14,7 +14,7 @@
 //! - Anything else is copied, and hashed during the copy (one read).
 //!
 //! Central type: [`HashDiffer`] (implements [`backup_core::Differ`]); the
-//! hashing itself is `backup_core::hash_file`, the one implementation.
+//! hashing itself is `backup_core::hash_reader`, the one implementation.
 //!
 //! ```
 //! use backup_core::{Action, Change, Differ, EntryKind, FileStat, PrevIndex, RelPath, ScanEntry};
@@ -34,25 +34,30 @@
 //! assert_eq!(planned.action, Action::Copy);
 //! ```
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use backup_core::sys::open_beneath;
 use backup_core::{
-    hash_file, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry, PrevEntry,
-    PrevIndex, ScanEntry,
+    hash_reader, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry, PrevEntry,
+    PrevIndex, RelPath, ScanEntry,
 };
 
 /// Opens a file as the copy stage will (a regular file, no symlink
-/// followed, no FIFO waited on) and closes it again: can it be read at all?
-fn open_readable(path: &Path) -> io::Result<()> {
-    backup_core::sys::open_regular(path).map(drop)
+/// followed anywhere below the source, no FIFO waited on) and closes it
+/// again: can it be read at all?
+fn open_readable(source: &Path, rel: &RelPath) -> io::Result<()> {
+    open_beneath(source, rel).map(drop)
 }
 
 /// The hash of a file that still has the size it was scanned with (at most
 /// one byte more is read); `None` when it has grown or shrunk since, so
-/// the copy stage reads it afresh.
-fn hash_as_scanned(path: &Path, size: u64) -> io::Result<Option<ContentHash>> {
-    let (hash, read) = hash_file(path, size)?;
+/// the copy stage reads it afresh. Opened below `source` without following
+/// any symlink (a folder swapped for a link during the run is not read
+/// through).
+fn hash_as_scanned(source: &Path, rel: &RelPath, size: u64) -> io::Result<Option<ContentHash>> {
+    let (file, _) = open_beneath(source, rel)?;
+    let (hash, read) = hash_reader(&mut file.take(size.saturating_add(1)))?;
     Ok((read == size).then_some(hash))
 }
 
@@ -76,7 +81,6 @@ impl HashDiffer {
         prev_entry: Option<&PrevEntry>,
         prev: &PrevIndex,
     ) -> (Change, Action) {
-        let source_path = entry.path.under(&self.source);
         let same_path = prev_entry.filter(|p| p.kind == EntryKind::File && p.has_content);
         if let Some(p) = same_path {
             if let Some(old_hash) = p.sha256 {
@@ -109,7 +113,7 @@ impl HashDiffer {
                     )
                 };
                 if p.stat.size == entry.stat.size {
-                    return match hash_as_scanned(&source_path, entry.stat.size) {
+                    return match hash_as_scanned(&self.source, &entry.path, entry.stat.size) {
                         Ok(Some(h)) if h == old_hash => {
                             (content_same(Change::MetadataOnly), link_old)
                         }
@@ -118,7 +122,7 @@ impl HashDiffer {
                     };
                 }
                 if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
-                    return match hash_as_scanned(&source_path, entry.stat.size) {
+                    return match hash_as_scanned(&self.source, &entry.path, entry.stat.size) {
                         Ok(h) => (Change::Modified, self.link_or_copy(h, prev)),
                         Err(e) => keep_old(e),
                     };
@@ -132,7 +136,7 @@ impl HashDiffer {
             Change::Added
         };
         if entry.stat.size > 0 && prev.has_file_of_size(entry.stat.size) {
-            return match hash_as_scanned(&source_path, entry.stat.size) {
+            return match hash_as_scanned(&self.source, &entry.path, entry.stat.size) {
                 Ok(h) => (change, self.link_or_copy(h, prev)),
                 Err(e) => (
                     Change::Unreadable,
@@ -159,7 +163,7 @@ impl HashDiffer {
         if action != Action::Copy {
             return (change, action);
         }
-        let Err(e) = open_readable(&entry.path.under(&self.source)) else {
+        let Err(e) = open_readable(&self.source, &entry.path) else {
             return (change, action);
         };
         let error = e.to_string();

@@ -1,5 +1,5 @@
 use super::*;
-use backup_core::{FileStat, ManifestEntry, RelPath};
+use backup_core::{hash_file, FileStat, ManifestEntry};
 
 fn sha(bytes: &[u8]) -> ContentHash {
     ContentHash::of(bytes)

@@ -29,8 +29,10 @@ use tracing::{debug, warn};
 
 use super::lock::LockGuard;
 use super::remote::Remote;
-use backup_copy::{open_source, CHANGED_FILE_RETRIES};
+use backup_copy::CHANGED_FILE_RETRIES;
 use backup_core::hash_reader;
+use backup_core::sys::open_beneath;
+use backup_core::RelPath;
 
 /// Files up to this size are read into memory and uploaded in one PUT.
 pub const SMALL_FILE: u64 = 2 << 20;
@@ -135,11 +137,11 @@ impl S3Writer {
         &self,
         planned: PlannedEntry,
     ) -> Result<Result<WrittenEntry, (PlannedEntry, String)>, CoreError> {
-        let src = planned.entry.path.under(&self.source);
+        let rel = &planned.entry.path;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let read = match read_hashed(&src) {
+            let read = match read_hashed(&self.source, rel) {
                 Ok(r) => r,
                 Err(e) => return Ok(Err((planned, e.to_string()))),
             };
@@ -147,7 +149,7 @@ impl S3Writer {
                 debug!(path = %planned.entry.path, attempt, "changed while read; reading again");
                 continue;
             }
-            let uploaded = match self.ensure_object(read.hash, read.bytes, read.body, &src)? {
+            let uploaded = match self.ensure_object(read.hash, read.bytes, read.body, rel)? {
                 Ok(n) => n,
                 Err(SourceProblem::Unreadable(e)) => return Ok(Err((planned, e))),
                 Err(SourceProblem::Changed) if attempt < CHANGED_FILE_RETRIES => continue,
@@ -179,7 +181,7 @@ impl S3Writer {
         hash: ContentHash,
         size: u64,
         body: Option<Vec<u8>>,
-        src: &Path,
+        rel: &RelPath,
     ) -> Result<Result<Option<u64>, SourceProblem>, CoreError> {
         {
             let mut claims = guard(&self.claims);
@@ -201,7 +203,7 @@ impl S3Writer {
             hash,
             present: false,
         };
-        let result = self.upload_unless_present(hash, size, body, src);
+        let result = self.upload_unless_present(hash, size, body, rel);
         claim.present = matches!(result, Ok(Ok(_)));
         drop(claim);
         result
@@ -212,7 +214,7 @@ impl S3Writer {
         hash: ContentHash,
         size: u64,
         body: Option<Vec<u8>>,
-        src: &Path,
+        rel: &RelPath,
     ) -> Result<Result<Option<u64>, SourceProblem>, CoreError> {
         let remote = &self.remote;
         let key = remote.data_key(&hash);
@@ -231,8 +233,8 @@ impl S3Writer {
                 Ok(Ok(Some(size)))
             }
             None => {
-                let file = match open_source(src) {
-                    Ok(f) => f,
+                let file = match open_beneath(&self.source, rel) {
+                    Ok((f, _)) => f,
                     Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
                 };
                 // The bytes that were hashed, no more.
@@ -308,8 +310,9 @@ struct ReadFile {
 }
 
 /// Reads `src` once: a small file into memory, a large one only hashed.
-fn read_hashed(src: &Path) -> io::Result<ReadFile> {
-    let mut file = open_source(src)?;
+/// Reads `rel` below `source` (never through a symlink anywhere in it).
+fn read_hashed(source: &Path, rel: &RelPath) -> io::Result<ReadFile> {
+    let (mut file, _) = open_beneath(source, rel)?;
     let before = file.metadata()?;
     let stat = FileStat::from_metadata(&before);
     // At most the size seen at open (a growing file is read again, up to

@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use backup_core::sys::{open_regular, read_regular};
 use backup_core::{
@@ -80,6 +80,10 @@ impl JwalkScanner {
 struct DirState {
     /// (base folder relative to the root, rules) from outermost to innermost.
     gitignores: Arc<Vec<(PathBuf, Arc<ExcludeSet>)>>,
+    /// The inode the parent's `lstat` saw for this folder: when the folder
+    /// opened now is another (swapped for a symlink or another folder
+    /// during the run), its listing is not used.
+    expect_ino: Option<u64>,
 }
 
 /// Per-entry facts gathered on the walker threads.
@@ -116,6 +120,9 @@ impl Scanner for JwalkScanner {
             .iter()
             .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
             .collect();
+        // Folders found swapped during the walk, reported after it.
+        let swapped: Arc<Mutex<Vec<(PathBuf, String)>>> = Arc::default();
+        let swapped_in_walk = Arc::clone(&swapped);
         let walk = Walk::new(&root)
             .follow_links(false)
             .skip_hidden(false)
@@ -138,6 +145,22 @@ impl Scanner for JwalkScanner {
                     }
                 }
                 let handle = DirHandle::open(dir);
+                let replaced = match (&handle, state.expect_ino) {
+                    (Ok(h), Some(want)) => h.ino().is_some_and(|ino| ino != want),
+                    (Err(e), Some(_)) => e.raw_os_error() == Some(ELOOP),
+                    _ => false,
+                };
+                if replaced {
+                    // The walk listed whatever is there now (a symlink's
+                    // target): none of it is this folder's.
+                    children.clear();
+                    swapped_in_walk.lock().unwrap_or_else(|p| p.into_inner()).push((
+                        rel_dir.to_path_buf(),
+                        "cannot read folder: it was replaced during the backup (by a symlink or another folder); kept as it was".into(),
+                    ));
+                    return;
+                }
+                let inherited = state.gitignores.clone();
                 children.retain_mut(|child| {
                     let Ok(child) = child else { return true };
                     let name = child.file_name.clone();
@@ -172,6 +195,14 @@ impl Scanner for JwalkScanner {
                     child.client_state = facts(handle, &name);
                     if child.client_state.special.is_some() {
                         child.read_children = None;
+                    }
+                    if let (Some(read), Some(Ok((EntryKind::Dir, stat)))) =
+                        (child.read_children.as_mut(), &child.client_state.stat)
+                    {
+                        read.client_read_state = Some(DirState {
+                            gitignores: inherited.clone(),
+                            expect_ino: Some(stat.ino),
+                        });
                     }
                     true
                 });
@@ -248,12 +279,24 @@ impl Scanner for JwalkScanner {
                 }
             }
         }
+        let swapped = std::mem::take(&mut *swapped.lock().unwrap_or_else(|p| p.into_inner()));
+        batch.extend(
+            swapped
+                .into_iter()
+                .map(|(path, error)| ScanEvent::Error { path, error }),
+        );
         if !batch.is_empty() {
             send_batch(&out, batch, cancel);
         }
         Ok(())
     }
 }
+
+/// `ELOOP`: what opening a symlink with `O_NOFOLLOW` says.
+#[cfg(unix)]
+const ELOOP: i32 = libc::ELOOP;
+#[cfg(not(unix))]
+const ELOOP: i32 = -1;
 
 /// The operating system's words for a walk error, when it has them.
 fn walk_error_text(e: &jwalk::Error) -> String {

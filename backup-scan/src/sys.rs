@@ -34,9 +34,10 @@ impl DirHandle {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
+            // Never through a symlink put in the folder's place.
             let file = std::fs::OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(dir)?;
             Ok(DirHandle { file })
         }
@@ -45,6 +46,20 @@ impl DirHandle {
             Ok(DirHandle {
                 path: dir.to_path_buf(),
             })
+        }
+    }
+
+    /// The open folder's inode (`None` where the platform has none), to
+    /// tell that it is the folder its parent listed.
+    pub fn ino(&self) -> Option<u64> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.file.metadata().ok().map(|m| m.ino())
+        }
+        #[cfg(not(unix))]
+        {
+            None
         }
     }
 

@@ -206,3 +206,75 @@ fn hundred_thousand_entries_in_one_directory() {
     assert_eq!(v["files_total"].as_u64(), Some(N as u64), "{v:#}");
     assert_eq!(w.snapshot_names().len(), 1);
 }
+
+/// Reliability v2 #8: a folder swapped for a symlink (to a folder outside
+/// the source, holding files of the same names) while runs are busy is
+/// never followed: no snapshot ever holds the outside files' bytes. The
+/// swap races the runs, so a pass is evidence (20 runs, each swapping
+/// thousands of times), a failure is proof.
+#[test]
+fn a_folder_swapped_for_a_symlink_during_runs_is_never_followed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let w = world("");
+    let outside = w.dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    for i in 0..200 {
+        w.write(&format!("aaa/filler{i:03}.txt"), format!("filler {i}"));
+        fs::write(outside.join(format!("f{i:03}.txt")), "OUTSIDE BYTES").unwrap();
+        w.write(&format!("zzz/f{i:03}.txt"), format!("inside {i}"));
+    }
+    let zzz = w.src.join("zzz");
+    let aside = w.dir.path().join("zzz-aside");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, zzz, aside, outside) =
+            (stop.clone(), zzz.clone(), aside.clone(), outside.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Mostly the symlink, briefly the real folder: a walk
+                // that lists it by path, or a copy that opens its files
+                // by path, sees the link most of the time.
+                fs::rename(&zzz, &aside).unwrap();
+                std::os::unix::fs::symlink(&outside, &zzz).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                fs::remove_file(&zzz).unwrap();
+                fs::rename(&aside, &zzz).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    for round in 0..20 {
+        w.write("aaa/round.txt", format!("round {round}"));
+        let r = run(&w, &["backup", "--force", "--json"]);
+        assert!(
+            [0, 3].contains(&r.code),
+            "round {round}: exit {}\n{}",
+            r.code,
+            r.stderr
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 20, "the swap never raced the runs ({swaps})");
+    // (Without the fixes, this finds outside bytes in most runs.)
+    for name in w.snapshot_names() {
+        let snap = w.snapshot(&name);
+        for e in manifest(&snap) {
+            let path = PathBuf::from(OsStr::from_bytes(&entry_path(&e)));
+            let full = snap.join(&path);
+            let is_file = fs::symlink_metadata(&full).is_ok_and(|m| m.is_file());
+            if is_file {
+                assert_ne!(
+                    fs::read(&full).unwrap(),
+                    b"OUTSIDE BYTES",
+                    "{name}/{} holds a file read through the symlink",
+                    path.display()
+                );
+            }
+        }
+    }
+}

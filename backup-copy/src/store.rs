@@ -166,6 +166,15 @@ impl SnapshotStore for LocalStore {
     }
 }
 
+/// The longest path the operating system takes in one call (`PATH_MAX`,
+/// with its terminating NUL).
+#[cfg(unix)]
+const MAX_PATH_BYTES: usize = libc::PATH_MAX as usize;
+/// The longest path the operating system takes in one call (Windows with
+/// long paths enabled).
+#[cfg(not(unix))]
+const MAX_PATH_BYTES: usize = 32_767;
+
 /// How [`LocalWriter::link_previous`] got the file in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LinkOutcome {
@@ -431,6 +440,15 @@ impl SnapshotWriter for LocalWriter {
     fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
         let dst = entry.path.under(&self.tmp);
+        if dst.as_os_str().len() >= MAX_PATH_BYTES {
+            // It fits in the source but not under the destination: this
+            // entry (and what is below it) cannot be written; the rest can.
+            let error = format!(
+                "its path in the snapshot is {} bytes, over the system's limit of {MAX_PATH_BYTES}: choose a destination with a shorter path",
+                dst.as_os_str().len()
+            );
+            return Ok(WrittenEntry::failed(planned, error));
+        }
         match &planned.action {
             Action::CreateDir => {
                 self.with_parent(&dst, || match fs::create_dir(&dst) {

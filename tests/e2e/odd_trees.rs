@@ -278,3 +278,54 @@ fn a_folder_swapped_for_a_symlink_during_runs_is_never_followed() {
         }
     }
 }
+
+/// Reliability v2 #17: a path that fits in the source but is over the
+/// system's path limit under the destination is a per-file failure naming
+/// the limit; everything else is backed up (the whole run failed with
+/// "check the destination drive" before).
+#[test]
+fn a_path_too_long_under_the_destination_is_a_per_file_failure() {
+    let base = tempfile::tempdir().unwrap();
+    // A short source, and a destination 800 bytes deep.
+    let src = base.path().join("s");
+    let deep_dest = ["d", "e", "f", "g"]
+        .iter()
+        .fold(base.path().to_path_buf(), |p, c| p.join(c.repeat(200)));
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&deep_dest).unwrap();
+    let mut deep = src.clone();
+    for i in 0..17 {
+        deep.push(format!("{i:02}{}", "x".repeat(198)));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("deep.txt"), "far down").unwrap();
+    fs::write(src.join("top.txt"), "near the top").unwrap();
+    assert!(
+        deep.join("deep.txt").as_os_str().len() < 4000,
+        "fits in the source"
+    );
+    let profile = base.path().join("p.toml");
+    fs::write(
+        &profile,
+        format!(
+            "name = \"Proj\"\nsource = \"s\"\ndestination = \"{}\"\n",
+            deep_dest.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(crate::BIN);
+    cmd.arg("--profile")
+        .arg(&profile)
+        .args(["backup", "--json"]);
+    let r = run_timeout(cmd, Duration::from_secs(60));
+    assert_code(&r, 3, "backup with a path too long under the destination");
+    let v = r.json();
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    let failed = v["failed"].to_string();
+    assert!(
+        failed.contains("deep.txt") && failed.contains("4096"),
+        "{v:#}"
+    );
+    let snap = PathBuf::from(v["snapshot_path"].as_str().unwrap());
+    assert_eq!(fs::read(snap.join("top.txt")).unwrap(), b"near the top");
+}

@@ -370,8 +370,7 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let last = snaps.last();
-    let today = Local::now().date_naive();
-    let made_today = last.is_some_and(|s| s.created.with_timezone(&Local).date_naive() == today);
+    let made_today = backup_engine::made_today(&snaps, Local::now().fixed_offset()).is_some();
     let lock_holder = RunLock::holder(&profile.lock_file).unwrap_or(None);
     let free_bytes = dest.free_space();
     let status = StatusReport {

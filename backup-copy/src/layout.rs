@@ -441,6 +441,7 @@ mod tests {
             counts: backup_core::Counts::default(),
             status: backup_core::SnapshotStatus::Complete,
             duration_ms: 0,
+            sequence: None,
         };
         write_info(&folder, &info).unwrap();
         let hist: HashSet<String> = [name.to_string()].into();

@@ -749,6 +749,7 @@ mod tests {
             },
             status: backup_core::SnapshotStatus::Complete,
             duration_ms: 1,
+            sequence: None,
         };
         let location = w.commit(&info).unwrap();
         let path = f.dest.join(name);

@@ -240,6 +240,13 @@ pub struct SnapshotInfo {
     pub status: SnapshotStatus,
     /// Wall time of the run in milliseconds.
     pub duration_ms: u64,
+    /// Creation order among the profile's snapshots: one more than the
+    /// highest when it was made. "Latest", rotation and once-per-day follow
+    /// it, not the name or `created` (a wrong clock makes those lie).
+    /// `None` in snapshots made before it was recorded (they sort before
+    /// every numbered one, by `created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 /// The longest manifest line read: a line holds one path and at most one

@@ -32,6 +32,19 @@ pub struct SnapshotRef {
     pub adopted: bool,
 }
 
+impl SnapshotRef {
+    /// Its creation sequence (0 when it records none).
+    pub fn sequence(&self) -> u64 {
+        self.info.as_ref().and_then(|i| i.sequence).unwrap_or(0)
+    }
+
+    /// Whether it claims to have been made after `now` (past a margin):
+    /// the clock was wrong when it was made, or is wrong now.
+    pub fn is_from_the_future(&self, now: DateTime<FixedOffset>) -> bool {
+        self.created > now + chrono::Duration::seconds(FUTURE_MARGIN_SECS)
+    }
+}
+
 /// The common start of every snapshot name of `profile`.
 pub fn snapshot_prefix(profile: &str) -> String {
     format!("{profile}_backup_")
@@ -105,11 +118,33 @@ pub fn snapshot_created(
         .unwrap_or_else(|| Local::now().fixed_offset())
 }
 
-/// Sorts snapshots oldest first (same minute: by suffix).
+/// Sorts snapshots in creation order, oldest first: by the sequence each
+/// records (those without one first), then by creation time, then by name
+/// (same minute: by suffix).
 pub fn sort_snapshots(snapshots: &mut [SnapshotRef]) {
-    snapshots
-        .sort_by(|a, b| (a.created, name_order(&a.name)).cmp(&(b.created, name_order(&b.name))));
+    snapshots.sort_by(|a, b| {
+        (a.sequence(), a.created, name_order(&a.name)).cmp(&(
+            b.sequence(),
+            b.created,
+            name_order(&b.name),
+        ))
+    });
 }
+
+/// The sequence number a new snapshot among `snapshots` records.
+pub fn next_sequence(snapshots: &[SnapshotRef]) -> u64 {
+    snapshots
+        .iter()
+        .map(SnapshotRef::sequence)
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// How far ahead of this machine's clock a snapshot's time may be before
+/// it is called "in the future" (clocks of two hosts writing one
+/// destination differ a little).
+pub const FUTURE_MARGIN_SECS: i64 = 300;
 
 fn name_order(name: &str) -> (usize, &str) {
     (name.len(), name)

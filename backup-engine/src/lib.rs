@@ -35,4 +35,4 @@ pub use runner::{
     load_previous, run_backup, ChangeCounts, FailedPath, Outcome, RunOptions, RunReport, Stages,
     REPORT_TARGET,
 };
-pub use select::resolve_snapshot;
+pub use select::{made_today, resolve_snapshot};

@@ -1,7 +1,8 @@
-//! Picking snapshots by what a user types: `latest`, a full name, or a
-//! unique prefix of one.
+//! Picking snapshots: by what a user types (`latest`, a full name, or a
+//! unique prefix of one), and the one that makes a backup not due today.
 
 use backup_core::{CoreError, SnapshotRef};
+use chrono::Local;
 
 /// Picks a snapshot by `spec`: `latest`, an exact folder name, or a unique
 /// prefix of one.
@@ -41,4 +42,16 @@ pub fn resolve_snapshot<'a>(
                 .join(", ")
         ))),
     }
+}
+
+/// The newest snapshot made today (by this machine's date), not counting
+/// one dated in the future: a wrong clock once must not stop real runs.
+pub fn made_today(
+    snapshots: &[SnapshotRef],
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> Option<&SnapshotRef> {
+    let today = now.with_timezone(&Local).date_naive();
+    snapshots.iter().rev().find(|s| {
+        !s.is_from_the_future(now) && s.created.with_timezone(&Local).date_naive() == today
+    })
 }

@@ -674,3 +674,92 @@ fn an_unwritable_log_file_is_a_warning() {
     );
     mount.remount("rw");
 }
+
+/// `backup-cli --profile P <args>` under `faketime -f <offset>` (from
+/// apt), or `None` (printed) without faketime.
+fn run_at(w: &backup_tests::World, offset: &str, args: &[&str]) -> Option<backup_tests::Run> {
+    if std::process::Command::new("faketime")
+        .arg("-f")
+        .arg("+0")
+        .arg("true")
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: faketime is not installed (apt-get install faketime)");
+        return None;
+    }
+    let mut cmd = std::process::Command::new("faketime");
+    cmd.args(["-f", offset])
+        .arg(&w.bin)
+        .arg("--profile")
+        .arg(&w.profile)
+        .args(args);
+    cmd.env_remove("RUST_LOG");
+    Some(backup_tests::bounded::run_timeout(
+        cmd,
+        Duration::from_secs(120),
+    ))
+}
+
+/// Reliability v2 #5: "latest", rotation and once-per-day follow the order
+/// snapshots were made in (a sequence each records), not their names or
+/// dates. After runs under `faketime -400d` and `+400d`, a real run still
+/// runs, `restore latest` gives the newest data (it gave the future-dated
+/// snapshot's before), `max_backups = 1` keeps the newest real one (it kept
+/// the future one), and the future-dated snapshot is reported.
+#[test]
+fn a_wrong_clock_never_decides_latest_rotation_or_once_per_day() {
+    let w = world("once_per_day = true");
+    w.write("data.txt", "v1");
+    let Some(r) = run_at(&w, "-400d", &["backup", "--json"]) else {
+        return;
+    };
+    assert_code(&r, 0, "backup 400 days ago");
+    let past = r.json()["snapshot"].as_str().unwrap().to_owned();
+    w.write("data.txt", "v2");
+    let r = run_at(&w, "+400d", &["backup", "--json"]).unwrap();
+    assert_code(&r, 0, "backup 400 days ahead");
+    let future = r.json()["snapshot"].as_str().unwrap().to_owned();
+    assert!(future > past, "{future} {past}");
+
+    w.write("data.txt", "v3");
+    let r = run(&w, &["backup", "--json"]);
+    assert_code(&r, 0, "the real run");
+    let v = r.json();
+    assert_eq!(
+        v["outcome"], "created",
+        "once-per-day skipped a real run: {v:#}"
+    );
+    let now = v["snapshot"].as_str().unwrap().to_owned();
+    assert!(
+        v["warnings"].to_string().contains(&future),
+        "the future-dated snapshot is not reported: {v:#}"
+    );
+    assert_eq!(info(&w.snapshot(&now))["sequence"], 3);
+    // Once per day holds for the real day.
+    let r = run(&w, &["backup", "--json"]);
+    assert_eq!(r.json()["outcome"], "skipped_not_due");
+
+    let to = w.dir.path().join("restored");
+    let r = run(&w, &["restore", "latest", "--to", to.to_str().unwrap()]);
+    assert_code(&r, 0, "restore latest");
+    assert_eq!(
+        fs::read(to.join("data.txt")).unwrap(),
+        b"v3",
+        "latest is not the newest"
+    );
+    let r = run(&w, &["status", "--json"]);
+    assert_eq!(r.json()["last_snapshot"], now.as_str());
+
+    let mut profile = fs::read_to_string(&w.profile).unwrap();
+    profile.push_str("max_backups = 1\n");
+    fs::write(&w.profile, profile).unwrap();
+    w.write("data.txt", "v4");
+    let v = backup(&w, 0);
+    let newest = v["snapshot"].as_str().unwrap().to_owned();
+    assert_eq!(w.snapshot_names(), vec![newest.clone()], "{v:#}");
+    assert_eq!(
+        fs::read(w.snapshot(&newest).join("data.txt")).unwrap(),
+        b"v4"
+    );
+}

@@ -16,11 +16,12 @@ use super::{
     scan_and_diff, FailedPath, Outcome, RunOptions, RunReport, Stages,
 };
 use crate::metadata::{BackupMetadata, HistoryEntry, MetadataLoad, MetadataWriter};
+use crate::select::made_today;
 use backup_core::error::CoreError;
 use backup_core::manifest::{SnapshotInfo, SnapshotStatus, SNAPSHOT_FORMAT};
 use backup_core::prev::PrevIndex;
 use backup_core::progress::Phase;
-use backup_core::snapshot::SnapshotRef;
+use backup_core::snapshot::{next_sequence, SnapshotRef};
 
 /// What a run starts from.
 pub(super) struct Start {
@@ -86,16 +87,24 @@ pub(super) fn prepare(opts: &RunOptions, stages: &Stages) -> Result<Prepared, Co
         .filter_map(|h| h.folder_name().map(str::to_owned))
         .collect();
     let snapshots = stages.store.list(&history)?;
-
+    let now = created.fixed_offset();
+    for s in snapshots.iter().filter(|s| s.is_from_the_future(now)) {
+        let msg = format!(
+            "snapshot {} says it was made at {}, after this machine's time ({}): a clock was wrong; snapshots are ordered by when they were made, not by their dates",
+            s.name,
+            s.created.to_rfc3339(),
+            now.to_rfc3339()
+        );
+        warn!("{msg}");
+        warnings.push(msg);
+    }
     if opts.once_per_day && !opts.force {
-        if let Some(last) = snapshots.last() {
-            if last.created.with_timezone(&Local).date_naive() == created.date_naive() {
-                info!(snapshot = %last.name, "a snapshot was already made today; skipping (use --force to override)");
-                let mut r = RunReport::new(Outcome::SkippedNotDue);
-                r.last_snapshot = Some(last.name.clone());
-                r.warnings = warnings;
-                return Ok(Prepared::Skip(r));
-            }
+        if let Some(today) = made_today(&snapshots, now) {
+            info!(snapshot = %today.name, "a snapshot was already made today; skipping (use --force to override)");
+            let mut r = RunReport::new(Outcome::SkippedNotDue);
+            r.last_snapshot = Some(today.name.clone());
+            r.warnings = warnings;
+            return Ok(Prepared::Skip(r));
         }
     }
     if !opts.dry_run {
@@ -457,6 +466,7 @@ pub(super) fn commit(
             SnapshotStatus::Complete
         },
         duration_ms: started.elapsed().as_millis() as u64,
+        sequence: Some(next_sequence(&start.snapshots)),
     };
     let location = match applied.writer.commit(&info) {
         Ok(p) => p,

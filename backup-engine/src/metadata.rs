@@ -592,4 +592,99 @@ mod tests {
             MetadataLoad::Missing
         ));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn record() -> impl Strategy<Value = FileRecord> {
+            (
+                any::<u64>(),
+                -1e12f64..1e12,
+                "[0-9a-f]{64}",
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(0u32..0o10000),
+                any::<bool>(),
+            )
+                .prop_map(
+                    |(size, modified_time, checksum, mtime_ns, ctime_ns, inode, mode, rehash)| {
+                        FileRecord {
+                            size,
+                            modified_time,
+                            checksum,
+                            mtime_ns,
+                            ctime_ns,
+                            inode,
+                            mode,
+                            rehash,
+                        }
+                    },
+                )
+        }
+
+        /// JSON-shaped hostile text: the schema's keys with values of the
+        /// wrong types, nesting, truncation.
+        fn hostile_json() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_string()),
+                Just("1e400".to_string()),
+                "-?[0-9]{1,30}",
+                "\"[ -~]{0,20}\"",
+                Just("[".to_string()),
+                Just("{\"size\":\"x\"}".to_string()),
+            ];
+            let key = prop_oneof![
+                Just("file_checksums"),
+                Just("backup_history"),
+                Just("last_backup_date"),
+                Just("profile"),
+                Just("records_snapshot"),
+                Just("last_scan_started_ns"),
+                Just("other"),
+            ];
+            proptest::collection::vec((key, leaf), 0..8).prop_map(|kv| {
+                let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                format!("{{{}}}", body.join(", "))
+            })
+        }
+
+        proptest! {
+            /// Every record written is streamed back exactly, and the
+            /// summary reads without them.
+            #[test]
+            fn records_round_trip(records in proptest::collection::btree_map("[a-z/._ ]{1,20}", record(), 0..20), profile in "[a-zA-Z]{1,10}") {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().join("m.json");
+                let meta = BackupMetadata {
+                    file_checksums: records.clone(),
+                    profile: Some(profile.clone()),
+                    ..BackupMetadata::default()
+                };
+                meta.save(&p).unwrap();
+                let mut back = BTreeMap::new();
+                for_each_file_record(&p, |k, r| { back.insert(k.to_owned(), r); }).unwrap();
+                prop_assert_eq!(back, records);
+                let MetadataLoad::Loaded(summary) = load_summary(&p) else {
+                    return Err(TestCaseError::fail("the summary did not load"));
+                };
+                prop_assert_eq!(summary.profile, Some(profile));
+            }
+
+            /// Hostile files (JSON-shaped or any bytes): every reader
+            /// returns, never panics.
+            #[test]
+            fn readers_never_panic(text in hostile_json(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let dir = tempfile::tempdir().unwrap();
+                for (i, content) in [text.into_bytes(), bytes].into_iter().enumerate() {
+                    let p = dir.path().join(format!("m{i}.json"));
+                    std::fs::write(&p, &content).unwrap();
+                    let _ = BackupMetadata::load(&p);
+                    let _ = load_summary(&p);
+                    let _ = for_each_file_record(&p, |_, _| {});
+                }
+            }
+        }
+    }
 }

@@ -185,3 +185,64 @@ fn s3_table_keys_are_read_and_checked() {
         assert!(e.contains(key), "{body}: {e}");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Profile-shaped text: real keys, values of every type, broken quotes
+    /// and tables, in any order.
+    fn profile_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("name"),
+            Just("source"),
+            Just("destination"),
+            Just("max_backups"),
+            Just("exclude"),
+            Just("once_per_day"),
+            Just("lock_file"),
+            Just("metadata_file"),
+            Just("log_file"),
+            Just("worker_threads"),
+            Just("keep_daily"),
+            Just("bogus"),
+        ];
+        let value = prop_oneof![
+            "\"[a-zA-Z0-9_./ \\\\\\u{202e}\\u{0}-]{0,30}\"",
+            "-?[0-9]{1,25}",
+            Just("true".to_string()),
+            Just("[\"*.log\", \"**\", \"\"]".to_string()),
+            Just("\"s3://bucket/prefix\"".to_string()),
+            Just("{".to_string()),
+            Just("\"unterminated".to_string()),
+        ];
+        let line = prop_oneof![
+            4 => (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => Just("[s3]".to_string()),
+            1 => Just("endpoint = \"http://127.0.0.1:1\"".to_string()),
+            1 => "[ -~]{0,40}",
+        ];
+        proptest::collection::vec(line, 0..12).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        /// Whatever the text, loading it never panics: it is a profile or
+        /// an error that names the file.
+        #[test]
+        fn loading_any_profile_text_never_panics(text in profile_text()) {
+            let (_d, p) = write_profile(&text);
+            if let Err(e) = Profile::load(&p) {
+                prop_assert!(e.to_string().contains("p.toml"), "{}", e);
+            }
+        }
+
+        /// Any bytes at all (not even UTF-8): an error, never a panic.
+        #[test]
+        fn loading_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("p.toml");
+            std::fs::write(&p, &bytes).unwrap();
+            let _ = Profile::load(&p);
+        }
+    }
+}

@@ -14,6 +14,7 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod chaos;
 mod commands;
 mod crash;
 mod diff;

@@ -25,10 +25,13 @@ pub mod exact;
 pub mod hashed;
 
 /// Whether a name at the top of a tree is the snapshot's own folder or a
-/// state file of the tool (never backed up, never restored).
+/// state file of the tool or its temporary file (never backed up, never
+/// restored).
 pub fn is_state(name: &str) -> bool {
     name == ".backup-snapshot"
         || name.starts_with("backup_metadata.json")
+        // Its temporary files (a killed run's), which the scan leaves out.
+        || name.starts_with(".backup_metadata.json.")
         || name.starts_with("backup_operations.log")
         || name == "backup_in_progress.lock"
 }

@@ -270,56 +270,17 @@ pub(crate) fn repair(
         ));
     };
     let rel = &entry.entry.path;
-    let mut parent = dir.to_path_buf();
-    let parts: Vec<_> = rel.as_path().components().collect();
-    for part in parts.iter().take(parts.len().saturating_sub(1)) {
-        parent.push(part);
-        if !fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
-            return Ok(Repair::NotRepaired(format!(
-                "{} is not a real folder in the snapshot; the snapshot itself is damaged there",
-                parent.display()
-            )));
-        }
-    }
-    let src = rel.under(source);
-    let size = entry.entry.stat.size;
-    let held =
-        open_regular(&src).and_then(|(f, _)| hash_reader(&mut f.take(size.saturating_add(1))));
-    match held {
-        Err(e) => {
-            return Ok(Repair::NotRepaired(format!(
-                "the source {} cannot be read ({e})",
-                src.display()
-            )))
-        }
-        Ok((h, n)) if h != recorded || n != size => {
-            return Ok(Repair::NotRepaired(format!(
-            "the source {} no longer holds the recorded content (it changed since this snapshot)",
-            src.display()
-        )))
-        }
-        Ok(_) => {}
-    }
-    let dst = rel.under(dir);
-    let tmp = parent.join(format!(".backup-cli-repair-{}", std::process::id()));
-    let dest_err = |action, path: &Path, e| CoreError::destination(action, path, e);
-    let folder_mode = fs::symlink_metadata(&parent)
-        .map_err(|e| dest_err("read", &parent, e))?
-        .permissions();
-    let opened = !folder_mode.readonly() || {
-        let mut writable = folder_mode.clone();
-        #[allow(clippy::permissions_set_readonly_false)]
-        writable.set_readonly(false);
-        fs::set_permissions(&parent, writable).is_ok()
+    let Some(parent) = real_folder_of(dir, rel) else {
+        return Ok(Repair::NotRepaired(format!(
+            "a folder of {rel} is not a real folder in the snapshot; the snapshot itself is damaged there"
+        )));
     };
-    let result = (|| {
-        if !opened {
-            return Err(dest_err(
-                "open for writing",
-                &parent,
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ));
-        }
+    let src = rel.under(source);
+    if let Err(why) = source_holds(&src, recorded, entry.entry.stat.size) {
+        return Ok(Repair::NotRepaired(why));
+    }
+    let tmp = parent.join(format!(".backup-cli-repair-{}", std::process::id()));
+    with_folder_writable(&parent, || {
         let _ = fs::remove_file(&tmp);
         let set = SetAttrs::Given {
             mode: read_only(entry.entry.stat.mode),
@@ -334,7 +295,7 @@ pub(crate) fn repair(
                     src.display()
                 )));
             }
-            Err(CopyError::Destination(e)) => return Err(dest_err("write", &tmp, e)),
+            Err(CopyError::Destination(e)) => return Err(CoreError::destination("write", &tmp, e)),
         };
         if copied.hash != recorded {
             let _ = fs::remove_file(&tmp);
@@ -343,15 +304,75 @@ pub(crate) fn repair(
                 src.display()
             )));
         }
+        let dst = rel.under(dir);
         fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| dest_err("sync", &tmp, e))?;
-        fs::rename(&tmp, &dst).map_err(|e| dest_err("replace", &dst, e))?;
-        sync_dir(&parent).map_err(|e| dest_err("sync", &parent, e))?;
+            .map_err(|e| CoreError::destination("sync", &tmp, e))?;
+        fs::rename(&tmp, &dst).map_err(|e| CoreError::destination("replace", &dst, e))?;
+        sync_dir(&parent).map_err(|e| CoreError::destination("sync", &parent, e))?;
         Ok(Repair::Repaired)
-    })();
-    if opened && folder_mode.readonly() {
-        let _ = fs::set_permissions(&parent, folder_mode);
+    })
+}
+
+/// The folder `rel` lies in below `dir`, when every folder of the path is a
+/// real folder (not a symlink).
+fn real_folder_of(dir: &Path, rel: &backup_core::RelPath) -> Option<PathBuf> {
+    let mut parent = dir.to_path_buf();
+    let parts: Vec<_> = rel.as_path().components().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        parent.push(part);
+        if !fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+    }
+    Some(parent)
+}
+
+/// Whether the source file `src` holds exactly `size` bytes hashing to
+/// `recorded`; else why not.
+fn source_holds(src: &Path, recorded: ContentHash, size: u64) -> Result<(), String> {
+    let held =
+        open_regular(src).and_then(|(f, _)| hash_reader(&mut f.take(size.saturating_add(1))));
+    match held {
+        Err(e) => Err(format!("the source {} cannot be read ({e})", src.display())),
+        Ok((h, n)) if h != recorded || n != size => Err(format!(
+            "the source {} no longer holds the recorded content (it changed since this snapshot)",
+            src.display()
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Runs `f` with the read-only snapshot folder `folder` writable by its
+/// owner, and makes it read-only again after.
+fn with_folder_writable<T>(
+    folder: &Path,
+    f: impl FnOnce() -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    let mode = fs::symlink_metadata(folder)
+        .map_err(|e| CoreError::destination("read", folder, e))?
+        .permissions();
+    if mode.readonly() {
+        // The owner's write bit only (not `set_readonly(false)`, which
+        // would make it writable by everyone for that moment).
+        #[cfg(unix)]
+        let writable = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::Permissions::from_mode(mode.mode() | 0o200)
+        };
+        #[cfg(not(unix))]
+        let writable = {
+            let mut w = mode.clone();
+            #[allow(clippy::permissions_set_readonly_false)]
+            w.set_readonly(false);
+            w
+        };
+        fs::set_permissions(folder, writable)
+            .map_err(|e| CoreError::destination("open for writing", folder, e))?;
+    }
+    let result = f();
+    if mode.readonly() {
+        let _ = fs::set_permissions(folder, mode);
     }
     result
 }

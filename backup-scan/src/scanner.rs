@@ -99,179 +99,27 @@ type Walk = WalkDirGeneric<(DirState, EntryState)>;
 impl Scanner for JwalkScanner {
     fn scan(&self, out: Sender<ScanBatch>, cancel: &AtomicBool) -> Result<(), CoreError> {
         let root = self.opts.root.clone();
-        let meta =
-            fs::metadata(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
-        if !meta.is_dir() {
-            return Err(CoreError::io(
-                "read source folder",
-                &root,
-                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
-            ));
-        }
-        fs::read_dir(&root).map_err(|e| CoreError::io("read source folder", &root, e))?;
-
-        let opts = Arc::clone(&self.opts);
-        let parallelism = match opts.threads {
+        check_root(&root)?;
+        let parallelism = match self.opts.threads {
             0 | 1 => Parallelism::Serial,
             n => Parallelism::RayonNewPool(n),
         };
-        let excluded_names: Vec<OsString> = opts
-            .excluded_paths
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
-            .collect();
-        // Folders found swapped during the walk, reported after it.
-        let swapped: Arc<Mutex<Vec<(PathBuf, String)>>> = Arc::default();
-        let swapped_in_walk = Arc::clone(&swapped);
+        let hook = Arc::new(DirHook::new(Arc::clone(&self.opts)));
+        let in_walk = Arc::clone(&hook);
         let walk = Walk::new(&root)
             .follow_links(false)
             .skip_hidden(false)
             .sort(true)
             .parallelism(parallelism)
             .process_read_dir(move |_depth, dir, state, children| {
-                let rel_dir = dir.strip_prefix(&opts.root).unwrap_or(Path::new(""));
-                if opts.respect_gitignore {
-                    // A regular file only (a FIFO would block the walk), of
-                    // bounded size.
-                    let text = read_regular(&dir.join(".gitignore"), MAX_GITIGNORE_BYTES)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok());
-                    if let Some(text) = text {
-                        if let Ok(set) = ExcludeSet::from_file_text(&text) {
-                            let mut v = (*state.gitignores).clone();
-                            v.push((rel_dir.to_path_buf(), Arc::new(set)));
-                            state.gitignores = Arc::new(v);
-                        }
-                    }
-                }
-                let handle = DirHandle::open(dir);
-                let replaced = match (&handle, state.expect_ino) {
-                    (Ok(h), Some(want)) => h.ino().is_some_and(|ino| ino != want),
-                    (Err(e), Some(_)) => e.raw_os_error() == Some(ELOOP),
-                    _ => false,
-                };
-                if replaced {
-                    // The walk listed whatever is there now (a symlink's
-                    // target): none of it is this folder's.
-                    children.clear();
-                    swapped_in_walk.lock().unwrap_or_else(|p| p.into_inner()).push((
-                        rel_dir.to_path_buf(),
-                        "cannot read folder: it was replaced during the backup (by a symlink or another folder); kept as it was".into(),
-                    ));
-                    return;
-                }
-                let inherited = state.gitignores.clone();
-                children.retain_mut(|child| {
-                    let Ok(child) = child else { return true };
-                    let name = child.file_name.clone();
-                    if excluded_names.contains(&name)
-                        && opts.excluded_paths.contains(&dir.join(&name))
-                    {
-                        return false;
-                    }
-                    if is_state_temp(&name, dir, &opts.excluded_paths) {
-                        return false;
-                    }
-                    if rel_dir.as_os_str().is_empty() && opts.skip_at_root.contains(&name) {
-                        return false;
-                    }
-                    let rel = rel_dir.join(&name);
-                    let is_dir = child.file_type.is_dir();
-                    if opts.excludes.is_excluded(&rel, is_dir)
-                        || gitignored(&state.gitignores, &rel, is_dir)
-                    {
-                        return false;
-                    }
-                    let handle = match &handle {
-                        Ok(h) => h,
-                        Err(e) => {
-                            child.client_state.stat = Some(Err(e.to_string()));
-                            return true;
-                        }
-                    };
-                    if is_dir && tagged_folder(handle, dir, &name, &opts) {
-                        return false;
-                    }
-                    child.client_state = facts(handle, &name);
-                    if child.client_state.special.is_some() {
-                        child.read_children = None;
-                    }
-                    if let (Some(read), Some(Ok((EntryKind::Dir, stat)))) =
-                        (child.read_children.as_mut(), &child.client_state.stat)
-                    {
-                        read.client_read_state = Some(DirState {
-                            gitignores: inherited.clone(),
-                            expect_ino: Some(stat.ino),
-                        });
-                    }
-                    true
-                });
+                in_walk.process(dir, state, children)
             });
-
         let mut batch: ScanBatch = Vec::with_capacity(SCAN_BATCH);
         for item in walk {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let event = match item {
-                Ok(entry) => {
-                    if entry.depth == 0 {
-                        continue;
-                    }
-                    let full = entry.parent_path.join(&entry.file_name);
-                    let rel = full.strip_prefix(&root).unwrap_or(&full).to_path_buf();
-                    // A folder whose listing failed comes as an entry with
-                    // the error beside it: the folder is recorded, and its
-                    // error makes the run keep what it held before.
-                    let unlisted = entry
-                        .read_children
-                        .as_ref()
-                        .and_then(|c| c.error())
-                        .map(|e| ScanEvent::Error {
-                            path: rel.clone(),
-                            error: format!("cannot read folder: {}", walk_error_text(e)),
-                        });
-                    if let Some(e) = unlisted {
-                        batch.push(e);
-                    }
-                    let state = entry.client_state;
-                    if let Some(reason) = state.special {
-                        ScanEvent::Skipped {
-                            path: rel,
-                            reason: reason.into(),
-                        }
-                    } else {
-                        match state.stat {
-                            // Vanished between reading its folder and lstat: not there.
-                            None => continue,
-                            Some(Err(error)) => ScanEvent::Error { path: rel, error },
-                            Some(Ok((kind, stat))) => match RelPath::new(rel.clone()) {
-                                Ok(path) => ScanEvent::Entry(ScanEntry {
-                                    path,
-                                    kind,
-                                    stat,
-                                    link_target: state.link_target,
-                                }),
-                                Err(e) => ScanEvent::Error {
-                                    path: rel,
-                                    error: e.to_string(),
-                                },
-                            },
-                        }
-                    }
-                }
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(|p| p.strip_prefix(&root).unwrap_or(p).to_path_buf())
-                        .unwrap_or_default();
-                    ScanEvent::Error {
-                        path,
-                        error: format!("cannot read folder: {}", walk_error_text(&e)),
-                    }
-                }
-            };
-            batch.push(event);
+            push_events(item, &root, &mut batch);
             if batch.len() >= SCAN_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
                 if !send_batch(&out, full, cancel) {
@@ -279,17 +127,214 @@ impl Scanner for JwalkScanner {
                 }
             }
         }
-        let swapped = std::mem::take(&mut *swapped.lock().unwrap_or_else(|p| p.into_inner()));
-        batch.extend(
-            swapped
-                .into_iter()
-                .map(|(path, error)| ScanEvent::Error { path, error }),
-        );
+        batch.extend(hook.take_swapped());
         if !batch.is_empty() {
             send_batch(&out, batch, cancel);
         }
         Ok(())
     }
+}
+
+/// The source root must be a folder this user can list.
+fn check_root(root: &Path) -> Result<(), CoreError> {
+    let meta = fs::metadata(root).map_err(|e| CoreError::io("read source folder", root, e))?;
+    if !meta.is_dir() {
+        return Err(CoreError::io(
+            "read source folder",
+            root,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"),
+        ));
+    }
+    fs::read_dir(root).map_err(|e| CoreError::io("read source folder", root, e))?;
+    Ok(())
+}
+
+type Children = Vec<jwalk::Result<jwalk::DirEntry<(DirState, EntryState)>>>;
+
+/// The walk's per-folder hook, run on the walker threads for each folder
+/// listed: reads its `.gitignore`, checks it is the folder its parent saw,
+/// drops what is excluded and gathers each child's facts.
+struct DirHook {
+    opts: Arc<ScanOptions>,
+    /// File names of the excluded state paths (a quick first test).
+    excluded_names: Vec<OsString>,
+    /// Folders found swapped during the walk, reported after it.
+    swapped: Mutex<Vec<(PathBuf, String)>>,
+}
+
+impl DirHook {
+    fn new(opts: Arc<ScanOptions>) -> Self {
+        let excluded_names = opts
+            .excluded_paths
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+            .collect();
+        DirHook {
+            opts,
+            excluded_names,
+            swapped: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn process(&self, dir: &Path, state: &mut DirState, children: &mut Children) {
+        let rel_dir = dir.strip_prefix(&self.opts.root).unwrap_or(Path::new(""));
+        if self.opts.respect_gitignore {
+            read_gitignore(dir, rel_dir, state);
+        }
+        let handle = DirHandle::open(dir);
+        let replaced = match (&handle, state.expect_ino) {
+            (Ok(h), Some(want)) => h.ino().is_some_and(|ino| ino != want),
+            (Err(e), Some(_)) => e.raw_os_error() == Some(ELOOP),
+            _ => false,
+        };
+        if replaced {
+            // The walk listed whatever is there now (a symlink's target):
+            // none of it is this folder's.
+            children.clear();
+            self.swapped.lock().unwrap_or_else(|p| p.into_inner()).push((
+                rel_dir.to_path_buf(),
+                "cannot read folder: it was replaced during the backup (by a symlink or another folder); kept as it was".into(),
+            ));
+            return;
+        }
+        children.retain_mut(|child| match child {
+            Ok(child) => self.keep_child(dir, rel_dir, state, &handle, child),
+            Err(_) => true,
+        });
+    }
+
+    /// Whether `child` of `dir` is backed up; if so its facts are filled in
+    /// (and, for a folder, what its own listing must check).
+    fn keep_child(
+        &self,
+        dir: &Path,
+        rel_dir: &Path,
+        state: &DirState,
+        handle: &std::io::Result<DirHandle>,
+        child: &mut jwalk::DirEntry<(DirState, EntryState)>,
+    ) -> bool {
+        let opts = &self.opts;
+        let name = child.file_name.clone();
+        if self.excluded_names.contains(&name) && opts.excluded_paths.contains(&dir.join(&name)) {
+            return false;
+        }
+        if is_state_temp(&name, dir, &opts.excluded_paths) {
+            return false;
+        }
+        if rel_dir.as_os_str().is_empty() && opts.skip_at_root.contains(&name) {
+            return false;
+        }
+        let rel = rel_dir.join(&name);
+        let is_dir = child.file_type.is_dir();
+        if opts.excludes.is_excluded(&rel, is_dir) || gitignored(&state.gitignores, &rel, is_dir) {
+            return false;
+        }
+        let handle = match handle {
+            Ok(h) => h,
+            Err(e) => {
+                child.client_state.stat = Some(Err(e.to_string()));
+                return true;
+            }
+        };
+        if is_dir && tagged_folder(handle, dir, &name, opts) {
+            return false;
+        }
+        child.client_state = facts(handle, &name);
+        if child.client_state.special.is_some() {
+            child.read_children = None;
+        }
+        if let (Some(read), Some(Ok((EntryKind::Dir, stat)))) =
+            (child.read_children.as_mut(), &child.client_state.stat)
+        {
+            read.client_read_state = Some(DirState {
+                gitignores: state.gitignores.clone(),
+                expect_ino: Some(stat.ino),
+            });
+        }
+        true
+    }
+
+    /// The swapped folders found so far, as scan errors.
+    fn take_swapped(&self) -> Vec<ScanEvent> {
+        std::mem::take(&mut *self.swapped.lock().unwrap_or_else(|p| p.into_inner()))
+            .into_iter()
+            .map(|(path, error)| ScanEvent::Error { path, error })
+            .collect()
+    }
+}
+
+/// Adds the rules of `dir`'s `.gitignore` (a regular file only: a FIFO
+/// would block the walk; of bounded size) to the rules in force below it.
+fn read_gitignore(dir: &Path, rel_dir: &Path, state: &mut DirState) {
+    let text = read_regular(&dir.join(".gitignore"), MAX_GITIGNORE_BYTES)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    if let Some(set) = text.and_then(|t| ExcludeSet::from_file_text(&t).ok()) {
+        let mut v = (*state.gitignores).clone();
+        v.push((rel_dir.to_path_buf(), Arc::new(set)));
+        state.gitignores = Arc::new(v);
+    }
+}
+
+/// The scan events of one item of the walk (none for the root; two for a
+/// folder whose listing failed: the folder, and its error, which makes
+/// the run keep what it held before).
+fn push_events(
+    item: jwalk::Result<jwalk::DirEntry<(DirState, EntryState)>>,
+    root: &Path,
+    batch: &mut ScanBatch,
+) {
+    let entry = match item {
+        Ok(entry) => entry,
+        Err(e) => {
+            let path = e
+                .path()
+                .map(|p| p.strip_prefix(root).unwrap_or(p).to_path_buf())
+                .unwrap_or_default();
+            batch.push(ScanEvent::Error {
+                path,
+                error: format!("cannot read folder: {}", walk_error_text(&e)),
+            });
+            return;
+        }
+    };
+    if entry.depth == 0 {
+        return;
+    }
+    let full = entry.parent_path.join(&entry.file_name);
+    let rel = full.strip_prefix(root).unwrap_or(&full).to_path_buf();
+    if let Some(e) = entry.read_children.as_ref().and_then(|c| c.error()) {
+        batch.push(ScanEvent::Error {
+            path: rel.clone(),
+            error: format!("cannot read folder: {}", walk_error_text(e)),
+        });
+    }
+    let state = entry.client_state;
+    let event = if let Some(reason) = state.special {
+        ScanEvent::Skipped {
+            path: rel,
+            reason: reason.into(),
+        }
+    } else {
+        match state.stat {
+            // Vanished between reading its folder and lstat: not there.
+            None => return,
+            Some(Err(error)) => ScanEvent::Error { path: rel, error },
+            Some(Ok((kind, stat))) => match RelPath::new(rel.clone()) {
+                Ok(path) => ScanEvent::Entry(ScanEntry {
+                    path,
+                    kind,
+                    stat,
+                    link_target: state.link_target,
+                }),
+                Err(e) => ScanEvent::Error {
+                    path: rel,
+                    error: e.to_string(),
+                },
+            },
+        }
+    };
+    batch.push(event);
 }
 
 /// `ELOOP`: what opening a symlink with `O_NOFOLLOW` says.

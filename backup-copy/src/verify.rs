@@ -11,18 +11,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use backup_core::parallel::for_each_in_runs;
-use backup_core::sys::{open_beneath, open_regular, sync_dir};
+use backup_core::sys::{open_beneath, sync_dir};
 use backup_core::{
-    hash_reader, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress,
-    Repair, SnapshotPath, SnapshotRef, VerifyReport,
+    hash_file_beneath, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase,
+    Progress, Repair, SnapshotPath, SnapshotRef, VerifyReport,
 };
 
-use crate::copy::{copy_hashed_with, read_only, CopyError, SetAttrs};
+use crate::copy::{copy_open_hashed, read_only, CopyError, SetAttrs};
 use crate::layout::{read_manifest, STATE_DIR};
 
 type InodeKey = (u64, u64);
@@ -113,9 +112,7 @@ pub fn verify(
     for_each_in_runs(&to_hash, threads, 1, |_, &i| {
         let c = &checks[i];
         // Opened without following any symlink in the path (see above).
-        let h = open_beneath(&dirs[c.snapshot as usize], &c.rel)
-            .and_then(|(f, _)| hash_reader(&mut f.take(c.size.saturating_add(1))))
-            .ok();
+        let h = hash_file_beneath(&dirs[c.snapshot as usize], &c.rel, c.size).ok();
         if let Some((_, len)) = h {
             bytes.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
@@ -276,9 +273,24 @@ pub(crate) fn repair(
         )));
     };
     let src = rel.under(source);
-    if let Err(why) = source_holds(&src, recorded, entry.entry.stat.size) {
-        return Ok(Repair::NotRepaired(why));
-    }
+    let changed = || {
+        Repair::NotRepaired(format!(
+            "the source {} no longer holds the recorded content (it changed since this snapshot)",
+            src.display()
+        ))
+    };
+    // Read once: the copy's own hash is the check (a size that differs
+    // already tells, without opening the folder).
+    let file = match open_beneath(source, rel) {
+        Ok((_, meta)) if meta.len() != entry.entry.stat.size => return Ok(changed()),
+        Ok((file, _)) => file,
+        Err(e) => {
+            return Ok(Repair::NotRepaired(format!(
+                "the source {} cannot be read ({e})",
+                src.display()
+            )))
+        }
+    };
     let tmp = parent.join(format!(".backup-cli-repair-{}", std::process::id()));
     with_folder_writable(&parent, || {
         let _ = fs::remove_file(&tmp);
@@ -286,7 +298,7 @@ pub(crate) fn repair(
             mode: read_only(entry.entry.stat.mode),
             mtime_ns: entry.entry.stat.mtime_ns,
         };
-        let copied = match copy_hashed_with(&src, &tmp, set) {
+        let copied = match copy_open_hashed(file, &tmp, set) {
             Ok(c) => c,
             Err(CopyError::Source(e)) => {
                 let _ = fs::remove_file(&tmp);
@@ -297,12 +309,9 @@ pub(crate) fn repair(
             }
             Err(CopyError::Destination(e)) => return Err(CoreError::destination("write", &tmp, e)),
         };
-        if copied.hash != recorded {
+        if copied.hash != recorded || copied.bytes != entry.entry.stat.size {
             let _ = fs::remove_file(&tmp);
-            return Ok(Repair::NotRepaired(format!(
-                "the source {} changed while it was copied",
-                src.display()
-            )));
+            return Ok(changed());
         }
         let dst = rel.under(dir);
         fs::File::open(&tmp)
@@ -326,21 +335,6 @@ fn real_folder_of(dir: &Path, rel: &backup_core::RelPath) -> Option<PathBuf> {
         }
     }
     Some(parent)
-}
-
-/// Whether the source file `src` holds exactly `size` bytes hashing to
-/// `recorded`; else why not.
-fn source_holds(src: &Path, recorded: ContentHash, size: u64) -> Result<(), String> {
-    let held =
-        open_regular(src).and_then(|(f, _)| hash_reader(&mut f.take(size.saturating_add(1))));
-    match held {
-        Err(e) => Err(format!("the source {} cannot be read ({e})", src.display())),
-        Ok((h, n)) if h != recorded || n != size => Err(format!(
-            "the source {} no longer holds the recorded content (it changed since this snapshot)",
-            src.display()
-        )),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// Runs `f` with the read-only snapshot folder `folder` writable by its

@@ -170,6 +170,17 @@ pub fn hash_file(path: &Path, expected: u64) -> io::Result<(ContentHash, u64)> {
     hash_reader(&mut file.take(expected.saturating_add(1)))
 }
 
+/// [`hash_file`] of `rel` below `root`, opened with
+/// [`crate::sys::open_beneath`] (no symlink followed anywhere in `rel`).
+pub fn hash_file_beneath(
+    root: &Path,
+    rel: &crate::RelPath,
+    expected: u64,
+) -> io::Result<(ContentHash, u64)> {
+    let (file, _) = crate::sys::open_beneath(root, rel)?;
+    hash_reader(&mut file.take(expected.saturating_add(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

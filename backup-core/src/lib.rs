@@ -41,7 +41,7 @@ pub mod verify;
 
 pub use entry::{EntryKind, FileStat, ScanEntry};
 pub use error::{error_chain, CoreError};
-pub use hash::{hash_file, hash_reader, ContentHash, ContentHasher};
+pub use hash::{hash_file, hash_file_beneath, hash_reader, ContentHash, ContentHasher};
 pub use manifest::{Counts, EntryStatus, ManifestEntry, SnapshotInfo, SnapshotStatus};
 pub use plan::{Action, Change, LastGood, PlannedEntry};
 pub use prev::{PrevEntry, PrevIndex};

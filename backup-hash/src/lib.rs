@@ -34,13 +34,13 @@
 //! assert_eq!(planned.action, Action::Copy);
 //! ```
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use backup_core::sys::open_beneath;
 use backup_core::{
-    hash_reader, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry, PrevEntry,
-    PrevIndex, RelPath, ScanEntry,
+    hash_file_beneath, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry,
+    PrevEntry, PrevIndex, RelPath, ScanEntry,
 };
 
 /// Opens a file as the copy stage will (a regular file, no symlink
@@ -56,8 +56,7 @@ fn open_readable(source: &Path, rel: &RelPath) -> io::Result<()> {
 /// any symlink (a folder swapped for a link during the run is not read
 /// through).
 fn hash_as_scanned(source: &Path, rel: &RelPath, size: u64) -> io::Result<Option<ContentHash>> {
-    let (file, _) = open_beneath(source, rel)?;
-    let (hash, read) = hash_reader(&mut file.take(size.saturating_add(1)))?;
+    let (hash, read) = hash_file_beneath(source, rel, size)?;
     Ok((read == size).then_some(hash))
 }
 

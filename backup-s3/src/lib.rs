@@ -404,7 +404,7 @@ impl SnapshotStore for S3Store {
                 src.display()
             ))
         };
-        let file = match backup_core::sys::open_regular(&src) {
+        let file = match backup_core::sys::open_beneath(&self.source, &entry.entry.path) {
             Ok((f, meta)) if meta.len() == size => f,
             Ok(_) => return Ok(changed()),
             Err(e) => {

@@ -114,7 +114,7 @@ where
         .filter(|d| d.is_dir())
         .and_then(|_| {
             rotate_if_large(&profile.log_file, LOG_LIMIT);
-            backup_core::sys::open_regular_with(
+            backup_sys::open_regular_with(
                 &profile.log_file,
                 OpenOptions::new().create(true).append(true),
             )

@@ -129,7 +129,7 @@ fn head_of(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>, std::io:
         return Ok(Some((meta, Vec::new())));
     }
     let mut head = Vec::new();
-    backup_core::sys::open_regular(path)?
+    backup_sys::open_regular(path)?
         .0
         .take(RECOGNISE_LIMIT)
         .read_to_end(&mut head)?;
@@ -156,7 +156,7 @@ fn is_log_head(head: &[u8]) -> bool {
 /// Whether a running backup holds the lock file at `path` (then it is this
 /// tool's, whatever it holds at this instant).
 fn lock_is_held(path: &Path) -> bool {
-    let Ok((file, _)) = backup_core::sys::open_regular(path) else {
+    let Ok((file, _)) = backup_sys::open_regular(path) else {
         return false;
     };
     match file.try_lock_shared() {

@@ -32,10 +32,10 @@ pub struct Copied {
     pub changed_during_copy: bool,
 }
 
-/// Opens a source file for reading: see [`backup_core::sys::open_regular`]
+/// Opens a source file for reading: see [`backup_sys::open_regular`]
 /// (no symlink followed, no FIFO waited on, a regular file or an error).
 pub fn open_source(path: &Path) -> io::Result<File> {
-    backup_core::sys::open_regular(path).map(|(f, _)| f)
+    backup_sys::open_regular(path).map(|(f, _)| f)
 }
 
 /// Mode and mtime to give the copy, set on the open file (no extra path

@@ -24,9 +24,9 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use backup_core::manifest::{parse_manifest, write_entry, ManifestLines};
-use backup_core::snapshot::{parse_snapshot_name, same_source, snapshot_created, sort_snapshots};
-use backup_core::sys::{open_regular, read_regular};
 use backup_core::{CoreError, ManifestEntry, SnapshotInfo, SnapshotRef};
+use backup_naming::{parse_snapshot_name, same_source, snapshot_created, sort_snapshots};
+use backup_sys::{open_regular, read_regular};
 
 use crate::fsutil::remove_tree;
 
@@ -169,7 +169,7 @@ pub(crate) fn write_info(snapshot_dir: &Path, info: &SnapshotInfo) -> Result<(),
         f.sync_all()?;
         // Its directory entry too (where the file system sync at commit
         // does not cover it).
-        backup_core::sys::sync_dir(&state_dir(snapshot_dir))
+        backup_sys::sync_dir(&state_dir(snapshot_dir))
     };
     write().map_err(|e| CoreError::destination("write", &path, e))
 }
@@ -383,7 +383,7 @@ fn is_being_written(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::snapshot::next_name_among;
+    use backup_naming::next_name_among;
     use chrono::Local;
 
     #[test]

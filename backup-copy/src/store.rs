@@ -14,13 +14,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use backup_core::snapshot::next_name_among;
-use backup_core::sys::{open_beneath, open_regular, sync_dir};
 use backup_core::{
     Action, Change, Content, ContentHash, CoreError, LastGood, ManifestEntries, ManifestEntry,
     PlannedEntry, Progress, RelPath, Repair, SnapshotInfo, SnapshotRef, SnapshotStore,
     SnapshotWriter, VerifyReport, WriteOutcome, WrittenEntry,
 };
+use backup_naming::next_name_among;
+use backup_sys::{open_beneath, open_regular, sync_dir};
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
 
@@ -84,7 +84,7 @@ impl SnapshotStore for LocalStore {
         let path = entry.entry.path.under(&dir);
         // A symlink anywhere in the path (a tampered manifest naming a file
         // below a link to /etc) is damage, never followed.
-        match open_beneath(&dir, &entry.entry.path) {
+        match open_beneath(&dir, entry.entry.path.as_path()) {
             Ok((file, _)) => Ok(Content::File(file, path)),
             Err(e) => Err(CoreError::io("read", &path, e)),
         }
@@ -344,7 +344,7 @@ impl LocalWriter {
     /// following any symlink (a folder swapped for a link during the run is
     /// never read through).
     fn open_source(&self, rel: &RelPath) -> io::Result<fs::File> {
-        open_beneath(&self.source, rel).map(|(f, _)| f)
+        open_beneath(&self.source, rel.as_path()).map(|(f, _)| f)
     }
 
     /// The previous snapshot's copy of `path` (this run's own folder when

@@ -14,12 +14,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use backup_core::parallel::for_each_in_runs;
-use backup_core::sys::{open_beneath, sync_dir};
 use backup_core::{
     hash_file_beneath, ContentHash, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase,
     Progress, Repair, SnapshotPath, SnapshotRef, VerifyReport,
 };
+use backup_sys::for_each_in_runs;
+use backup_sys::{open_beneath, sync_dir};
 
 use crate::copy::{copy_open_hashed, read_only, CopyError, SetAttrs};
 use crate::layout::{read_manifest, STATE_DIR};
@@ -281,7 +281,7 @@ pub(crate) fn repair(
     };
     // Read once: the copy's own hash is the check (a size that differs
     // already tells, without opening the folder).
-    let file = match open_beneath(source, rel) {
+    let file = match open_beneath(source, rel.as_path()) {
         Ok((_, meta)) if meta.len() != entry.entry.stat.size => return Ok(changed()),
         Ok((file, _)) => file,
         Err(e) => {

@@ -160,24 +160,24 @@ pub fn hash_reader(input: &mut dyn Read) -> io::Result<(ContentHash, u64)> {
 }
 
 /// SHA-256 of a regular file's content and the bytes read, in constant
-/// memory, opened with [`crate::sys::open_regular`] (never a symlink, a FIFO
+/// memory, opened with [`backup_sys::open_regular`] (never a symlink, a FIFO
 /// or a device in its place). At most `expected + 1` bytes are read, where
 /// `expected` is the size the caller knows it by: a count over `expected`
 /// means the file grew (its hash then covers only what was read), and a
 /// file growing faster than it is read is never read forever.
 pub fn hash_file(path: &Path, expected: u64) -> io::Result<(ContentHash, u64)> {
-    let (file, _) = crate::sys::open_regular(path)?;
+    let (file, _) = backup_sys::open_regular(path)?;
     hash_reader(&mut file.take(expected.saturating_add(1)))
 }
 
 /// [`hash_file`] of `rel` below `root`, opened with
-/// [`crate::sys::open_beneath`] (no symlink followed anywhere in `rel`).
+/// [`backup_sys::open_beneath`] (no symlink followed anywhere in `rel`).
 pub fn hash_file_beneath(
     root: &Path,
     rel: &crate::RelPath,
     expected: u64,
 ) -> io::Result<(ContentHash, u64)> {
-    let (file, _) = crate::sys::open_beneath(root, rel)?;
+    let (file, _) = backup_sys::open_beneath(root, rel.as_path())?;
     hash_reader(&mut file.take(expected.saturating_add(1)))
 }
 

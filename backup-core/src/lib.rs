@@ -29,14 +29,12 @@ pub mod entry;
 pub mod error;
 pub mod hash;
 pub mod manifest;
-pub mod parallel;
 pub mod plan;
 pub mod prev;
 pub mod progress;
 pub mod relpath;
 pub mod snapshot;
 pub mod stage;
-pub mod sys;
 pub mod verify;
 
 pub use entry::{EntryKind, FileStat, ScanEntry};

@@ -6,8 +6,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use backup_core::sys::sync_dir;
 use backup_core::CoreError;
+use backup_sys::sync_dir;
 
 /// Writes `path` so that a crash leaves either the old file or the new
 /// one: `fill` streams the content into a buffered temporary sibling, which

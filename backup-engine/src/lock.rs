@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use backup_core::error::CoreError;
-use backup_core::sys::{open_regular, open_regular_with};
+use backup_sys::{open_regular, open_regular_with};
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -142,7 +142,7 @@ impl RunLock {
             let text = format!(
                 "pid={}\nhost={}\nstarted={}\n",
                 std::process::id(),
-                backup_core::sys::host_name(),
+                backup_sys::host_name(),
                 chrono::Local::now().to_rfc3339()
             );
             let write = (|| {

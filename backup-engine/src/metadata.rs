@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use backup_core::error::CoreError;
-use backup_core::sys::{is_not_regular, open_regular, read_regular};
+use backup_sys::{is_not_regular, open_regular, read_regular};
 
 /// The whole metadata file.
 ///

@@ -9,11 +9,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use backup_core::parallel::for_each_in_runs;
 use backup_core::{
     Content, CoreError, EntryKind, EntryStatus, ManifestEntry, Phase, Progress, RelPath,
     SnapshotRef, SnapshotStore,
 };
+use backup_sys::for_each_in_runs;
 use serde::Serialize;
 
 use backup_copy::copy::{

@@ -37,17 +37,17 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use backup_core::sys::open_beneath;
 use backup_core::{
     hash_file_beneath, Action, Change, ContentHash, Differ, EntryKind, LastGood, PlannedEntry,
     PrevEntry, PrevIndex, RelPath, ScanEntry,
 };
+use backup_sys::open_beneath;
 
 /// Opens a file as the copy stage will (a regular file, no symlink
 /// followed anywhere below the source, no FIFO waited on) and closes it
 /// again: can it be read at all?
 fn open_readable(source: &Path, rel: &RelPath) -> io::Result<()> {
-    open_beneath(source, rel).map(drop)
+    open_beneath(source, rel.as_path()).map(drop)
 }
 
 /// The hash of a file that still has the size it was scanned with (at most

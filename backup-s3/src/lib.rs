@@ -34,13 +34,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::manifest::parse_manifest;
-use backup_core::snapshot::{
-    next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
-};
 use backup_core::{
     error_chain, Content, ContentHash, ContentHasher, CoreError, EntryKind, EntryStatus,
     ManifestEntries, ManifestEntry, Phase, Progress, Repair, SnapshotInfo, SnapshotPath,
     SnapshotRef, SnapshotStore, SnapshotWriter, VerifyReport,
+};
+use backup_naming::{
+    next_name_among, parse_snapshot_name, same_source, snapshot_created, sort_snapshots,
 };
 use chrono::{DateTime, Local};
 use futures::StreamExt;
@@ -404,7 +404,7 @@ impl SnapshotStore for S3Store {
                 src.display()
             ))
         };
-        let file = match backup_core::sys::open_beneath(&self.source, &entry.entry.path) {
+        let file = match backup_sys::open_beneath(&self.source, entry.entry.path.as_path()) {
             Ok((f, meta)) if meta.len() == size => f,
             Ok(_) => return Ok(changed()),
             Err(e) => {

@@ -148,7 +148,7 @@ pub fn live_locks(remote: &Remote, own: Option<&Key>) -> Result<Vec<LockInfo>, C
 /// shared lock waits up to two minutes for a live exclusive one to go; an
 /// exclusive one gives up at once when another run is live.
 pub fn take(remote: &Arc<Remote>, exclusive: bool, profile: &str) -> Result<Locked, CoreError> {
-    let host = backup_core::sys::host_name();
+    let host = backup_sys::host_name();
     let pid = std::process::id();
     let started = Utc::now();
     let key = remote.key(&format!(

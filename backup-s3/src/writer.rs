@@ -31,8 +31,8 @@ use super::lock::LockGuard;
 use super::remote::Remote;
 use backup_copy::CHANGED_FILE_RETRIES;
 use backup_core::hash_reader;
-use backup_core::sys::open_beneath;
 use backup_core::RelPath;
+use backup_sys::open_beneath;
 
 /// Files up to this size are read into memory and uploaded in one PUT.
 pub const SMALL_FILE: u64 = 2 << 20;
@@ -233,7 +233,7 @@ impl S3Writer {
                 Ok(Ok(Some(size)))
             }
             None => {
-                let file = match open_beneath(&self.source, rel) {
+                let file = match open_beneath(&self.source, rel.as_path()) {
                     Ok((f, _)) => f,
                     Err(e) => return Ok(Err(SourceProblem::Unreadable(e.to_string()))),
                 };
@@ -312,7 +312,7 @@ struct ReadFile {
 /// Reads `src` once: a small file into memory, a large one only hashed.
 /// Reads `rel` below `source` (never through a symlink anywhere in it).
 fn read_hashed(source: &Path, rel: &RelPath) -> io::Result<ReadFile> {
-    let (mut file, _) = open_beneath(source, rel)?;
+    let (mut file, _) = open_beneath(source, rel.as_path())?;
     let before = file.metadata()?;
     let stat = FileStat::from_metadata(&before);
     // At most the size seen at open (a growing file is read again, up to

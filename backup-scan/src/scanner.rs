@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use backup_core::sys::{open_regular, read_regular};
 use backup_core::{
     send_batch, CoreError, EntryKind, FileStat, RelPath, ScanBatch, ScanEntry, ScanEvent, Scanner,
     SCAN_BATCH,
 };
+use backup_sys::{open_regular, read_regular};
 use crossbeam_channel::Sender;
 use jwalk::{Parallelism, WalkDirGeneric};
 

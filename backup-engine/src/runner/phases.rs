@@ -21,7 +21,8 @@ use backup_core::error::CoreError;
 use backup_core::manifest::{SnapshotInfo, SnapshotStatus, SNAPSHOT_FORMAT};
 use backup_core::prev::PrevIndex;
 use backup_core::progress::Phase;
-use backup_core::snapshot::{next_sequence, SnapshotRef};
+use backup_core::snapshot::SnapshotRef;
+use backup_naming::next_sequence;
 
 /// What a run starts from.
 pub(super) struct Start {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use backup_core::parallel::InOrder;
 use backup_core::progress::PhaseProgress;
+use backup_sys::InOrder;
 use crossbeam_channel::bounded;
 use tracing::{info, info_span, warn};
 

@@ -82,7 +82,7 @@ impl SnapshotStore for FullDisk {
         now: chrono::DateTime<Local>,
         history: &HashSet<String>,
     ) -> Result<String, CoreError> {
-        Ok(backup_core::snapshot::next_name_among(
+        Ok(backup_naming::next_name_among(
             std::iter::empty(),
             "T",
             now,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// When the source ends, whatever is still held comes out in order.
 ///
 /// ```
-/// use backup_core::parallel::InOrder;
+/// use backup_sys::InOrder;
 /// let out: Vec<char> = InOrder::new([(2, 'b'), (3, 'c'), (1, 'a')], 1).collect();
 /// assert_eq!(out, ['a', 'b', 'c']);
 /// ```

@@ -77,7 +77,8 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Opens the regular file `rel` below the folder `root` without following
+/// Opens the regular file `rel` (relative, with no `..`: anything else is
+/// refused) below the folder `root` without following
 /// a symlink anywhere in `rel` (a snapshot that holds `lnk -> /etc` never
 /// makes `lnk/shadow` readable through it): the same refusals as
 /// [`open_regular`] for the last component, and a symlink in any folder
@@ -87,10 +88,19 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 /// relative to the root's descriptor, cached per thread; elsewhere (or on
 /// kernels before 5.6) each folder component is checked with `lstat`
 /// first.
-pub fn open_beneath(root: &Path, rel: &crate::RelPath) -> io::Result<(File, Metadata)> {
+pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<(File, Metadata)> {
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a plain relative path", rel.display()),
+        ));
+    }
     #[cfg(target_os = "linux")]
     {
-        match linux::open_beneath(root, rel.as_path()) {
+        match linux::open_beneath(root, rel) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
             Err(e) => return Err(e),
@@ -104,14 +114,14 @@ pub fn open_beneath(root: &Path, rel: &crate::RelPath) -> io::Result<(File, Meta
         }
     }
     let mut dir = root.to_path_buf();
-    let parts: Vec<_> = rel.as_path().components().collect();
+    let parts: Vec<_> = rel.components().collect();
     for part in parts.iter().take(parts.len().saturating_sub(1)) {
         dir.push(part);
         if !fs::symlink_metadata(&dir)?.is_dir() {
             return Err(not_regular());
         }
     }
-    open_regular(&rel.under(root))
+    open_regular(&root.join(rel))
 }
 
 #[cfg(target_os = "linux")]
@@ -193,7 +203,6 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RelPath;
 
     #[cfg(unix)]
     #[test]
@@ -207,25 +216,29 @@ mod tests {
         fs::write(outside.join("f"), b"outside").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("lnk")).unwrap();
         std::os::unix::fs::symlink(outside.join("f"), root.join("real/g")).unwrap();
-        let rel = |s: &str| RelPath::new(s).unwrap();
-        let (mut f, meta) = open_beneath(&root, &rel("real/f")).unwrap();
+        let rel = |s: &'static str| Path::new(s);
+        let (mut f, meta) = open_beneath(&root, rel("real/f")).unwrap();
         let mut text = String::new();
         io::Read::read_to_string(&mut f, &mut text).unwrap();
         assert_eq!((text.as_str(), meta.len()), ("inside", 6));
         for through in ["lnk/f", "real/g"] {
-            let e = open_beneath(&root, &rel(through)).unwrap_err();
+            let e = open_beneath(&root, rel(through)).unwrap_err();
             assert!(is_not_regular(&e), "{through}: {e}");
         }
         // The root itself may be reached through a symlink (the user's own).
         let root_link = dir.path().join("root-link");
         std::os::unix::fs::symlink(&root, &root_link).unwrap();
-        assert!(open_beneath(&root_link, &rel("real/f")).is_ok());
+        assert!(open_beneath(&root_link, rel("real/f")).is_ok());
         // A folder replaced after a first open on this thread (cached
         // descriptor) is seen: the path now names the new folder.
         fs::rename(&root, dir.path().join("old-root")).unwrap();
         fs::create_dir_all(root.join("real")).unwrap();
         fs::write(root.join("real/f"), b"new").unwrap();
-        let (f, _) = open_beneath(&root, &rel("real/f")).unwrap();
+        let (f, _) = open_beneath(&root, rel("real/f")).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 3);
+        for escaping in ["../outside/f", "/etc/passwd", "real/../real/f"] {
+            let e = open_beneath(&root, rel(escaping)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{escaping}");
+        }
     }
 }

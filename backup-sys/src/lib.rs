@@ -1,0 +1,18 @@
+//! # backup-sys
+//!
+//! What every part of `backup-cli` asks of the operating system, written
+//! once: opening a file that must be a regular file without being led
+//! astray by a symlink, FIFO or device ([`fs`]), making renames durable,
+//! this machine's name, and spreading work over threads ([`parallel`]).
+//! Below the vocabulary crate (`backup-core`) and knowing nothing of
+//! backups: paths in, files and errors out. The per-platform differences
+//! live here and nowhere else.
+
+pub mod fs;
+pub mod parallel;
+
+pub use fs::{
+    host_name, is_not_regular, open_beneath, open_regular, open_regular_with, read_regular,
+    sync_dir,
+};
+pub use parallel::{for_each_in_runs, InOrder};

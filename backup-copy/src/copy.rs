@@ -81,22 +81,30 @@ pub fn copy_hashed_with(src: &Path, dst: &Path, attrs: SetAttrs) -> Result<Copie
 /// [`copy_hashed_with`] from a file already opened (say, by a store that
 /// checked how it was reached).
 pub fn copy_open_hashed(input: File, dst: &Path, attrs: SetAttrs) -> Result<Copied, CopyError> {
-    BUFFER.with(|b| copy_with_buffer(input, dst, attrs, &mut b.borrow_mut()))
+    copy_open_hashed_with(input, attrs, || {
+        OpenOptions::new().write(true).create_new(true).open(dst)
+    })
+}
+
+/// [`copy_open_hashed`] into the new file `create` makes (say, below a
+/// folder descriptor), once the source is known to be readable.
+pub fn copy_open_hashed_with(
+    input: File,
+    attrs: SetAttrs,
+    create: impl FnOnce() -> io::Result<File>,
+) -> Result<Copied, CopyError> {
+    BUFFER.with(|b| copy_with_buffer(input, create, attrs, &mut b.borrow_mut()))
 }
 
 fn copy_with_buffer(
     mut input: File,
-    dst: &Path,
+    create: impl FnOnce() -> io::Result<File>,
     attrs: SetAttrs,
     buf: &mut [u8],
 ) -> Result<Copied, CopyError> {
     let before = input.metadata().map_err(CopyError::Source)?;
     let stat = FileStat::from_metadata(&before);
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .map_err(CopyError::Destination)?;
+    let mut output = create().map_err(CopyError::Destination)?;
     // At most the size seen at open: a file growing faster than it is
     // copied would otherwise be read for ever (the retry sees the growth).
     let (hash, bytes) = write_hashed(&mut (&mut input).take(stat.size), &mut output, buf)?;

@@ -64,38 +64,13 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            make_dirs_writable(path)?;
+            backup_sys::Tree::open(path)?.make_dirs_writable()?;
             fs::remove_dir_all(path)
         }
         Err(e) => Err(e),
     }
 }
 
-fn make_dirs_writable(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::symlink_metadata(dir)?;
-        if !meta.is_dir() {
-            return Ok(());
-        }
-        let mode = meta.permissions().mode();
-        if mode & 0o700 != 0o700 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
-        }
-        for child in fs::read_dir(dir)? {
-            let child = child?;
-            if child.file_type()?.is_dir() {
-                make_dirs_writable(&child.path())?;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-    }
-    Ok(())
-}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,11 +31,10 @@ pub mod copy;
 pub mod fsutil;
 pub mod layout;
 pub mod store;
-mod sys;
 mod verify;
 
 pub use copy::{
-    copy_hashed, copy_hashed_with, copy_open_hashed, copy_stream_hashed, open_source, Copied,
-    CopyError, SetAttrs,
+    copy_hashed, copy_hashed_with, copy_open_hashed, copy_open_hashed_with, copy_stream_hashed,
+    open_source, Copied, CopyError, SetAttrs,
 };
 pub use store::{LocalStore, CHANGED_FILE_RETRIES};

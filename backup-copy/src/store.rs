@@ -20,13 +20,12 @@ use backup_core::{
     SnapshotWriter, VerifyReport, WriteOutcome, WrittenEntry,
 };
 use backup_naming::next_name_among;
-use backup_sys::{open_beneath, open_regular, sync_dir};
+use backup_sys::{open_beneath, sync_dir, Kind, Tree};
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
 
 use crate::copy::{
-    copy_open_hashed, file_time, is_fatal_destination_error, read_only, set_mode, CopyError,
-    SetAttrs,
+    copy_open_hashed_with, is_fatal_destination_error, read_only, set_mode, CopyError, SetAttrs,
 };
 use crate::fsutil::{free_space, remove_tree, sync_filesystem};
 use crate::layout::{
@@ -154,12 +153,27 @@ impl SnapshotStore for LocalStore {
                 return Err(e);
             }
         };
+        let tree = match Tree::open(&tmp) {
+            Ok(tree) => tree,
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                return Err(CoreError::destination("open", &tmp, e));
+            }
+        };
+        // Without its folder, unchanged files are copied from the source.
+        let previous = previous.and_then(|s| {
+            let dir = self.dir_of(s);
+            Tree::open(&dir)
+                .inspect_err(|e| warn!(path = %dir.display(), error = %e, "cannot open the previous snapshot; unchanged files are copied"))
+                .ok()
+        });
         Ok(Box::new(LocalWriter {
             source: self.source.clone(),
             tmp,
+            tree,
             final_path: self.destination.join(name),
             destination: self.destination.clone(),
-            previous: previous.map(|s| self.dir_of(s)),
+            previous,
             manifest: Mutex::new(Some(manifest)),
             dirs: Mutex::new(Vec::new()),
         }))
@@ -184,16 +198,21 @@ enum LinkOutcome {
     Copied { bytes: u64, hash: ContentHash },
 }
 
-/// A snapshot being written to a local folder.
+/// A snapshot being written to a local folder. Every entry is made below
+/// folder descriptors ([`Tree`]), so the destination's path length never
+/// counts against the system's limit.
 struct LocalWriter {
     source: PathBuf,
     tmp: PathBuf,
+    /// The snapshot being written (`tmp`), opened once.
+    tree: Tree,
     final_path: PathBuf,
     destination: PathBuf,
-    previous: Option<PathBuf>,
+    /// The previous snapshot's folder, where unchanged files link from.
+    previous: Option<Tree>,
     manifest: Mutex<Option<ManifestWriter>>,
     /// Folder modes and mtimes, applied at commit (children change mtimes).
-    dirs: Mutex<Vec<(PathBuf, u32, i64)>>,
+    dirs: Mutex<Vec<(RelPath, u32, i64)>>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,20 +220,20 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalWriter {
-    fn dest_err(&self, action: &'static str, path: &Path, e: io::Error) -> CoreError {
-        CoreError::destination(action, path, e)
+    fn dest_err(&self, action: &'static str, rel: &RelPath, e: io::Error) -> CoreError {
+        CoreError::destination(action, &self.tree.display_path(rel.as_path()), e)
     }
 
-    /// Runs `op` on `dst`, creating missing parent folders once on ENOENT
+    /// Runs `op` on `rel`, creating missing parent folders once on ENOENT
     /// (workers write files before their folder entry may be processed).
-    fn with_parent<T>(&self, dst: &Path, op: impl Fn() -> io::Result<T>) -> io::Result<T> {
+    fn with_parent<T>(&self, rel: &RelPath, op: impl Fn() -> io::Result<T>) -> io::Result<T> {
         match op() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = dst.parent() {
+                if let Some(parent) = rel.as_path().parent().filter(|p| !p.as_os_str().is_empty()) {
                     if !self.tmp.exists() {
                         return Err(e);
                     }
-                    fs::create_dir_all(parent)?;
+                    self.tree.create_dir_all(parent)?;
                 }
                 op()
             }
@@ -222,20 +241,34 @@ impl LocalWriter {
         }
     }
 
+    /// Creates the new file `rel` of the snapshot.
+    fn create(&self, rel: &RelPath) -> io::Result<fs::File> {
+        self.tree.create_file(rel.as_path())
+    }
+
+    /// Removes the file `rel` of the snapshot (a copy to be made again).
+    fn remove(&self, rel: &RelPath) -> Result<(), CoreError> {
+        self.tree
+            .remove_file(rel.as_path())
+            .map_err(|e| self.dest_err("remove", rel, e))
+    }
+
     /// Copies the source file, retrying while it changes under us.
     fn copy_source(
         &self,
         planned: PlannedEntry,
-        dst: &Path,
     ) -> Result<Result<WrittenEntry, (PlannedEntry, String)>, CoreError> {
+        let dst = &planned.entry.path;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let copied = match self.with_parent(dst, || {
                 let copied = self
-                    .open_source(&planned.entry.path)
+                    .open_source(dst)
                     .map_err(CopyError::Source)
-                    .and_then(|f| copy_open_hashed(f, dst, SetAttrs::SourceReadOnly));
+                    .and_then(|f| {
+                        copy_open_hashed_with(f, SetAttrs::SourceReadOnly, || self.create(dst))
+                    });
                 match copied {
                     Ok(c) => Ok(Ok(c)),
                     Err(CopyError::Destination(e)) => Err(e),
@@ -244,14 +277,14 @@ impl LocalWriter {
             }) {
                 Ok(Ok(c)) => c,
                 Ok(Err(source_err)) => {
-                    let _ = fs::remove_file(dst);
+                    let _ = self.tree.remove_file(dst.as_path());
                     return Ok(Err((planned, source_err.to_string())));
                 }
                 Err(e) => return Err(self.dest_err("write", dst, e)),
             };
             if copied.changed_during_copy && attempt < CHANGED_FILE_RETRIES {
                 debug!(path = %planned.entry.path, attempt, "changed while copied; copying again");
-                fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
+                self.remove(dst)?;
                 continue;
             }
             if copied.changed_during_copy {
@@ -279,21 +312,23 @@ impl LocalWriter {
     /// failed); `Ok(Err(_))` means no copy could be had for this file.
     fn link_previous(
         &self,
-        from: &Path,
-        dst: &Path,
+        from: &RelPath,
+        dst: &RelPath,
         expected: ContentHash,
         attrs: (u32, i64),
         source: Option<&RelPath>,
         may_link: bool,
     ) -> Result<Result<LinkOutcome, String>, CoreError> {
+        let prev = self.previous_tree();
         if may_link {
-            match self.with_parent(dst, || crate::sys::link_into(from, dst)) {
+            let link = || self.tree.hard_link(prev, from.as_path(), dst.as_path());
+            match self.with_parent(dst, link) {
                 Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
                 Err(e) if is_fatal_destination_error(&e) => {
                     return Err(self.dest_err("link", dst, e))
                 }
                 Err(e) => {
-                    debug!(from = %from.display(), error = %e, "hard link impossible; copying")
+                    debug!(from = %from, error = %e, "hard link impossible; copying")
                 }
             }
         }
@@ -307,12 +342,12 @@ impl LocalWriter {
         for must_match in candidates {
             let open = || match (must_match, source) {
                 (false, Some(rel)) => self.open_source(rel),
-                _ => open_regular(from).map(|(f, _)| f),
+                _ => prev.open_file(from.as_path()).map(|(f, _)| f),
             };
             match self.with_parent(dst, || {
                 match open()
                     .map_err(CopyError::Source)
-                    .and_then(|f| copy_open_hashed(f, dst, set))
+                    .and_then(|f| copy_open_hashed_with(f, set, || self.create(dst)))
                 {
                     Ok(c) => Ok(Ok(c)),
                     Err(CopyError::Source(e)) => Ok(Err(e)),
@@ -321,9 +356,7 @@ impl LocalWriter {
             }) {
                 Err(e) => return Err(self.dest_err("write", dst, e)),
                 Ok(Err(_)) => continue,
-                Ok(Ok(c)) if must_match && c.hash != expected => {
-                    fs::remove_file(dst).map_err(|e| self.dest_err("remove", dst, e))?;
-                }
+                Ok(Ok(c)) if must_match && c.hash != expected => self.remove(dst)?,
                 Ok(Ok(c)) => {
                     return Ok(Ok(LinkOutcome::Copied {
                         bytes: c.bytes,
@@ -334,7 +367,7 @@ impl LocalWriter {
         }
         Ok(Err(format!(
             "{} cannot be linked or copied, and the source cannot be read",
-            from.display()
+            prev.display_path(from.as_path()).display()
         )))
     }
 }
@@ -347,10 +380,11 @@ impl LocalWriter {
         open_beneath(&self.source, rel.as_path()).map(|(f, _)| f)
     }
 
-    /// The previous snapshot's copy of `path` (this run's own folder when
-    /// there is no previous snapshot: content linked within the run).
-    fn previous_copy(&self, path: &RelPath) -> PathBuf {
-        path.under(self.previous.as_deref().unwrap_or(&self.tmp))
+    /// The folder `Link` and `KeepStale` actions name their paths in: the
+    /// previous snapshot's (this run's own when there is none: content
+    /// linked within the run).
+    fn previous_tree(&self) -> &Tree {
+        self.previous.as_ref().unwrap_or(&self.tree)
     }
 
     /// A hard link to `from`, the previous snapshot's copy of unchanged
@@ -358,19 +392,17 @@ impl LocalWriter {
     fn write_link(
         &self,
         planned: PlannedEntry,
-        dst: &Path,
-        from: &Path,
+        from: &RelPath,
         hash: ContentHash,
-        same_path: bool,
     ) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
         let attrs = (entry.stat.mode, entry.stat.mtime_ns);
         // A link shares the inode's mode: where this entry's differs (a
         // chmod, or the same content under another path), a link would
         // keep the old one, so the content is copied instead.
-        let may_link = (same_path && planned.change != Change::ModeChanged)
-            || has_mode(from, read_only(entry.stat.mode));
-        match self.link_previous(from, dst, hash, attrs, Some(&entry.path), may_link)? {
+        let may_link = (*from == entry.path && planned.change != Change::ModeChanged)
+            || has_mode(self.previous_tree(), from, read_only(entry.stat.mode));
+        match self.link_previous(from, &entry.path, hash, attrs, Some(&entry.path), may_link)? {
             Ok(LinkOutcome::Linked) => Ok(WrittenEntry {
                 manifest: planned.into_manifest(Some(hash)),
                 outcome: WriteOutcome::Linked,
@@ -394,12 +426,11 @@ impl LocalWriter {
     fn write_stale(
         &self,
         planned: PlannedEntry,
-        dst: &Path,
         copy: &LastGood,
     ) -> Result<WrittenEntry, CoreError> {
         let attrs = (copy.stat.mode, copy.stat.mtime_ns);
-        let from = self.previous_copy(&copy.from);
-        match self.link_previous(&from, dst, copy.hash, attrs, None, true)? {
+        let dst = &planned.entry.path;
+        match self.link_previous(&copy.from, dst, copy.hash, attrs, None, true)? {
             Ok(outcome) => Ok(WrittenEntry {
                 manifest: planned.into_manifest(None),
                 outcome: WriteOutcome::Stale {
@@ -418,8 +449,8 @@ impl LocalWriter {
 
     /// A copy of the source file; if it cannot be read now, the last good
     /// copy is kept (stale) when there is one.
-    fn write_copy(&self, planned: PlannedEntry, dst: &Path) -> Result<WrittenEntry, CoreError> {
-        let (mut planned, error) = match self.copy_source(planned, dst)? {
+    fn write_copy(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
+        let (mut planned, error) = match self.copy_source(planned)? {
             Ok(w) => return Ok(w),
             Err(failed) => failed,
         };
@@ -429,7 +460,7 @@ impl LocalWriter {
             (Some(copy), true) => {
                 let kept = LastGood::clone(&copy);
                 planned.action = Action::KeepStale { copy, error };
-                self.write_stale(planned, dst, &kept)
+                self.write_stale(planned, &kept)
             }
             _ => Ok(WrittenEntry::failed(planned, error)),
         }
@@ -439,50 +470,59 @@ impl LocalWriter {
 impl SnapshotWriter for LocalWriter {
     fn write(&self, planned: PlannedEntry) -> Result<WrittenEntry, CoreError> {
         let entry = &planned.entry;
-        let dst = entry.path.under(&self.tmp);
-        if dst.as_os_str().len() >= MAX_PATH_BYTES {
-            // It fits in the source but not under the destination: this
-            // entry (and what is below it) cannot be written; the rest can.
+        let rel = &entry.path;
+        let len = rel.as_path().as_os_str().len();
+        if len >= MAX_PATH_BYTES {
+            // Made below folder descriptors, only the path inside the
+            // snapshot counts; one this long cannot be named in a call.
             let error = format!(
-                "its path in the snapshot is {} bytes, over the system's limit of {MAX_PATH_BYTES}: choose a destination with a shorter path",
-                dst.as_os_str().len()
+                "its path is {len} bytes, over the system's limit of {MAX_PATH_BYTES}: it cannot be written; shorten the path in the source"
             );
             return Ok(WrittenEntry::failed(planned, error));
         }
         match &planned.action {
             Action::CreateDir => {
-                self.with_parent(&dst, || match fs::create_dir(&dst) {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dst.is_dir() => Ok(()),
+                self.with_parent(rel, || match self.tree.create_dir(rel.as_path()) {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::AlreadyExists
+                            && self
+                                .tree
+                                .stat(rel.as_path())
+                                .is_ok_and(|s| s.kind == Kind::Dir) =>
+                    {
+                        Ok(())
+                    }
                     other => other,
                 })
-                .map_err(|e| self.dest_err("create", &dst, e))?;
-                guard(&self.dirs).push((dst, entry.stat.mode, entry.stat.mtime_ns));
+                .map_err(|e| self.dest_err("create", rel, e))?;
+                guard(&self.dirs).push((rel.clone(), entry.stat.mode, entry.stat.mtime_ns));
                 Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
             Action::CreateSymlink => {
                 let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
-                self.with_parent(&dst, || symlink(target, &dst))
-                    .map_err(|e| self.dest_err("create symlink", &dst, e))?;
-                let t = file_time(entry.stat.mtime_ns);
-                if let Err(e) = filetime::set_symlink_file_times(&dst, t, t) {
-                    debug!(path = %dst.display(), error = %e, "cannot set symlink time");
+                self.with_parent(rel, || self.tree.symlink(target, rel.as_path()))
+                    .map_err(|e| self.dest_err("create symlink", rel, e))?;
+                if let Err(e) = self
+                    .tree
+                    .set_symlink_mtime(rel.as_path(), entry.stat.mtime_ns)
+                {
+                    debug!(path = %rel, error = %e, "cannot set symlink time");
                 }
                 Ok(WrittenEntry::recorded(planned.into_manifest(None)))
             }
             Action::Link { from, hash } => {
-                let same_path = *from == entry.path;
-                let (from, hash) = (self.previous_copy(from), *hash);
-                self.write_link(planned, &dst, &from, hash, same_path)
+                let (from, hash) = (from.clone(), *hash);
+                self.write_link(planned, &from, hash)
             }
             Action::KeepStale { copy, .. } => {
                 let copy = copy.as_ref().clone();
-                self.write_stale(planned, &dst, &copy)
+                self.write_stale(planned, &copy)
             }
             Action::Fail { error } => {
                 let error = error.clone();
                 Ok(WrittenEntry::failed(planned, error))
             }
-            Action::Copy => self.write_copy(planned, &dst),
+            Action::Copy => self.write_copy(planned),
         }
     }
 
@@ -496,13 +536,12 @@ impl SnapshotWriter for LocalWriter {
     fn commit(&self, info: &SnapshotInfo) -> Result<String, CoreError> {
         let result = (|| {
             let mut dirs = std::mem::take(&mut *guard(&self.dirs));
-            dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+            dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.depth()));
             // Time first: setting it needs no permission the mode may take.
-            for (path, mode, mtime_ns) in &dirs {
-                filetime::set_file_mtime(path, file_time(*mtime_ns))
-                    .map_err(|e| self.dest_err("set time of", path, e))?;
-                set_mode(path, snapshot_dir_mode(*mode))
-                    .map_err(|e| self.dest_err("set mode of", path, e))?;
+            for (rel, mode, mtime_ns) in &dirs {
+                self.tree
+                    .set_dir_attrs(rel.as_path(), *mtime_ns, snapshot_dir_mode(*mode))
+                    .map_err(|e| self.dest_err("set the time and mode of", rel, e))?;
             }
             // Held (locked) until the rename below: see `is_being_written`.
             let _owner = match guard(&self.manifest).take() {
@@ -513,9 +552,9 @@ impl SnapshotWriter for LocalWriter {
             // The snapshot's own folder and its record are read-only too.
             for path in [crate::layout::state_dir(&self.tmp), self.tmp.clone()] {
                 set_mode(&path, snapshot_dir_mode(0o755))
-                    .map_err(|e| self.dest_err("set mode of", &path, e))?;
+                    .map_err(|e| CoreError::destination("set mode of", &path, e))?;
             }
-            sync_filesystem(&self.tmp).map_err(|e| self.dest_err("sync", &self.tmp, e))?;
+            sync_filesystem(&self.tmp).map_err(|e| CoreError::destination("sync", &self.tmp, e))?;
             if self.final_path.symlink_metadata().is_ok() {
                 return Err(CoreError::destination(
                     "rename a snapshot to",
@@ -527,8 +566,9 @@ impl SnapshotWriter for LocalWriter {
                 ));
             }
             fs::rename(&self.tmp, &self.final_path)
-                .map_err(|e| self.dest_err("rename a snapshot to", &self.final_path, e))?;
-            sync_dir(&self.destination).map_err(|e| self.dest_err("sync", &self.destination, e))?;
+                .map_err(|e| CoreError::destination("rename a snapshot to", &self.final_path, e))?;
+            sync_dir(&self.destination)
+                .map_err(|e| CoreError::destination("sync", &self.destination, e))?;
             Ok(self.final_path.display().to_string())
         })();
         if result.is_err() {
@@ -545,17 +585,15 @@ impl SnapshotWriter for LocalWriter {
     }
 }
 
-/// Whether the file at `path` has exactly these permission bits.
-fn has_mode(path: &Path, mode: u32) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::symlink_metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode)
-    }
-    #[cfg(not(unix))]
-    {
-        fs::symlink_metadata(path).is_ok_and(|m| m.permissions().readonly() == (mode & 0o200 == 0))
-    }
+/// Whether the file `rel` of `tree` has exactly these permission bits.
+fn has_mode(tree: &Tree, rel: &RelPath, mode: u32) -> bool {
+    tree.stat(rel.as_path()).is_ok_and(|s| {
+        if cfg!(unix) {
+            s.mode == mode
+        } else {
+            (s.mode & 0o200 == 0) == (mode & 0o200 == 0)
+        }
+    })
 }
 
 /// The mode of a folder in a snapshot: read-only like its files (nothing
@@ -564,16 +602,6 @@ fn has_mode(path: &Path, mode: u32) -> bool {
 /// The manifest keeps the original mode, which restore gives back.
 fn snapshot_dir_mode(mode: u32) -> u32 {
     (mode & 0o1555) | 0o500
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
 }
 
 #[cfg(test)]

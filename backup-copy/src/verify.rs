@@ -19,22 +19,17 @@ use backup_core::{
     Progress, Repair, SnapshotPath, SnapshotRef, VerifyReport,
 };
 use backup_sys::for_each_in_runs;
-use backup_sys::{open_beneath, sync_dir};
+use backup_sys::{open_beneath, sync_dir, Kind, Stat, Tree};
 
 use crate::copy::{copy_open_hashed, read_only, CopyError, SetAttrs};
 use crate::layout::{read_manifest, STATE_DIR};
 
 type InodeKey = (u64, u64);
 
-#[cfg(unix)]
-fn inode_key(m: &fs::Metadata) -> Option<InodeKey> {
-    use std::os::unix::fs::MetadataExt;
-    Some((m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn inode_key(_m: &fs::Metadata) -> Option<InodeKey> {
-    None
+/// Hard links share one inode; where the platform has no inode numbers,
+/// each path is hashed on its own.
+fn inode_key(stat: &Stat) -> Option<InodeKey> {
+    (stat.dev_ino != (0, 0)).then_some(stat.dev_ino)
 }
 
 /// One file to hash; kept small (a large snapshot has hundreds of
@@ -73,8 +68,11 @@ pub fn verify(
         .collect();
     for (snap_index, (snap, dir)) in snapshots.iter().zip(&dirs).enumerate() {
         report.snapshots_checked += 1;
+        // Entries are looked at below folder descriptors: a path too long
+        // for the system under the destination is still checked.
+        let tree = Tree::open(dir).map_err(|e| CoreError::io("open", dir, e))?;
         let listed = check_entries(
-            dir,
+            &tree,
             snap,
             snap_index as u32,
             quick,
@@ -83,8 +81,8 @@ pub fn verify(
             &mut checks,
         )?;
         find_unexpected(
-            dir,
-            dir,
+            &tree,
+            Path::new(""),
             &listed,
             &hasher,
             &snap.name,
@@ -145,7 +143,7 @@ pub fn verify(
 /// is to be hashed go to `checks`. Returns the listed paths (as 64-bit
 /// keys) for [`find_unexpected`].
 fn check_entries(
-    dir: &Path,
+    tree: &Tree,
     snap: &SnapshotRef,
     snap_index: u32,
     quick: bool,
@@ -158,14 +156,13 @@ fn check_entries(
     // parents first, so every entry's parent is here unless the snapshot
     // (or its manifest) was tampered with.
     let mut real_dirs: HashSet<u64> = HashSet::new();
-    for e in read_manifest(dir)? {
+    for e in read_manifest(tree.path())? {
         let e = e?;
         let key = path_key(hasher, e.entry.path.as_path());
         listed.insert(key);
         if e.status == Some(EntryStatus::Failed) {
             continue;
         }
-        let full = e.entry.path.under(dir);
         let sp = || SnapshotPath {
             snapshot: snap.name.clone(),
             path: e.entry.path.to_string(),
@@ -181,30 +178,28 @@ fn check_entries(
             report.corrupt.push(sp());
             continue;
         }
-        let meta = match fs::symlink_metadata(&full) {
-            Ok(m) => m,
-            Err(_) => {
-                report.missing.push(sp());
-                continue;
-            }
+        let rel = e.entry.path.as_path();
+        let Ok(stat) = tree.stat(rel) else {
+            report.missing.push(sp());
+            continue;
         };
         match e.entry.kind {
-            EntryKind::Dir if !meta.is_dir() => report.missing.push(sp()),
+            EntryKind::Dir if stat.kind != Kind::Dir => report.missing.push(sp()),
             EntryKind::Dir => {
                 real_dirs.insert(key);
             }
             EntryKind::Symlink => {
-                if !meta.file_type().is_symlink() {
+                if stat.kind != Kind::Symlink {
                     report.missing.push(sp());
-                } else if fs::read_link(&full).ok() != e.entry.link_target {
+                } else if tree.read_link(rel).ok() != e.entry.link_target {
                     report.corrupt.push(sp());
                 }
             }
             EntryKind::File => {
                 report.files_checked += 1;
-                if !meta.is_file() {
+                if stat.kind != Kind::File {
                     report.missing.push(sp());
-                } else if meta.len() != e.entry.stat.size {
+                } else if stat.size != e.entry.stat.size {
                     report.corrupt.push(sp());
                 } else if let Some(expected) = e.sha256.filter(|_| !quick) {
                     checks.push(FileCheck {
@@ -212,7 +207,7 @@ fn check_entries(
                         rel: e.entry.path,
                         expected,
                         size: e.entry.stat.size,
-                        key: inode_key(&meta),
+                        key: inode_key(&stat),
                     });
                 }
             }
@@ -221,35 +216,38 @@ fn check_entries(
     Ok(listed)
 }
 
+/// Lists, below the folder `rel` of a snapshot, the paths its manifest
+/// does not list (`listed`).
 fn find_unexpected(
-    root: &Path,
-    dir: &Path,
+    tree: &Tree,
+    rel: &Path,
     listed: &HashSet<u64>,
     hasher: &std::hash::RandomState,
     snapshot: &str,
     out: &mut Vec<SnapshotPath>,
 ) -> Result<(), CoreError> {
-    let read = fs::read_dir(dir).map_err(|e| CoreError::io("read", dir, e))?;
-    for entry in read {
-        let entry = entry.map_err(|e| CoreError::io("read", dir, e))?;
-        let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-        if dir == root && entry.file_name() == STATE_DIR {
+    let names = tree
+        .read_dir(rel)
+        .map_err(|e| CoreError::io("read", &tree.display_path(rel), e))?;
+    for (name, kind) in names {
+        if rel.as_os_str().is_empty() && name == STATE_DIR {
             continue;
         }
-        if !listed.contains(&path_key(hasher, &rel)) {
+        let path = rel.join(&name);
+        if !listed.contains(&path_key(hasher, &path)) {
             out.push(SnapshotPath {
                 snapshot: snapshot.to_owned(),
-                path: rel.display().to_string(),
+                path: path.display().to_string(),
             });
             continue;
         }
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            find_unexpected(root, &path, listed, hasher, snapshot, out)?;
+        if kind == Kind::Dir {
+            find_unexpected(tree, &path, listed, hasher, snapshot, out)?;
         }
     }
     Ok(())
 }
+
 /// Copies `entry` of the snapshot folder `dir` again from `source`, when
 /// the source still holds exactly the recorded content (see
 /// [`backup_core::SnapshotStore::repair`]). The new copy is written beside

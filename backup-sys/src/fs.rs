@@ -102,15 +102,7 @@ pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<(File, Metadata)> {
     {
         match linux::open_beneath(root, rel) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
-            Err(e) => return Err(e),
-            Ok(f) => {
-                let meta = f.metadata()?;
-                if !meta.is_file() {
-                    return Err(not_regular());
-                }
-                return Ok((f, meta));
-            }
+            other => return checked_regular(other),
         }
     }
     let mut dir = root.to_path_buf();
@@ -122,6 +114,21 @@ pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<(File, Metadata)> {
         }
     }
     open_regular(&root.join(rel))
+}
+
+/// What an open that refused symlinks (`ELOOP`) got: a regular file and
+/// its metadata, or [`is_not_regular`]'s error.
+pub(crate) fn checked_regular(opened: io::Result<File>) -> io::Result<(File, Metadata)> {
+    let f = match opened {
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular()),
+        other => other?,
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((f, meta))
 }
 
 #[cfg(target_os = "linux")]

@@ -3,16 +3,20 @@
 //! What every part of `backup-cli` asks of the operating system, written
 //! once: opening a file that must be a regular file without being led
 //! astray by a symlink, FIFO or device ([`fs`]), making renames durable,
-//! this machine's name, and spreading work over threads ([`parallel`]).
+//! this machine's name, writing below a folder by relative paths whatever
+//! the folder's own path length ([`tree`]), and spreading work over
+//! threads ([`parallel`]).
 //! Below the vocabulary crate (`backup-core`) and knowing nothing of
 //! backups: paths in, files and errors out. The per-platform differences
 //! live here and nowhere else.
 
 pub mod fs;
 pub mod parallel;
+pub mod tree;
 
 pub use fs::{
     host_name, is_not_regular, open_beneath, open_regular, open_regular_with, read_regular,
     sync_dir,
 };
 pub use parallel::{for_each_in_runs, InOrder};
+pub use tree::{Kind, Stat, Tree};

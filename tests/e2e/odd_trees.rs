@@ -280,11 +280,14 @@ fn a_folder_swapped_for_a_symlink_during_runs_is_never_followed() {
 }
 
 /// Reliability v2 #17: a path that fits in the source but is over the
-/// system's path limit under the destination is a per-file failure naming
-/// the limit; everything else is backed up (the whole run failed with
-/// "check the destination drive" before).
+/// system's path limit (4096 bytes) under a deep destination is backed up,
+/// linked by the next run, verified, restored and rotated away like any
+/// other: every entry is made below folder descriptors, so only the path
+/// inside the snapshot counts (the whole run failed with "check the
+/// destination drive" at first, then such entries were reported, not
+/// written).
 #[test]
-fn a_path_too_long_under_the_destination_is_a_per_file_failure() {
+fn a_path_too_long_under_the_destination_is_still_backed_up() {
     let base = tempfile::tempdir().unwrap();
     // A short source, and a destination 800 bytes deep.
     let src = base.path().join("s");
@@ -293,39 +296,81 @@ fn a_path_too_long_under_the_destination_is_a_per_file_failure() {
         .fold(base.path().to_path_buf(), |p, c| p.join(c.repeat(200)));
     fs::create_dir_all(&src).unwrap();
     fs::create_dir_all(&deep_dest).unwrap();
-    let mut deep = src.clone();
+    let mut rel = PathBuf::new();
     for i in 0..17 {
-        deep.push(format!("{i:02}{}", "x".repeat(198)));
+        rel.push(format!("{i:02}{}", "x".repeat(198)));
     }
-    fs::create_dir_all(&deep).unwrap();
-    fs::write(deep.join("deep.txt"), "far down").unwrap();
+    fs::create_dir_all(src.join(&rel)).unwrap();
+    let deep_file = rel.join("deep.txt");
+    fs::write(src.join(&deep_file), "far down").unwrap();
     fs::write(src.join("top.txt"), "near the top").unwrap();
     assert!(
-        deep.join("deep.txt").as_os_str().len() < 4000,
+        src.join(&deep_file).as_os_str().len() < 4000,
         "fits in the source"
+    );
+    assert!(
+        deep_dest
+            .join("P_backup_2026-01-01_00-00")
+            .join(&deep_file)
+            .as_os_str()
+            .len()
+            > 4096,
+        "over the limit under the destination"
     );
     let profile = base.path().join("p.toml");
     fs::write(
         &profile,
         format!(
-            "name = \"Proj\"\nsource = \"s\"\ndestination = \"{}\"\n",
+            "name = \"Proj\"\nsource = \"s\"\nmax_backups = 1\ndestination = \"{}\"\n",
             deep_dest.display()
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(crate::BIN);
-    cmd.arg("--profile")
-        .arg(&profile)
-        .args(["backup", "--json"]);
-    let r = run_timeout(cmd, Duration::from_secs(60));
-    assert_code(&r, 3, "backup with a path too long under the destination");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(crate::BIN);
+        cmd.arg("--profile").arg(&profile).args(args);
+        run_timeout(cmd, Duration::from_secs(60))
+    };
+    let r = cli(&["backup", "--force", "--json"]);
+    assert_code(&r, 0, "backup with a path too long under the destination");
     let v = r.json();
     assert_eq!(v["outcome"], "created", "{v:#}");
-    let failed = v["failed"].to_string();
+    assert_eq!(v["failed"].as_array().map(Vec::len), Some(0), "{v:#}");
+    let first = PathBuf::from(v["snapshot_path"].as_str().unwrap());
+    assert_eq!(fs::read(first.join("top.txt")).unwrap(), b"near the top");
+
+    let r = cli(&["verify", "--all", "--json"]);
+    assert_code(&r, 0, "verify");
+    let v = r.json();
+    assert_eq!(v["files_checked"], 2, "{v:#}");
+
+    let to = base.path().join("r");
+    let r = cli(&["restore", "latest", "--to", to.to_str().unwrap(), "--json"]);
+    assert_code(&r, 0, "restore");
+    assert_eq!(fs::read(to.join(&deep_file)).unwrap(), b"far down");
+
+    // The next run links the deep file and rotation deletes the first
+    // snapshot (read-only folders and all, 4,400 bytes deep).
+    fs::write(src.join("top.txt"), "changed").unwrap();
+    let r = cli(&["backup", "--force", "--json"]);
+    assert_code(&r, 0, "second backup");
+    let v = r.json();
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    assert_eq!(v["files_linked"], 1, "{v:#}");
+    assert_eq!(v["rotate"].as_array().map(Vec::len), Some(1), "{v:#}");
     assert!(
-        failed.contains("deep.txt") && failed.contains("4096"),
-        "{v:#}"
+        first.symlink_metadata().is_err(),
+        "the first snapshot was rotated away"
     );
-    let snap = PathBuf::from(v["snapshot_path"].as_str().unwrap());
-    assert_eq!(fs::read(snap.join("top.txt")).unwrap(), b"near the top");
+    let names: Vec<_> = fs::read_dir(&deep_dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "only the second snapshot is left: {names:?}"
+    );
+    let r = cli(&["verify", "--all", "--json"]);
+    assert_code(&r, 0, "verify after rotation");
 }

@@ -263,6 +263,18 @@ fn check_state_files(profile: &Profile) -> Result<(), ConfigError> {
         }
     }
     check_state_folders_writable(profile)?;
+    // A metadata file is a cache (written next to itself, renamed over):
+    // one that cannot be written later is a warning, but a folder in its
+    // place is a profile mistake, said up front.
+    if std::fs::symlink_metadata(&profile.metadata_file).is_ok_and(|m| m.is_dir()) {
+        return Err(profile.invalid(
+            "metadata_file",
+            format!(
+                "{} is a folder; point metadata_file at a file name",
+                profile.metadata_file.display()
+            ),
+        ));
+    }
     let checks: [StateFileCheck<'_>; 2] = [
         (
             "lock_file",

@@ -272,6 +272,11 @@ fn impossible_names_destinations_and_state_paths_exit_2_naming_the_key() {
             "name = \"Proj\"\ndestination = \"dest\"\nlock_file = \"src/pkg\"\n".into(),
             "`lock_file`",
         ),
+        (
+            "a metadata_file naming a folder",
+            "name = \"Proj\"\ndestination = \"dest\"\nmetadata_file = \"src/pkg\"\n".into(),
+            "`metadata_file`",
+        ),
     ];
     for (case, body, key) in cases {
         let w = world("");

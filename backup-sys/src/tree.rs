@@ -211,6 +211,14 @@ impl Tree {
     }
 }
 
+impl Drop for Tree {
+    /// Closes the parents this thread kept open for it (other threads'
+    /// go when those threads end).
+    fn drop(&mut self) {
+        imp::forget(self.id);
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use std::cell::RefCell;
@@ -235,6 +243,15 @@ mod imp {
 
     thread_local! {
         static PARENTS: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn forget(id: u64) {
+        // `try_with`: a tree dropped while this thread ends has no cache.
+        let _ = PARENTS.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                cache.retain(|(of, _, _)| *of != id);
+            }
+        });
     }
 
     /// Opens `rel` below the tree's root, following no symlink.
@@ -487,6 +504,8 @@ mod imp {
     use std::path::Path;
 
     use super::{Kind, Stat, Tree};
+
+    pub(super) fn forget(_id: u64) {}
 
     fn time(ns: i64) -> filetime::FileTime {
         filetime::FileTime::from_unix_time(

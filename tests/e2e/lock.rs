@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use backup_tests::assert_code;
 use backup_tests::bounded::{backup, run, spawn_backup};
+use backup_tests::faults::TmpfsMount;
 use backup_tests::prng::Rng;
 use backup_tests::snapshots::leftovers;
 
@@ -209,11 +210,14 @@ fn destination_that_cannot_be_created_fails_and_leaves_no_lock() {
 
 #[test]
 fn failure_after_commit_still_removes_the_lock() {
-    // The metadata file cannot be written (its path is a folder): the run
-    // fails late, after the snapshot was written.
-    let w = world("metadata_file = \"meta_is_a_dir\"");
-    fs::create_dir(w.dir.path().join("meta_is_a_dir")).unwrap();
-    fs::write(w.dir.path().join("meta_is_a_dir/keep"), "x").unwrap();
+    // The metadata file cannot be written (its folder is a full file
+    // system): the run fails late, after the snapshot was written. (A
+    // metadata_file naming a folder is refused up front, exit 2.)
+    let w = world("metadata_file = \"meta/backup_metadata.json\"");
+    let Some(_mount) = TmpfsMount::new(&w.dir.path().join("meta"), "64k") else {
+        return;
+    };
+    fill(&w.dir.path().join("meta/filler"));
     w.write("a.txt", "a");
     let r = run(&w, &["backup", "--force", "--json"]);
     // The snapshot was committed before the metadata failed: that is not a
@@ -222,7 +226,7 @@ fn failure_after_commit_still_removes_the_lock() {
     let v = r.json();
     assert_eq!(v["outcome"], "created", "{v:#}");
     let warnings = v["warnings"].to_string();
-    assert!(warnings.contains("meta_is_a_dir"), "{v:#}");
+    assert!(warnings.contains("backup_metadata.json"), "{v:#}");
     assert!(!w.lock_path().exists(), "lock file left after the run");
     assert_eq!(leftovers(&w.dest), Vec::<String>::new());
     // And a following run with a sane profile works.
@@ -237,6 +241,14 @@ fn failure_after_commit_still_removes_the_lock() {
         "{v:#}"
     );
     assert!(!w.lock_path().exists());
+}
+
+/// Fills the file system holding `path` with a file there.
+fn fill(path: &std::path::Path) {
+    let mut f = fs::File::create(path).unwrap();
+    let block = [0xa5u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
 }
 
 /// Reliability v2 #6: deleting the lock file during a run lets a second

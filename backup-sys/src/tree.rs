@@ -15,9 +15,9 @@
 //!
 //! Elsewhere (Windows) the same calls are made on `root.join(rel)`.
 
+use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io;
-use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -230,8 +230,7 @@ mod imp {
 
     use rustix::fs::{
         fchmod, futimens, linkat, mkdirat, openat, openat2, readlinkat, statat, symlinkat,
-        unlinkat, utimensat, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
-        UTIME_OMIT,
+        unlinkat, utimensat, AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps, UTIME_OMIT,
     };
 
     use super::{Kind, Stat, Tree};
@@ -586,7 +585,11 @@ mod imp {
         };
         #[cfg(not(unix))]
         let (mode, nlink, dev_ino) = {
-            let mode = if m.permissions().readonly() { 0o444 } else { 0o644 };
+            let mode = if m.permissions().readonly() {
+                0o444
+            } else {
+                0o644
+            };
             (mode, 1, (0, 0))
         };
         Ok(Stat {
@@ -707,7 +710,10 @@ mod tests {
         let g = tree.stat(&rel.join("g")).unwrap();
         let l = tree.stat(&rel.join("l")).unwrap();
         let d = tree.stat(&rel).unwrap();
-        assert_eq!((g.kind, l.kind, d.kind), (Kind::File, Kind::Symlink, Kind::Dir));
+        assert_eq!(
+            (g.kind, l.kind, d.kind),
+            (Kind::File, Kind::Symlink, Kind::Dir)
+        );
         assert_eq!(tree.read_link(&rel.join("l")).unwrap(), Path::new("f"));
         let mut names = tree.read_dir(&rel).unwrap();
         names.sort_by(|a, b| a.0.cmp(&b.0));

@@ -120,6 +120,10 @@ fn copy_with_buffer(
     if let Some(mode) = mode {
         set_handle_mode(&output, mode).map_err(CopyError::Destination)?;
     }
+    // Where no one call flushes the whole snapshot at commit (Windows).
+    if backup_sys::FLUSH_EACH_FILE {
+        output.sync_all().map_err(CopyError::Destination)?;
+    }
     let after = input
         .metadata()
         .map(|m| FileStat::from_metadata(&m))
@@ -193,6 +197,9 @@ pub fn copy_stream_hashed(
     filetime::set_file_handle_times(&output, None, Some(file_time(mtime_ns)))
         .map_err(CopyError::Destination)?;
     set_handle_mode(&output, mode).map_err(CopyError::Destination)?;
+    if backup_sys::FLUSH_EACH_FILE {
+        output.sync_all().map_err(CopyError::Destination)?;
+    }
     Ok(written)
 }
 
@@ -211,10 +218,17 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Sets a path's permission bits (off Unix: only read-only or not).
+/// Sets a path's permission bits (off Unix: only read-only or not, and
+/// only for files: on Windows a folder's read-only attribute stops nothing
+/// inside it, makes the folder itself undeletable and tells Explorer the
+/// folder is customised, so snapshot folders never carry it).
 #[cfg(not(unix))]
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    let mut p = std::fs::metadata(path)?.permissions();
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Ok(());
+    }
+    let mut p = meta.permissions();
     p.set_readonly(mode & 0o222 == 0);
     std::fs::set_permissions(path, p)
 }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use backup_core::{
@@ -20,14 +21,16 @@ use backup_core::{
     SnapshotWriter, VerifyReport, WriteOutcome, WrittenEntry,
 };
 use backup_naming::next_name_among;
-use backup_sys::{open_beneath, sync_dir, Kind, Tree};
+use backup_sys::{
+    free_space, link_refusal, open_beneath, sync_dir, sync_file_system, Kind, LinkRefusal, Tree,
+};
 use chrono::{DateTime, Local};
 use tracing::{debug, warn};
 
 use crate::copy::{
     copy_open_hashed_with, is_fatal_destination_error, read_only, set_mode, CopyError, SetAttrs,
 };
-use crate::fsutil::{free_space, remove_tree, sync_filesystem};
+use crate::fsutil::remove_tree;
 use crate::layout::{
     deleting_name, list_snapshots, names_in_use, partial_name, read_manifest, remove_leftovers,
     write_info, ManifestWriter,
@@ -176,6 +179,7 @@ impl SnapshotStore for LocalStore {
             previous,
             manifest: Mutex::new(Some(manifest)),
             dirs: Mutex::new(Vec::new()),
+            links: LinkFallbacks::default(),
         }))
     }
 }
@@ -213,6 +217,64 @@ struct LocalWriter {
     manifest: Mutex<Option<ManifestWriter>>,
     /// Folder modes and mtimes, applied at commit (children change mtimes).
     dirs: Mutex<Vec<(RelPath, u32, i64)>>,
+    /// Hard links the file system refused, told once per run.
+    links: LinkFallbacks,
+}
+
+/// Files copied because the file system refused a hard link for a reason
+/// that holds for every file ([`LinkRefusal`]): counted, so that the run
+/// says once why its snapshot takes more space, and, once the file system
+/// is known to have no links, no further link is tried.
+#[derive(Default)]
+struct LinkFallbacks {
+    unsupported: AtomicU64,
+    too_many: AtomicU64,
+}
+
+impl LinkFallbacks {
+    /// Whether links are known to be impossible on this destination.
+    fn none_possible(&self) -> bool {
+        self.unsupported.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts a refused link by its reason; false for other failures.
+    fn note(&self, e: &io::Error) -> bool {
+        let counter = match link_refusal(e) {
+            Some(LinkRefusal::Unsupported) => &self.unsupported,
+            Some(LinkRefusal::TooManyLinks) => &self.too_many,
+            None => return false,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// A copy made without trying the link ([`Self::none_possible`]).
+    fn skipped(&self) {
+        self.unsupported.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What to tell the user, one line per reason.
+    fn warnings(&self, destination: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let unsupported = self.unsupported.load(Ordering::Relaxed);
+        if unsupported > 0 {
+            out.push(format!(
+                "{} cannot hold hard links (a FAT or exFAT drive, or a network share without them): \
+                 {unsupported} unchanged file(s) were copied instead of linked, so every snapshot \
+                 takes the space of a full copy; an NTFS, ext4, APFS or Btrfs destination would share them",
+                destination.display()
+            ));
+        }
+        let too_many = self.too_many.load(Ordering::Relaxed);
+        if too_many > 0 {
+            out.push(format!(
+                "{too_many} file(s) had as many hard links as {} allows (1,023 on NTFS); \
+                 they were copied, and later snapshots link to the copies",
+                destination.display()
+            ));
+        }
+        out
+    }
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,7 +382,9 @@ impl LocalWriter {
         may_link: bool,
     ) -> Result<Result<LinkOutcome, String>, CoreError> {
         let prev = self.previous_tree();
-        if may_link {
+        if may_link && self.links.none_possible() {
+            self.links.skipped();
+        } else if may_link {
             let link = || self.tree.hard_link(prev, from.as_path(), dst.as_path());
             match self.with_parent(dst, link) {
                 Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
@@ -328,7 +392,9 @@ impl LocalWriter {
                     return Err(self.dest_err("link", dst, e))
                 }
                 Err(e) => {
-                    debug!(from = %from, error = %e, "hard link impossible; copying")
+                    if !self.links.note(&e) {
+                        debug!(from = %from, error = %e, "hard link impossible; copying")
+                    }
                 }
             }
         }
@@ -554,7 +620,8 @@ impl SnapshotWriter for LocalWriter {
                 set_mode(&path, snapshot_dir_mode(0o755))
                     .map_err(|e| CoreError::destination("set mode of", &path, e))?;
             }
-            sync_filesystem(&self.tmp).map_err(|e| CoreError::destination("sync", &self.tmp, e))?;
+            sync_file_system(&self.tmp)
+                .map_err(|e| CoreError::destination("sync", &self.tmp, e))?;
             if self.final_path.symlink_metadata().is_ok() {
                 return Err(CoreError::destination(
                     "rename a snapshot to",
@@ -565,7 +632,7 @@ impl SnapshotWriter for LocalWriter {
                     ),
                 ));
             }
-            fs::rename(&self.tmp, &self.final_path)
+            backup_sys::rename(&self.tmp, &self.final_path)
                 .map_err(|e| CoreError::destination("rename a snapshot to", &self.final_path, e))?;
             sync_dir(&self.destination)
                 .map_err(|e| CoreError::destination("sync", &self.destination, e))?;
@@ -575,6 +642,10 @@ impl SnapshotWriter for LocalWriter {
             let _ = remove_tree(&self.tmp);
         }
         result
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.links.warnings(&self.destination)
     }
 
     fn abort(&self) {
@@ -708,7 +779,9 @@ mod tests {
             .begin("P_backup_2026-01-02_00-00", Some(&f.prev_ref()))
             .unwrap();
         let out = w.write(planned("gone.txt", Action::Copy, None)).unwrap();
-        assert!(out.failure().unwrap().contains("No such file"));
+        let why = out.failure().unwrap();
+        // ENOENT and ERROR_FILE_NOT_FOUND are both 2.
+        assert!(why.contains("(os error 2)"), "{why}");
         assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
         assert_eq!(out.manifest.sha256, None);
         w.abort();
@@ -719,6 +792,9 @@ mod tests {
         );
     }
 
+    // Unix only: Windows will not delete a folder holding an open file (the
+    // manifest being written), so a destination cannot vanish this way.
+    #[cfg(unix)]
     #[test]
     fn destination_removed_mid_run_is_fatal_with_advice_and_not_recreated() {
         let f = fixture();

@@ -233,7 +233,15 @@ fn find_unexpected(
         if rel.as_os_str().is_empty() && name == STATE_DIR {
             continue;
         }
-        let path = rel.join(&name);
+        // Joined with `/`, as manifest paths are on every platform.
+        let path = if rel.as_os_str().is_empty() {
+            PathBuf::from(&name)
+        } else {
+            let mut joined = rel.as_os_str().to_owned();
+            joined.push("/");
+            joined.push(&name);
+            PathBuf::from(joined)
+        };
         if !listed.contains(&path_key(hasher, &path)) {
             out.push(SnapshotPath {
                 snapshot: snapshot.to_owned(),

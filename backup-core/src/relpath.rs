@@ -40,7 +40,7 @@ pub struct UnsafePathError(pub PathBuf);
 impl RelPath {
     /// Checks that `path` stays inside its root and wraps it.
     pub fn new(path: impl Into<PathBuf>) -> Result<Self, UnsafePathError> {
-        let path: PathBuf = path.into();
+        let path = forward_slashes(path.into());
         let safe = !path.as_os_str().is_empty()
             && path.components().all(|c| matches!(c, Component::Normal(_)));
         if safe {
@@ -50,7 +50,7 @@ impl RelPath {
             Ok(RelPath(if clean {
                 path
             } else {
-                path.components().collect()
+                forward_slashes(path.components().collect())
             }))
         } else {
             Err(UnsafePathError(path))
@@ -81,6 +81,29 @@ impl RelPath {
     pub fn under(&self, root: &Path) -> PathBuf {
         root.join(&self.0)
     }
+}
+
+/// On Windows, `\\` separators become `/`: a manifest names `sub/f.txt`
+/// on every platform (a snapshot made on Windows restores on Linux), and
+/// Windows takes `/` wherever it takes `\\`. Elsewhere `\\` is an ordinary
+/// character of a name and stays.
+#[cfg(windows)]
+fn forward_slashes(path: PathBuf) -> PathBuf {
+    use std::os::windows::ffi::{OsStrExt, OsStringExt};
+    let wide: Vec<u16> = path.as_os_str().encode_wide().collect();
+    if !wide.contains(&(b'\\' as u16)) {
+        return path;
+    }
+    let fixed: Vec<u16> = wide
+        .into_iter()
+        .map(|c| if c == b'\\' as u16 { b'/' as u16 } else { c })
+        .collect();
+    PathBuf::from(std::ffi::OsString::from_wide(&fixed))
+}
+
+#[cfg(not(windows))]
+fn forward_slashes(path: PathBuf) -> PathBuf {
+    path
 }
 
 #[cfg(unix)]
@@ -205,6 +228,21 @@ mod tests {
         assert_eq!(RelPath::new("a//b/").unwrap(), RelPath::new("a/b").unwrap());
         let err: Result<RelPath, _> = serde_json::from_str("\"../x\"");
         assert!(err.is_err());
+    }
+
+    /// Issue 13: on Windows a manifest path uses `/` as everywhere else,
+    /// and drive-letter, rooted and UNC paths are never relative.
+    #[cfg(windows)]
+    #[test]
+    fn windows_paths_are_stored_with_forward_slashes() {
+        let p = RelPath::new(r"sub\deep\f.txt").unwrap();
+        assert_eq!(p, RelPath::new("sub/deep/f.txt").unwrap());
+        assert_eq!(p.to_string(), "sub/deep/f.txt");
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#""sub/deep/f.txt""#);
+        assert_eq!(p.depth(), 3);
+        for bad in [r"C:\x", r"C:x", r"\x", r"\\server\share\x", r"a\..\..\b"] {
+            assert!(RelPath::new(bad).is_err(), "{bad}");
+        }
     }
 
     #[cfg(unix)]

@@ -261,6 +261,12 @@ pub trait SnapshotWriter: Send + Sync {
     fn commit(&self, info: &SnapshotInfo) -> Result<String, CoreError>;
     /// Removes everything written so far.
     fn abort(&self);
+    /// What the run's report should say once about how the snapshot was
+    /// written (say, a destination without hard links: every unchanged
+    /// file copied). Asked after the last `write`.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Why a snapshot is kept.

@@ -421,8 +421,9 @@ fn restore_file(
             hash
         ));
     }
-    // rename never follows a symlink at `real` and replaces any non-folder.
-    if let Err(err) = fs::rename(&dst, &real) {
+    // rename never follows a symlink at `real` and replaces any non-folder
+    // (on Windows, also a read-only file: see `backup_sys::replace_file`).
+    if let Err(err) = backup_sys::replace_file(&dst, &real) {
         let _ = fs::remove_file(&dst);
         return FileOutcome::Error(format!("cannot write {}: {err}", real.display()));
     }

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::OsStr;
+#[cfg(unix)]
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -35,7 +35,11 @@ fn defaults_and_relative_paths() {
 
 #[test]
 fn tilde_is_home() {
-    let home = std::env::var("HOME").unwrap();
+    // HOME, or the user profile folder where HOME is unset (Windows).
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .unwrap();
     let (_d, p) = write_profile("source = \"src\"\ndestination = \"~/b\"\n");
     let prof = Profile::load(&p).unwrap();
     assert_eq!(

@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_tests::assert_code;
 use backup_tests::bounded::{backup, run, verify_all_clean};
-use backup_tests::faults::{TmpfsMount, Unprivileged};
+use backup_tests::faults::{ExfatMount, TmpfsMount, Unprivileged};
 use backup_tests::files::{inode, mode, set_mode};
 use backup_tests::hash::{sha256_file, sha256_hex};
 use backup_tests::host::is_root;
@@ -23,6 +22,7 @@ use backup_tests::prng::Rng;
 use backup_tests::snapshots::{leftovers, reported_snapshot};
 use backup_tests::trees::hashed::{assert_same_tree, image, tree_nodes};
 use backup_tests::trees::listing;
+use backup_tests::{assert_code, restore_json};
 use serde_json::Value;
 
 use crate::world;
@@ -762,4 +762,83 @@ fn a_wrong_clock_never_decides_latest_rotation_or_once_per_day() {
         fs::read(w.snapshot(&newest).join("data.txt")).unwrap(),
         b"v4"
     );
+}
+
+/// Issue 13 (3): a destination without hard links (exFAT, the usual
+/// Windows backup drive) still gets complete snapshots, by copying, and the
+/// run says once why it uses more space. A real exFAT, through FUSE.
+#[test]
+fn a_destination_without_hard_links_gets_complete_copies_and_one_warning() {
+    let w = world("max_backups = 2");
+    let image_file = w.dir.path().join("exfat.img");
+    let Some(_mount) = ExfatMount::new(&w.dest, &image_file, 32) else {
+        return;
+    };
+    w.write("a.txt", "alpha");
+    w.write("sub/b.txt", "beta");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    assert_eq!(v["files_copied"], 2, "{v:#}");
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([]),
+        "nothing to link yet: {v:#}"
+    );
+
+    w.write("c.txt", "gamma");
+    let v = backup(&w, 0);
+    assert_eq!(v["outcome"], "created", "{v:#}");
+    assert_eq!(
+        (&v["files_copied"], &v["files_linked"]),
+        (&3.into(), &0.into()),
+        "{v:#}"
+    );
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per run: {warnings:?}");
+    assert!(
+        warnings[0].contains("cannot hold hard links")
+            && warnings[0].contains("2 unchanged file(s)"),
+        "{warnings:?}"
+    );
+    // Both snapshots complete, each on its own.
+    let names = w.snapshot_names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let latest = w.snapshot(&names[1]);
+    assert_eq!(fs::read(latest.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(fs::read(latest.join("sub/b.txt")).unwrap(), b"beta");
+    assert_eq!(fs::read(latest.join("c.txt")).unwrap(), b"gamma");
+    assert_eq!(
+        fs::read(w.snapshot(&names[0]).join("a.txt")).unwrap(),
+        b"alpha"
+    );
+    verify_all_clean(&w);
+    let to = w.dir.path().join("restored");
+    let (r, _) = restore_json(&w, &names[1], &to, &[]);
+    assert_code(&r, 0, "restore from exFAT");
+    assert_eq!(fs::read(to.join("sub/b.txt")).unwrap(), b"beta");
+
+    // Rotation (max_backups = 2) deletes the oldest copy; the others stay whole.
+    w.write("a.txt", "alpha 2");
+    let v = backup(&w, 0);
+    assert_eq!(v["rotate"].as_array().map(Vec::len), Some(1), "{v:#}");
+    let names = w.snapshot_names();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        fs::read(w.snapshot(&names[0]).join("a.txt")).unwrap(),
+        b"alpha"
+    );
+    assert_eq!(
+        fs::read(w.snapshot(&names[1]).join("a.txt")).unwrap(),
+        b"alpha 2"
+    );
+    assert_eq!(
+        fs::read(w.snapshot(&names[1]).join("c.txt")).unwrap(),
+        b"gamma"
+    );
+    verify_all_clean(&w);
 }

@@ -156,3 +156,81 @@ impl Drop for TmpfsMount {
         }
     }
 }
+
+/// An exFAT file system (the usual Windows backup drive: no hard links, no
+/// symlinks, no Unix modes) mounted for one test through FUSE: an image
+/// file made by `mkfs.exfat` (exfatprogs), a loop device, `mount.exfat-fuse`
+/// (exfat-fuse). This kernel has no vfat or exfat module; FUSE is the one
+/// way to mount one. Unmounted and detached when dropped.
+pub struct ExfatMount {
+    dir: PathBuf,
+    loop_dev: String,
+}
+
+impl ExfatMount {
+    /// Mounts a `size_mb` MiB exFAT on `dir`, its image in `image`. `None`
+    /// (the reason printed) without root or the tools, unless
+    /// `BACKUP_CLI_REQUIRE_EXFAT` is set (CI): then a panic.
+    pub fn new(dir: &Path, image: &Path, size_mb: u64) -> Option<ExfatMount> {
+        let required = std::env::var_os("BACKUP_CLI_REQUIRE_EXFAT").is_some();
+        let skip = |why: String| {
+            assert!(!required, "BACKUP_CLI_REQUIRE_EXFAT is set but {why}");
+            eprintln!("SKIPPED: {why}");
+            None
+        };
+        if !is_root() {
+            return skip("mounting exFAT needs root".into());
+        }
+        for tool in ["mkfs.exfat", "mount.exfat-fuse", "losetup"] {
+            if !have(tool) {
+                return skip(format!(
+                    "{tool} is not installed (apt: exfatprogs, exfat-fuse)"
+                ));
+            }
+        }
+        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
+        fs::File::create(image)
+            .unwrap()
+            .set_len(size_mb << 20)
+            .unwrap();
+        if !ok(Command::new("mkfs.exfat")
+            .arg(image)
+            .stdout(std::process::Stdio::null()))
+        {
+            return skip("mkfs.exfat failed".into());
+        }
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(image)
+            .output();
+        let loop_dev = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+            other => return skip(format!("losetup failed: {other:?}")),
+        };
+        fs::create_dir_all(dir).unwrap();
+        if !ok(Command::new("mount.exfat-fuse").arg(&loop_dev).arg(dir)) {
+            let _ = Command::new("losetup").arg("-d").arg(&loop_dev).status();
+            return skip("mount.exfat-fuse failed".into());
+        }
+        Some(ExfatMount {
+            dir: dir.to_path_buf(),
+            loop_dev,
+        })
+    }
+}
+
+impl Drop for ExfatMount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(&self.loop_dev)
+            .status();
+    }
+}

@@ -17,10 +17,12 @@
 //!   tests and in the benchmark's corpus; [`s3`]: a loopback S3 server.
 //!
 //! ```no_run
+//! # #[cfg(unix)] {
 //! let w = backup_tests::World::new("target/debug/backup-cli", "max_backups = 3");
 //! w.write("src/main.py", "print('hi')\n");
 //! let report = w.backup(0); // backup --force --json, exit code 0
 //! assert_eq!(report["outcome"], "created");
+//! # }
 //! ```
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -360,7 +360,8 @@ pub(super) fn write(
         applier.send(pending);
     }
     let mut applied = applier.finish()?;
-    if let Some(msg) = applied.metadata_problem.take() {
+    let problems = applied.metadata_problem.take().into_iter();
+    for msg in problems.chain(applied.writer.warnings()) {
         warn!("{msg}");
         report.warnings.push(msg);
     }

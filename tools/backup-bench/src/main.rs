@@ -14,25 +14,40 @@
 //! backup-bench run --corpus small --work /tmp/bench-s3 --tools ours,restic,ours-s3,restic-s3
 //! ```
 
+#[cfg(unix)]
 mod bench;
+#[cfg(unix)]
 mod corpus;
+#[cfg(unix)]
 mod fsutil;
+#[cfg(unix)]
 mod measure;
+#[cfg(unix)]
 mod model;
+#[cfg(unix)]
 mod report;
+#[cfg(unix)]
 mod s3;
+#[cfg(unix)]
 mod tools;
 
+#[cfg(unix)]
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::ExitCode;
 
+#[cfg(unix)]
 use clap::{Parser, Subcommand};
 
+#[cfg(unix)]
 use crate::bench::RunOptions;
+#[cfg(unix)]
 use crate::corpus::CorpusSize;
+#[cfg(unix)]
 use crate::model::Tool;
 
 /// Benchmarks for backup-cli.
+#[cfg(unix)]
 #[derive(Debug, Parser)]
 #[command(name = "backup-bench", version, about, long_about = None)]
 struct Cli {
@@ -42,6 +57,7 @@ struct Cli {
 }
 
 /// The subcommands.
+#[cfg(unix)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Generate a deterministic project-like corpus.
@@ -112,6 +128,7 @@ enum Cmd {
     },
 }
 
+#[cfg(unix)]
 fn main() -> ExitCode {
     // The measuring wrapper must stay small: handle it before anything else.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -128,6 +145,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(unix)]
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Gen {
@@ -203,4 +221,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The benchmark measures against `find`, `cp`, rsync, restic and borg and
+/// reads Linux's resource accounting (`wait4`): it runs on Linux only.
+#[cfg(not(unix))]
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "backup-bench runs on Linux only: it compares backup-cli with find, cp, rsync, restic and borg \
+         and measures them with wait4; build and run it there"
+    );
+    std::process::ExitCode::from(2)
 }

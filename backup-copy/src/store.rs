@@ -546,6 +546,16 @@ impl SnapshotWriter for LocalWriter {
             );
             return Ok(WrittenEntry::failed(planned, error));
         }
+        // A name a Linux source may hold but Windows cannot: a per-file
+        // failure, never a write to a device such as `CON`.
+        #[cfg(windows)]
+        if let Some(error) = rel
+            .as_path()
+            .components()
+            .find_map(|c| backup_sys::windows_name_problem(&c.as_os_str().to_string_lossy()))
+        {
+            return Ok(WrittenEntry::failed(planned, error));
+        }
         match &planned.action {
             Action::CreateDir => {
                 self.with_parent(rel, || match self.tree.create_dir(rel.as_path()) {

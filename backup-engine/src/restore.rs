@@ -350,6 +350,18 @@ fn restore_file(
     if e.status == Some(EntryStatus::Failed) || e.sha256.is_none() {
         return FileOutcome::NoContent;
     }
+    // A snapshot made on Linux may name files Windows cannot hold (`aux.txt`,
+    // `a:b`): each is an error naming why, never a write to a device.
+    #[cfg(windows)]
+    if let Some(why) = e
+        .entry
+        .path
+        .as_path()
+        .components()
+        .find_map(|c| backup_sys::windows_name_problem(&c.as_os_str().to_string_lossy()))
+    {
+        return FileOutcome::Error(format!("{} not restored: {why}", e.entry.path));
+    }
     let real = e.entry.path.under(&opts.target);
     if opts.overwrite {
         if let Err(err) = check_no_symlinked_parent(&opts.target, &e.entry.path) {

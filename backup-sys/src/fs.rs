@@ -275,6 +275,41 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     }
 }
 
+/// Why Windows cannot hold a file or folder named `name` (one path
+/// component), if it cannot: a name it reserves for a device (`CON`, `PRN`,
+/// `AUX`, `NUL`, `COM0`–`COM9`, `LPT0`–`LPT9`, with any extension:
+/// `aux.txt` too), a name ending in a dot or a space (Windows drops them, so
+/// the file would be written under another name), or a character it does
+/// not allow in names (`<>:"/\|?*` and control characters), all of which
+/// a Linux source may hold. Pure, so that it is tested on every platform;
+/// the Windows writer and restore make it a per-file failure with this
+/// text, never a crash, and never a write to a device.
+pub fn windows_name_problem(name: &str) -> Option<String> {
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Some(format!(
+            "{name:?} ends in a dot or a space, which Windows drops from names; rename it in the source"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        matches!(c, '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*') || (*c as u32) < 32
+    }) {
+        return Some(format!(
+            "{name:?} holds {c:?}, which Windows does not allow in a name; rename it in the source"
+        ));
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    let device = matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || (upper.len() == 4
+            && (upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.as_bytes()[3].is_ascii_digit());
+    device.then(|| {
+        format!(
+            "{name:?} is a name Windows reserves for a device ({upper}), with any extension; rename it in the source"
+        )
+    })
+}
+
 /// This machine's host name (for lock files and logs).
 pub fn host_name() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
@@ -318,6 +353,43 @@ mod tests {
             assert_eq!(code(2), None); // ERROR_FILE_NOT_FOUND
         }
         assert_eq!(link_refusal(&io::Error::other("no code")), None);
+    }
+
+    /// Issue 13: names a Linux source may hold but Windows cannot.
+    #[test]
+    fn names_windows_cannot_hold_are_named_with_the_reason() {
+        for ok in [
+            "main.py",
+            "CONFIG.ini",
+            "console",
+            "com10",
+            "lpt",
+            "a.b.c",
+            ".gitignore",
+            "nul_",
+        ] {
+            assert_eq!(windows_name_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("CON", "reserves"),
+            ("con", "reserves"),
+            ("aux.txt", "reserves"),
+            ("NUL.tar.gz", "reserves"),
+            ("COM1", "reserves"),
+            ("lpt9.log", "reserves"),
+            ("notes.", "dot or a space"),
+            ("draft ", "dot or a space"),
+            ("a:b", "does not allow"),
+            ("what?", "does not allow"),
+            ("back\\slash", "does not allow"),
+            ("tab\there", "does not allow"),
+        ] {
+            let msg = windows_name_problem(bad).unwrap_or_default();
+            assert!(
+                msg.contains(why) && msg.contains("rename it"),
+                "{bad}: {msg}"
+            );
+        }
     }
 
     #[cfg(unix)]

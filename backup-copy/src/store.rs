@@ -259,9 +259,10 @@ impl LinkFallbacks {
         let unsupported = self.unsupported.load(Ordering::Relaxed);
         if unsupported > 0 {
             out.push(format!(
-                "{} cannot hold hard links (a FAT or exFAT drive, or a network share without them): \
-                 {unsupported} unchanged file(s) were copied instead of linked, so every snapshot \
-                 takes the space of a full copy; an NTFS, ext4, APFS or Btrfs destination would share them",
+                "{} refused hard links (a FAT or exFAT drive, a network share without them, or \
+                 earlier snapshots owned by another user): {unsupported} unchanged file(s) were \
+                 copied instead of linked, so this snapshot takes the space of a full copy; an NTFS, \
+                 ext4, APFS or Btrfs destination shares them",
                 destination.display()
             ));
         }

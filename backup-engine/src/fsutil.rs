@@ -1,6 +1,6 @@
 //! Atomic writes of the engine's own state files (`backup_metadata.json`):
 //! a temporary sibling, flushed, renamed over the old file, the folder
-//! synced.
+//! synced (see `backup_sys::durable` for Windows).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,7 +26,8 @@ where
         fill(&mut out)?;
         let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        // Written through on Windows, where the folder sync is a no-op.
+        backup_sys::rename(&tmp, path)?;
         Ok(())
     })();
     if let Err(e) = result {

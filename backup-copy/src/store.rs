@@ -229,12 +229,20 @@ struct LocalWriter {
 struct LinkFallbacks {
     unsupported: AtomicU64,
     too_many: AtomicU64,
+    /// Links made in this run: one proves the file system has them (an
+    /// `EPERM` is then about one file: another user's, or immutable).
+    linked: AtomicU64,
 }
+
+/// Refusals, with no link made, after which a destination is taken to have
+/// no hard links and no more are tried.
+const REFUSALS_BEFORE_GIVING_UP: u64 = 16;
 
 impl LinkFallbacks {
     /// Whether links are known to be impossible on this destination.
     fn none_possible(&self) -> bool {
-        self.unsupported.load(Ordering::Relaxed) > 0
+        self.unsupported.load(Ordering::Relaxed) >= REFUSALS_BEFORE_GIVING_UP
+            && self.linked.load(Ordering::Relaxed) == 0
     }
 
     /// Counts a refused link by its reason; false for other failures.
@@ -257,7 +265,13 @@ impl LinkFallbacks {
     fn warnings(&self, destination: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let unsupported = self.unsupported.load(Ordering::Relaxed);
-        if unsupported > 0 {
+        if unsupported > 0 && self.linked.load(Ordering::Relaxed) > 0 {
+            out.push(format!(
+                "{unsupported} file(s) could not be hard-linked in {} (owned by another user, \
+                 or immutable) and were copied instead",
+                destination.display()
+            ));
+        } else if unsupported > 0 {
             out.push(format!(
                 "{} refused hard links (a FAT or exFAT drive, a network share without them, or \
                  earlier snapshots owned by another user): {unsupported} unchanged file(s) were \
@@ -388,7 +402,10 @@ impl LocalWriter {
         } else if may_link {
             let link = || self.tree.hard_link(prev, from.as_path(), dst.as_path());
             match self.with_parent(dst, link) {
-                Ok(()) => return Ok(Ok(LinkOutcome::Linked)),
+                Ok(()) => {
+                    self.links.linked.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Ok(LinkOutcome::Linked));
+                }
                 Err(e) if is_fatal_destination_error(&e) => {
                     return Err(self.dest_err("link", dst, e))
                 }
@@ -621,7 +638,8 @@ impl SnapshotWriter for LocalWriter {
                     .map_err(|e| self.dest_err("set the time and mode of", rel, e))?;
             }
             // Held (locked) until the rename below: see `is_being_written`.
-            let _owner = match guard(&self.manifest).take() {
+            #[cfg_attr(not(windows), allow(unused_mut))]
+            let mut owner = match guard(&self.manifest).take() {
                 Some(m) => Some(m.finish()?),
                 None => None,
             };
@@ -643,10 +661,16 @@ impl SnapshotWriter for LocalWriter {
                     ),
                 ));
             }
+            // Windows will not rename a folder holding an open file: there the
+            // owner file is let go just before (a run that would take the
+            // folder for a leftover needs the run lock, which this run holds).
+            #[cfg(windows)]
+            owner.take();
             backup_sys::rename(&self.tmp, &self.final_path)
                 .map_err(|e| CoreError::destination("rename a snapshot to", &self.final_path, e))?;
             sync_dir(&self.destination)
                 .map_err(|e| CoreError::destination("sync", &self.destination, e))?;
+            drop(owner);
             Ok(self.final_path.display().to_string())
         })();
         if result.is_err() {
@@ -779,6 +803,35 @@ mod tests {
             "the last good copy's mode"
         );
         assert_eq!(out.manifest.sha256, Some(sha(b"old")));
+        w.abort();
+    }
+
+    /// Issue 13: a file another program holds open without sharing (an
+    /// Office document, a database) is a per-file failure naming it, and
+    /// the run goes on; the next run tries it again. Wine honours share
+    /// modes between handles, so this runs for real there.
+    #[cfg(windows)]
+    #[test]
+    fn a_file_locked_by_another_program_is_a_per_file_failure() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let f = fixture();
+        fs::write(f.src.join("locked.xlsx"), b"abc").unwrap();
+        let _held = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .share_mode(0)
+            .open(f.src.join("locked.xlsx"))
+            .unwrap();
+        let store = LocalStore::new("P", &f.src, &f.dest);
+        let w = store.begin("P_backup_2026-01-02_00-00", None).unwrap();
+        let out = w.write(planned("locked.xlsx", Action::Copy, None)).unwrap();
+        let why = out.failure().unwrap();
+        // ERROR_SHARING_VIOLATION.
+        assert!(why.contains("(os error 32)"), "{why}");
+        assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
+        fs::write(f.src.join("free.txt"), b"abc").unwrap();
+        let ok = w.write(planned("free.txt", Action::Copy, None)).unwrap();
+        assert_eq!(ok.failure(), None, "the run goes on");
         w.abort();
     }
 

@@ -1,6 +1,6 @@
 //! Atomic writes of the engine's own state files (`backup_metadata.json`):
 //! a temporary sibling, flushed, renamed over the old file, the folder
-//! synced (see `backup_sys::durable` for Windows).
+//! synced.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,8 +26,9 @@ where
         fill(&mut out)?;
         let f = out.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        // Written through on Windows, where the folder sync is a no-op.
-        backup_sys::rename(&tmp, path)?;
+        // std's rename: on Windows it replaces a file that another process
+        // (an indexer, a `status`) holds open, which MoveFileExW refuses.
+        fs::rename(&tmp, path)?;
         Ok(())
     })();
     if let Err(e) = result {

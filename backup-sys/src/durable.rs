@@ -11,9 +11,11 @@
 //!   `FlushFileBuffers`). Folders are not flushed: opening one for that
 //!   needs `FILE_FLAG_BACKUP_SEMANTICS` and write access (Wine refuses it,
 //!   "Access denied"), and NTFS journals its metadata, so a completed rename
-//!   survives a crash. The rename itself is `MoveFileExW` with
-//!   `MOVEFILE_WRITE_THROUGH`, which returns only once it is on disk
-//!   ([`rename`]).
+//!   survives a crash (exFAT and FAT have no journal: there a power cut
+//!   right after a run may lose its newest snapshot, never an older one).
+//!   The rename itself is `MoveFileExW` with `MOVEFILE_WRITE_THROUGH`
+//!   ([`rename`]); Microsoft documents that flag's wait for moves made by
+//!   copying, so for a same-volume rename the journal is what counts.
 //! - **Other Unix systems**: each file flushed, and the folder.
 
 #[cfg(unix)]
@@ -64,8 +66,8 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Renames `from` to `to` (replacing a file at `to`, as `rename(2)` does).
-/// On Windows with `MOVEFILE_WRITE_THROUGH`: the call returns once the
-/// rename is on disk, so no folder flush is needed after it. Long paths
+/// On Windows `MoveFileExW` with `MOVEFILE_WRITE_THROUGH` (see the module's
+/// notes on what that promises). Long paths
 /// are passed in their extended-length form (`\\?\`, see
 /// [`extended_length`]).
 #[allow(unsafe_code)]
@@ -141,11 +143,14 @@ pub fn remove_read_only_file(path: &Path) -> io::Result<()> {
         #[allow(clippy::permissions_set_readonly_false)]
         writable.set_readonly(false);
         handle.set_permissions(writable)?;
-        let removed = std::fs::remove_file(path);
-        // The other links keep the attribute (best effort: a delete-pending
-        // file may refuse it, and then nothing else links to it anyway).
-        let _ = handle.set_permissions(perms);
-        removed
+        std::fs::remove_file(path)?;
+        // The other links keep the attribute.
+        handle.set_permissions(perms).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("removed, but its other hard links (in other snapshots) were left writable: {e}"),
+            )
+        })
     }
     #[cfg(not(windows))]
     {

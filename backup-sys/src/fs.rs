@@ -249,8 +249,7 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     }
     #[cfg(windows)]
     {
-        use std::os::windows::ffi::OsStrExt;
-        let wide: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+        let wide = crate::durable::wide(path);
         let mut available = 0u64;
         // SAFETY: `wide` is NUL-terminated; the out pointers are valid or null.
         let ok = unsafe {

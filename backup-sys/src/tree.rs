@@ -679,7 +679,8 @@ mod imp {
     }
 }
 
-#[cfg(test)]
+// Unix only: see each test (the Windows fallback's calls are std's).
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::{Lab, Plan};
-use crate::model::Scenario;
+use crate::app::model::Scenario;
 
 /// backup-cli's latest snapshot (the source before there is one).
 fn ours_latest(lab: &Lab) -> PathBuf {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use backup_tests::prng::Rng;
 
-use crate::fsutil;
+use crate::app::fsutil;
 
 /// Bumped whenever the generator's output for a given seed changes, so that
 /// `run` does not reuse a corpus made by another version.
@@ -832,7 +832,7 @@ pub fn mutate(dir: &Path, seed: u64) -> Result<MutateStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::{is_excluded, summarize, tree_digest};
+    use crate::app::fsutil::{is_excluded, summarize, tree_digest};
 
     /// A fresh folder under the system temp dir, removed on drop.
     struct TempDir(PathBuf);

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{Lab, Plan, Update};
-use crate::fsutil;
-use crate::model::Scenario;
+use crate::app::fsutil;
+use crate::app::model::Scenario;
 
 /// The exclusions as rsync options.
 fn excludes() -> Vec<String> {

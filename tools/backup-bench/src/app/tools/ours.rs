@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{untimed, Lab, Plan, Step, Update};
-use crate::fsutil::{tail, TreeSummary};
-use crate::model::{Sample, Scenario, Tool};
-use crate::s3::{self, S3Server};
+use crate::app::fsutil::{tail, TreeSummary};
+use crate::app::model::{Sample, Scenario, Tool};
+use crate::app::s3::{self, S3Server};
 
 /// The arguments of every timed backup.
 const BACKUP: [&str; 4] = ["backup", "--force", "--json", "--quiet"];

@@ -1,7 +1,7 @@
 //! The compared tools, one module each: how a tool is set up (untimed),
 //! what it runs in each scenario, what it needs warm in the cache, and what
 //! a successful run leaves for the next scenario. The runner
-//! ([`crate::bench`]) times every step the same way; only what differs
+//! ([`crate::app::bench`]) times every step the same way; only what differs
 //! between tools lives here.
 //!
 //! backup-cli to a folder and to S3 ([`ours`]), `find` ([`find`]), `cp -a`
@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::measure;
-use crate::s3::S3Server;
+use crate::app::measure;
+use crate::app::s3::S3Server;
 use ours::OursState;
 use restic::ResticS3Repo;
 

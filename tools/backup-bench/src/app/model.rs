@@ -1,5 +1,5 @@
-//! The vocabulary of a benchmark run, shared by the runner ([`crate::bench`])
-//! and the report ([`crate::report`]): the compared tools, the scenarios
+//! The vocabulary of a benchmark run, shared by the runner ([`crate::app::bench`])
+//! and the report ([`crate::app::report`]): the compared tools, the scenarios
 //! and their targets, the timed samples, and the results of a whole run
 //! with the corpus and the machine it ran on.
 
@@ -9,9 +9,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::corpus::CorpusSize;
-use crate::fsutil::TreeSummary;
-use crate::measure::Measured;
+use crate::app::corpus::CorpusSize;
+use crate::app::fsutil::TreeSummary;
+use crate::app::measure::Measured;
 
 /// A benchmarked program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,8 +10,8 @@ use std::process::Command;
 use anyhow::Result;
 
 use super::{setup, Lab, Plan, Update};
-use crate::fsutil;
-use crate::model::Scenario;
+use crate::app::fsutil;
+use crate::app::model::Scenario;
 
 /// borg with its state in the scratch folder and no passphrase.
 fn borg(lab: &Lab) -> Command {

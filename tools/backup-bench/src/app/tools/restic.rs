@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{setup, untimed, Lab, Plan, Update};
-use crate::fsutil::{self, mib, TreeSummary};
-use crate::model::{Scenario, Tool};
-use crate::s3;
+use crate::app::fsutil::{self, mib, TreeSummary};
+use crate::app::model::{Scenario, Tool};
+use crate::app::s3;
 
 /// A restic repository on the S3 server.
 #[derive(Clone, Debug)]

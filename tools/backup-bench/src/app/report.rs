@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Results, Sample, Scenario, Tool, RSS_TARGET_MIB};
+use crate::app::model::{Results, Sample, Scenario, Tool, RSS_TARGET_MIB};
 
 /// Medians and extremes of one scenario × tool.
 #[derive(Clone, Copy, Debug)]

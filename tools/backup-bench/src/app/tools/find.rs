@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::{Lab, Plan};
-use crate::model::Scenario;
+use crate::app::model::Scenario;
 
 /// The timed run; the same in every scenario it takes part in.
 pub fn prepare(lab: &Lab, _sc: Scenario) -> Result<Option<Plan>> {

@@ -54,7 +54,7 @@ pub fn credentials(c: &mut Command) {
 
 /// CPU seconds (user + system) the server has used so far.
 pub fn cpu_secs(server: &S3Server) -> Option<f64> {
-    crate::measure::process_cpu_secs(server.pid())
+    crate::app::measure::process_cpu_secs(server.pid())
 }
 
 /// The server's peak RSS so far, MiB.

@@ -1,10 +1,10 @@
 //! The `run` command: prepares the corpus and each tool's state, runs every
 //! scenario with the tools interleaved (A B A B …) on a warm cache, and
 //! collects wall times and peak RSS. What each tool runs is in
-//! [`crate::tools`]; this module times every step the same way.
+//! [`crate::app::tools`]; this module times every step the same way.
 //!
 //! The S3 column (`ours-s3`, `restic-s3`) backs up the same corpus to a
-//! loopback `rclone serve s3` started for the run (see [`crate::s3`]).
+//! loopback `rclone serve s3` started for the run (see [`crate::app::s3`]).
 //!
 //! Scratch state (destinations, repositories, restores) lives in a fresh
 //! `scratch-<time>` folder of the work dir and is deleted only at the end,
@@ -19,13 +19,13 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::corpus::{self, CorpusSize, GENERATOR_VERSION};
-use crate::fsutil::{self, mib, tail, TreeSummary};
-use crate::measure;
-use crate::model::{CorpusInfo, Machine, Results, Sample, Scenario, Tool};
-use crate::report;
-use crate::s3::{self, S3Server};
-use crate::tools::{borg, cp, find, ours, restic, rsync, Lab, Step, Update};
+use crate::app::corpus::{self, CorpusSize, GENERATOR_VERSION};
+use crate::app::fsutil::{self, mib, tail, TreeSummary};
+use crate::app::measure;
+use crate::app::model::{CorpusInfo, Machine, Results, Sample, Scenario, Tool};
+use crate::app::report;
+use crate::app::s3::{self, S3Server};
+use crate::app::tools::{borg, cp, find, ours, restic, rsync, Lab, Step, Update};
 
 /// The `apt-get` line that installs the reference tools.
 pub const INSTALL_HINT: &str = "apt-get install rsync restic borgbackup";

@@ -835,6 +835,23 @@ mod tests {
         w.abort();
     }
 
+    /// Issue 13: a name Windows reserves for a device is a per-file
+    /// failure saying so, and nothing is written under it.
+    #[cfg(windows)]
+    #[test]
+    fn a_reserved_name_is_a_per_file_failure_on_windows() {
+        let f = fixture();
+        let store = LocalStore::new("P", &f.src, &f.dest);
+        let w = store.begin("P_backup_2026-01-02_00-00", None).unwrap();
+        for name in ["aux.txt", "sub/CON", "notes."] {
+            let out = w.write(planned(name, Action::Copy, None)).unwrap();
+            let why = out.failure().unwrap_or_default();
+            assert!(why.contains("rename it in the source"), "{name}: {why}");
+            assert_eq!(out.manifest.status, Some(EntryStatus::Failed));
+        }
+        w.abort();
+    }
+
     #[test]
     fn vanished_source_without_earlier_copy_is_recorded_failed() {
         let f = fixture();

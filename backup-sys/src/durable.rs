@@ -236,6 +236,22 @@ mod tests {
         assert_eq!(ext(&relative), relative);
     }
 
+    /// Restore puts a verified file over one it restored before, which
+    /// carries the read-only attribute on Windows (Wine keeps it as the mode).
+    #[test]
+    fn replace_file_replaces_a_read_only_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = (dir.path().join(".restoring"), dir.path().join("f"));
+        std::fs::write(&new, b"new").unwrap();
+        std::fs::write(&old, b"old").unwrap();
+        let mut ro = std::fs::metadata(&old).unwrap().permissions();
+        ro.set_readonly(true);
+        std::fs::set_permissions(&old, ro).unwrap();
+        replace_file(&new, &old).unwrap();
+        assert_eq!(std::fs::read(&old).unwrap(), b"new");
+        assert!(!new.exists());
+    }
+
     #[test]
     fn rename_replaces_a_file_and_moves_a_folder() {
         let dir = tempfile::tempdir().unwrap();

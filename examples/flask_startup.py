@@ -6,6 +6,11 @@ background thread. With backup-cli the pattern is one detached process:
 once-per-day and the run lock live in the tool, so calling this on every
 start (and from several workers at once) is safe.
 
+On Windows too: there the child is started with DETACHED_PROCESS (no console
+window, none inherited) and CREATE_NEW_PROCESS_GROUP (a Ctrl+C in the server's
+console does not reach it), the equivalent of a new session on Linux; pass
+the path of backup-cli.exe, or put it on PATH.
+
 In a Flask app:
 
     from flask_startup import trigger_startup_backup

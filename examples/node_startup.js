@@ -2,6 +2,11 @@
 // once-per-day and the run lock live in backup-cli, so this is safe on
 // every start.
 //
+// On Windows too: `detached` gives the child its own process group (a Ctrl+C
+// in the server's console does not reach it) and `windowsHide` keeps it from
+// opening a console window; pass the path of backup-cli.exe, or put it on
+// PATH.
+//
 //   node examples/node_startup.js insightminer.toml [path/to/backup-cli]
 const { spawn } = require("child_process");
 const http = require("http");
@@ -10,6 +15,7 @@ function triggerStartupBackup(profile, exe = process.env.BACKUP_CLI || "backup-c
   const child = spawn(exe, ["--profile", profile, "--quiet"], {
     detached: true,
     stdio: "ignore",
+    windowsHide: true,
   });
   child.unref(); // the server never waits for it
   return child;

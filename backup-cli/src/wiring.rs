@@ -159,14 +159,7 @@ fn lock_is_held(path: &Path) -> bool {
     let Ok((file, _)) = backup_sys::open_regular(path) else {
         return false;
     };
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        Err(std::fs::TryLockError::Error(_)) => false,
-    }
+    backup_sys::lock::is_held_elsewhere(&file)
 }
 
 /// A backup cannot run without its lock file: the lock's folder must be

@@ -125,7 +125,7 @@ impl ManifestWriter {
         // never takes it for a leftover, even when the run lock file was
         // deleted under us.
         // (Best effort: a file system without locks still backs up.)
-        if let Err(e) = owner_file.try_lock() {
+        if let Err(e) = backup_sys::lock::try_lock(&owner_file, true) {
             tracing::debug!(path = %owner.display(), error = %e, "cannot lock the snapshot's owner file");
         }
         let path = dir.join(MANIFEST_FILE);
@@ -370,14 +370,7 @@ fn is_being_written(path: &Path) -> bool {
     let Ok((file, _)) = open_regular(&state_dir(path).join(OWNER_FILE)) else {
         return false;
     };
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(fs::TryLockError::WouldBlock) => true,
-        Err(fs::TryLockError::Error(_)) => false,
-    }
+    backup_sys::lock::is_held_elsewhere(&file)
 }
 
 #[cfg(test)]

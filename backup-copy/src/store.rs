@@ -572,6 +572,7 @@ impl SnapshotWriter for LocalWriter {
             .components()
             .find_map(|c| backup_sys::windows_name_problem(&c.as_os_str().to_string_lossy()))
         {
+            let error = format!("{error}; rename it in the source");
             return Ok(WrittenEntry::failed(planned, error));
         }
         match &planned.action {
@@ -773,6 +774,52 @@ mod tests {
 
     fn sha(b: &[u8]) -> ContentHash {
         ContentHash::of(b)
+    }
+
+    /// The error codes of a refused link, as the OS reports them.
+    #[cfg(unix)]
+    const TOO_MANY_LINKS: i32 = libc::EMLINK;
+    #[cfg(unix)]
+    const NO_LINKS: i32 = libc::EOPNOTSUPP;
+    #[cfg(windows)]
+    const TOO_MANY_LINKS: i32 = 1142; // ERROR_TOO_MANY_LINKS
+    #[cfg(windows)]
+    const NO_LINKS: i32 = 50; // ERROR_NOT_SUPPORTED
+
+    #[test]
+    fn a_file_at_its_link_limit_is_copied_and_said_once_with_the_count() {
+        let links = LinkFallbacks::default();
+        links.linked.fetch_add(5, Ordering::Relaxed);
+        for _ in 0..3 {
+            assert!(links.note(&io::Error::from_raw_os_error(TOO_MANY_LINKS)));
+        }
+        // Another failure is not a refusal: the caller reports it per file.
+        assert!(!links.note(&io::Error::from_raw_os_error(2)));
+        assert!(!links.none_possible(), "links still work for other files");
+        let w = links.warnings(Path::new("D:/Backups"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "3 file(s) had as many hard links as D:/Backups allows (1,023 on NTFS)"
+            ),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_destination_without_links_is_given_up_on_after_16_refusals_and_said_once() {
+        let links = LinkFallbacks::default();
+        for _ in 0..REFUSALS_BEFORE_GIVING_UP - 1 {
+            assert!(links.note(&io::Error::from_raw_os_error(NO_LINKS)));
+        }
+        assert!(!links.none_possible());
+        assert!(links.note(&io::Error::from_raw_os_error(NO_LINKS)));
+        assert!(links.none_possible());
+        links.skipped();
+        let w = links.warnings(Path::new("E:/"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("E:/ refused hard links"), "{w:?}");
+        assert!(w[0].contains("17 unchanged file(s) were copied"), "{w:?}");
     }
 
     #[test]

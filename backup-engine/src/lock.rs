@@ -1,8 +1,9 @@
 //! [`RunLock`]: one backup run at a time per source.
 //!
-//! The lock file holds an OS advisory lock (`flock` on Unix, `LockFileEx`
-//! on Windows, through std's [`File::try_lock`]) for the whole run, and the
-//! holder's PID, host and start time as text. A lock file left by a killed
+//! The lock file holds an OS lock ([`backup_sys::lock`]: `flock` on Unix,
+//! `LockFileEx` on one byte past the text on Windows) for the whole run, and
+//! the holder's PID, host and start time as text, readable by a run that
+//! finds the lock taken. A lock file left by a killed
 //! process carries no OS lock, so the next run takes it over. The file is
 //! removed when the guard is dropped.
 
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use backup_core::error::CoreError;
-use backup_sys::{open_regular, open_regular_with};
+use backup_sys::{lock, open_regular, open_regular_with, same_file};
 
 /// Who holds a lock, as written in the lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -110,16 +111,14 @@ impl RunLock {
                     .truncate(false),
             )
             .map_err(|e| CoreError::io("open lock file", path, e))?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
+            match lock::try_lock(&file, true) {
+                Ok(true) => {}
+                Ok(false) => {
                     let mut text = String::new();
                     let _ = file.read_to_string(&mut text);
                     return Ok(LockAttempt::Held(LockHolder::parse(&text)));
                 }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(CoreError::io("lock", path, e));
-                }
+                Err(e) => return Err(CoreError::io("lock", path, e)),
             }
             if !same_file(&file, path) {
                 // The file we locked was unlinked (its holder finished);
@@ -130,7 +129,7 @@ impl RunLock {
             let own =
                 read_own_lock(&mut file).map_err(|e| CoreError::io("read lock file", path, e))?;
             if own.is_none() {
-                let _ = file.unlock();
+                let _ = lock::unlock(&file);
                 return Err(CoreError::io(
                     "use as the lock file",
                     path,
@@ -172,17 +171,17 @@ impl RunLock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CoreError::io("open lock file", path, e)),
         };
-        match file.try_lock_shared() {
-            Ok(()) => {
-                let _ = file.unlock();
+        match lock::try_lock(&file, false) {
+            Ok(true) => {
+                let _ = lock::unlock(&file);
                 Ok(None)
             }
-            Err(fs::TryLockError::WouldBlock) => {
+            Ok(false) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
                 Ok(Some(LockHolder::parse(&text)))
             }
-            Err(fs::TryLockError::Error(e)) => Err(CoreError::io("lock", path, e)),
+            Err(e) => Err(CoreError::io("lock", path, e)),
         }
     }
 
@@ -190,20 +189,6 @@ impl RunLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-#[cfg(unix)]
-fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn same_file(_file: &File, path: &Path) -> bool {
-    path.exists()
 }
 
 impl Drop for RunLock {
@@ -215,7 +200,7 @@ impl Drop for RunLock {
         if same_file(&self.file, &self.path) {
             let _ = fs::remove_file(&self.path);
         }
-        let _ = self.file.unlock();
+        let _ = lock::unlock(&self.file);
     }
 }
 

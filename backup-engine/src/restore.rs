@@ -4,6 +4,7 @@
 //! Paths come from the snapshot's manifest, which only admits relative
 //! paths without `..`; nothing is ever written outside the target folder.
 
+use std::collections::hash_map::{Entry as Slot, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,11 @@ pub fn restore(
     };
     // Parent folders of requested paths, and every folder entry, first.
     entries.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
+    // A Windows folder cannot hold two names that differ only in case (a
+    // snapshot made on Linux can): the second would replace the first.
+    if cfg!(windows) {
+        refuse_case_clashes(&mut entries, &mut report);
+    }
     let dirs = make_folders(&entries, opts, &mut report);
     restore_files(store, snapshot, &entries, opts, progress, &mut report);
     make_symlinks(&entries, opts, &mut report);
@@ -153,6 +159,51 @@ pub fn restore(
     report.not_in_snapshot.sort();
     report.setid_cleared.sort();
     Ok(report)
+}
+
+/// Pairs `(later, earlier)` of indexes into `entries` whose paths are equal
+/// but for letter case (Unicode lower case; NTFS folds with its own table,
+/// which agrees for the letters of every common alphabet), except two
+/// folders, which merge harmlessly.
+fn case_clashes(entries: &[ManifestEntry]) -> Vec<(usize, usize)> {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut clashes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match first.entry(e.entry.path.to_string().to_lowercase()) {
+            Slot::Vacant(slot) => {
+                slot.insert(i);
+            }
+            Slot::Occupied(slot) => {
+                let j = *slot.get();
+                if !(e.entry.kind == EntryKind::Dir && entries[j].entry.kind == EntryKind::Dir) {
+                    clashes.push((i, j));
+                }
+            }
+        }
+    }
+    clashes
+}
+
+/// Takes out of `entries` each one whose path differs from an earlier one's
+/// only in case, as an error in `report` naming both and what to do (entries
+/// are sorted, so `README.md` is restored and `readme.md` is not).
+fn refuse_case_clashes(entries: &mut Vec<ManifestEntry>, report: &mut RestoreReport) {
+    let clashes = case_clashes(entries);
+    let mut refused = vec![false; entries.len()];
+    for &(later, earlier) in &clashes {
+        refused[later] = true;
+        let (path, kept) = (&entries[later].entry.path, &entries[earlier].entry.path);
+        report.errors.push(RestoreProblem {
+            path: path.to_string(),
+            error: format!(
+                "{path} not restored: it differs from {kept} only in letter case, and one \
+                 folder here cannot hold both; restore it alone into another folder \
+                 (--path {path} --to ...)"
+            ),
+        });
+    }
+    let mut next = refused.into_iter();
+    entries.retain(|_| !next.next().unwrap_or(false));
 }
 
 /// The manifest entries `opts.paths` asks for (all when empty); a requested
@@ -360,7 +411,10 @@ fn restore_file(
         .components()
         .find_map(|c| backup_sys::windows_name_problem(&c.as_os_str().to_string_lossy()))
     {
-        return FileOutcome::Error(format!("{} not restored: {why}", e.entry.path));
+        return FileOutcome::Error(format!(
+            "{} not restored: {why}; restore it on a system that allows the name (Linux, macOS)",
+            e.entry.path
+        ));
     }
     let real = e.entry.path.under(&opts.target);
     if opts.overwrite {
@@ -448,4 +502,65 @@ fn temporary_beside(path: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     path.with_file_name(format!(".backup-cli-restoring-{}-{n}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use backup_core::{EntryKind, ManifestEntry, RelPath, ScanEntry};
+
+    use super::{case_clashes, refuse_case_clashes, RestoreReport};
+
+    fn entry(path: &str, kind: EntryKind) -> ManifestEntry {
+        ManifestEntry {
+            entry: ScanEntry {
+                path: RelPath::new(path).unwrap(),
+                kind,
+                stat: Default::default(),
+                link_target: None,
+            },
+            sha256: None,
+            rehash: false,
+            status: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_are_found_but_two_folders_merge() {
+        let entries = vec![
+            entry("Docs", EntryKind::Dir),
+            entry("Docs/Readme.md", EntryKind::File),
+            entry("Makefile", EntryKind::File),
+            entry("docs", EntryKind::Dir),
+            entry("docs/README.md", EntryKind::File),
+            entry("makefile", EntryKind::File),
+            entry("src", EntryKind::Dir),
+            entry("SRC", EntryKind::File),
+            entry("\u{c9}t\u{e9}.txt", EntryKind::File),
+            entry("\u{e9}t\u{e9}.txt", EntryKind::File),
+            entry("unique.txt", EntryKind::File),
+        ];
+        assert_eq!(case_clashes(&entries), vec![(4, 1), (5, 2), (7, 6), (9, 8)]);
+    }
+
+    #[test]
+    fn a_case_clash_is_a_per_file_error_naming_both_and_the_first_is_kept() {
+        let mut entries = vec![
+            entry("Notes.txt", EntryKind::File),
+            entry("keep.txt", EntryKind::File),
+            entry("notes.txt", EntryKind::File),
+        ];
+        let mut report = RestoreReport::default();
+        refuse_case_clashes(&mut entries, &mut report);
+        let left: Vec<String> = entries.iter().map(|e| e.entry.path.to_string()).collect();
+        assert_eq!(left, ["Notes.txt", "keep.txt"]);
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.errors[0].path, "notes.txt");
+        let msg = &report.errors[0].error;
+        assert!(
+            msg.contains("differs from Notes.txt only in letter case"),
+            "{msg}"
+        );
+        assert!(msg.contains("--path notes.txt"), "{msg}");
+    }
 }

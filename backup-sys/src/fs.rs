@@ -183,6 +183,76 @@ mod linux {
     }
 }
 
+/// Whether the open `file` is the file `path` names now (not one that took
+/// its name since): the same device and inode on Unix, the same volume and
+/// file index on Windows. False when `path` names nothing.
+pub fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+        };
+        // No access asked: opens even a file another program holds locked.
+        let other = OpenOptions::new()
+            .access_mode(0)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path);
+        match (
+            windows::file_id(file),
+            other.and_then(|f| windows::file_id(&f)),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    //! The file identity std gives only on nightly Rust.
+
+    use std::fs::File;
+    use std::io;
+    use std::os::windows::io::AsRawHandle;
+
+    use windows_sys::Win32::Storage::FileSystem::{
+        GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION,
+    };
+
+    /// (volume serial number, file index) of an open file.
+    pub(super) fn file_id(f: &File) -> io::Result<(u32, u64)> {
+        // SAFETY: an all-zero BY_HANDLE_FILE_INFORMATION is a valid value to
+        // be overwritten.
+        #[allow(unsafe_code)]
+        let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: the handle is open for the call's duration; `info` is valid
+        // for writes.
+        #[allow(unsafe_code)]
+        let ok = unsafe { GetFileInformationByHandle(f.as_raw_handle(), &mut info) };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((
+            info.dwVolumeSerialNumber,
+            (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow),
+        ))
+    }
+}
+
 /// Why a file system refused a hard link, where the reason is a fact of the
 /// file system rather than of one file: every later link would fail the same
 /// way, so a writer copies instead and says so once.
@@ -282,18 +352,19 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
 /// not allow in names (`<>:"/\|?*` and control characters), all of which
 /// a Linux source may hold. Pure, so that it is tested on every platform;
 /// the Windows writer and restore make it a per-file failure with this
-/// text, never a crash, and never a write to a device.
+/// reason and their advice, the profile an exit 2 naming the key; never a
+/// crash, never a write to a device.
 pub fn windows_name_problem(name: &str) -> Option<String> {
     if name.ends_with('.') || name.ends_with(' ') {
         return Some(format!(
-            "{name:?} ends in a dot or a space, which Windows drops from names; rename it in the source"
+            "{name:?} ends in a dot or a space, which Windows drops from names"
         ));
     }
     if let Some(c) = name.chars().find(|c| {
         matches!(c, '<' | '>' | ':' | '"' | '/' | '\\' | '|' | '?' | '*') || (*c as u32) < 32
     }) {
         return Some(format!(
-            "{name:?} holds {c:?}, which Windows does not allow in a name; rename it in the source"
+            "{name:?} holds {c:?}, which Windows does not allow in a name"
         ));
     }
     let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
@@ -303,9 +374,7 @@ pub fn windows_name_problem(name: &str) -> Option<String> {
             && (upper.starts_with("COM") || upper.starts_with("LPT"))
             && upper.as_bytes()[3].is_ascii_digit());
     device.then(|| {
-        format!(
-            "{name:?} is a name Windows reserves for a device ({upper}), with any extension; rename it in the source"
-        )
+        format!("{name:?} is a name Windows reserves for a device ({upper}), with any extension")
     })
 }
 
@@ -385,7 +454,7 @@ mod tests {
         ] {
             let msg = windows_name_problem(bad).unwrap_or_default();
             assert!(
-                msg.contains(why) && msg.contains("rename it"),
+                msg.contains(why) && msg.contains(&format!("{bad:?}")),
                 "{bad}: {msg}"
             );
         }

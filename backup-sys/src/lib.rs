@@ -12,6 +12,7 @@
 
 pub mod durable;
 pub mod fs;
+pub mod lock;
 pub mod parallel;
 pub mod tree;
 
@@ -20,7 +21,7 @@ pub use durable::{
 };
 pub use fs::{
     free_space, host_name, is_not_regular, link_refusal, open_beneath, open_regular,
-    open_regular_with, read_regular, windows_name_problem, LinkRefusal,
+    open_regular_with, read_regular, same_file, windows_name_problem, LinkRefusal,
 };
 pub use parallel::{for_each_in_runs, InOrder};
 pub use tree::{Kind, Stat, Tree};

@@ -291,12 +291,25 @@ impl Checker<'_> {
                 format!("{value:?} holds a NUL character, which no path can; fix the value"),
             ));
         }
-        expand(self.base, value).ok_or_else(|| {
+        let path = expand(self.base, value, home().as_deref()).ok_or_else(|| {
             self.invalid(
                 key,
-                "starts with `~` but HOME is not set; write the full path".into(),
+                "starts with `~` but neither HOME nor USERPROFILE is set; write the full path"
+                    .into(),
             )
-        })
+        })?;
+        if cfg!(windows) {
+            if let Some(why) = windows_path_problem(&path) {
+                return Err(self.invalid(
+                    key,
+                    format!(
+                        "{} cannot be used on Windows: {why}; choose another path",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(path)
     }
 
     fn destination(
@@ -665,25 +678,43 @@ pub fn rotated_log(log: &Path) -> PathBuf {
     log.with_file_name(name)
 }
 
-/// Expands `~` and makes `value` absolute against `base`.
-fn expand(base: &Path, value: &str) -> Option<PathBuf> {
+/// Expands `~` (`~/x`, `~\x`) to `home` and makes `value` absolute against
+/// `base`: an absolute value (`/srv/b`, `D:\Backups`, `\\server\share\b`)
+/// stands alone. `None` for `~` without a home.
+fn expand(base: &Path, value: &str, home: Option<&Path>) -> Option<PathBuf> {
     let p = if value == "~" {
-        home()?
+        home?.to_path_buf()
     } else if let Some(rest) = value
         .strip_prefix("~/")
         .or_else(|| value.strip_prefix("~\\"))
     {
-        home()?.join(rest)
+        home?.join(rest)
     } else {
         base.join(value)
     };
     Some(normalize(&p))
 }
 
+/// Why Windows cannot use `path` as a file or folder of its own: a part of it
+/// is a device name (`NUL`, `C:\x\con\b`) or a name Windows cannot hold, or
+/// it is a device namespace path (`\\.\pipe\x`).
+fn windows_path_problem(path: &Path) -> Option<String> {
+    path.components().find_map(|c| match c {
+        Component::Prefix(p) if matches!(p.kind(), std::path::Prefix::DeviceNS(_)) => {
+            Some("it names a device, not a folder".to_owned())
+        }
+        Component::Normal(name) => backup_sys::windows_name_problem(&name.to_string_lossy()),
+        _ => None,
+    })
+}
+
+/// The user's home folder: `HOME`, else `USERPROFILE` (Windows sets only
+/// that one; Git's shell sets both), each only when not empty.
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .or_else(|| std::env::var_os("USERPROFILE"))
-        .filter(|h| !h.is_empty())
+    ["HOME", "USERPROFILE"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|h| !h.is_empty())
         .map(PathBuf::from)
 }
 

@@ -250,3 +250,104 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn tilde_without_a_home_is_none_and_a_plain_value_needs_none() {
+    let base = Path::new("/p");
+    assert_eq!(super::expand(base, "~/b", None), None);
+    assert_eq!(super::expand(base, "~", None), None);
+    assert_eq!(
+        super::expand(base, "b/../c", None),
+        Some(PathBuf::from("/p/c"))
+    );
+}
+
+/// What a Windows profile says, and where it lands: drive letters, either
+/// slash, UNC shares and `~` as the user profile folder.
+#[cfg(windows)]
+mod windows_paths {
+    use std::path::{Path, PathBuf};
+
+    use super::super::expand;
+
+    const BASE: &str = r"C:\Users\ana\Desktop\InsightMiner";
+    const HOME: &str = r"C:\Users\ana";
+
+    fn at(value: &str) -> PathBuf {
+        expand(Path::new(BASE), value, Some(Path::new(HOME))).unwrap()
+    }
+
+    #[test]
+    fn drive_letters_and_either_slash_stand_alone() {
+        assert_eq!(
+            at(r"D:\Project Backups"),
+            PathBuf::from(r"D:\Project Backups")
+        );
+        assert_eq!(
+            at("D:/Project Backups/x"),
+            PathBuf::from(r"D:\Project Backups\x")
+        );
+        assert_eq!(at(r"d:\a\..\b"), PathBuf::from(r"d:\b"));
+    }
+
+    #[test]
+    fn relative_values_with_backslashes_join_the_profiles_folder() {
+        assert_eq!(
+            at(r"..\Project Backups"),
+            PathBuf::from(r"C:\Users\ana\Desktop\Project Backups")
+        );
+        assert_eq!(at(r".\src"), PathBuf::from(format!(r"{BASE}\src")));
+    }
+
+    #[test]
+    fn unc_shares_stand_alone() {
+        assert_eq!(
+            at(r"\\nas\backups\InsightMiner"),
+            PathBuf::from(r"\\nas\backups\InsightMiner")
+        );
+        assert_eq!(at("//nas/backups/x"), PathBuf::from(r"\\nas\backups\x"));
+    }
+
+    #[test]
+    fn tilde_is_the_user_profile_folder_with_either_slash() {
+        assert_eq!(at("~"), PathBuf::from(HOME));
+        assert_eq!(at(r"~\Backups"), PathBuf::from(r"C:\Users\ana\Backups"));
+        assert_eq!(at("~/Backups"), PathBuf::from(r"C:\Users\ana\Backups"));
+    }
+
+    #[test]
+    fn a_profile_with_windows_paths_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let dest = dir.path().join("Project Backups");
+        let p = dir.path().join("p.toml");
+        // The TOML literal string keeps backslashes as they are.
+        std::fs::write(
+            &p,
+            format!("source = 'src'\ndestination = '{}'\n", dest.display()),
+        )
+        .unwrap();
+        let prof = super::super::Profile::load(&p).unwrap();
+        assert_eq!(prof.destination, super::super::Destination::Folder(dest));
+    }
+}
+
+#[test]
+fn device_names_and_the_device_namespace_are_no_windows_paths() {
+    use super::windows_path_problem;
+    assert_eq!(
+        windows_path_problem(Path::new("/x/Project Backups/b")),
+        None
+    );
+    let why = windows_path_problem(Path::new("/x/con/b")).unwrap_or_default();
+    assert!(why.contains("reserves for a device (CON)"), "{why}");
+    let why = windows_path_problem(Path::new("/x/aux.lock")).unwrap_or_default();
+    assert!(why.contains("(AUX)"), "{why}");
+    #[cfg(windows)]
+    {
+        let why = windows_path_problem(Path::new(r"\\.\pipe\b")).unwrap_or_default();
+        assert!(why.contains("names a device"), "{why}");
+        assert_eq!(windows_path_problem(Path::new(r"\\?\D:\Backups")), None);
+        assert_eq!(windows_path_problem(Path::new(r"\\nas\share\b")), None);
+    }
+}

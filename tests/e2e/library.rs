@@ -24,7 +24,11 @@ use crate::{world, BIN};
 
 /// Path of a cargo example of `backup-cli`, built next to the binary.
 fn example(name: &str) -> PathBuf {
-    let path = Path::new(BIN).parent().unwrap().join("examples").join(name);
+    let path = Path::new(BIN)
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.exists(),
         "example {} was not built (`cargo test -p backup-cli` builds the examples; `--test e2e` alone does not)",
@@ -194,13 +198,7 @@ fn custom_filter_between_scan_and_hash_skips_large_files() {
 fn age_copy(w: &World, name: &str, days_ago: i64, new_name: &str) {
     let src = w.snapshot(name);
     let dst = w.dest.join(new_name);
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(&dst)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    backup_tests::files::copy_tree(&src, &dst);
     let info_path = dst.join(".backup-snapshot/info.json");
     let mut info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();

@@ -4,12 +4,13 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use backup_tests::assert_code;
 use backup_tests::bounded::{backup, run, spawn_backup};
+#[cfg(unix)]
 use backup_tests::faults::TmpfsMount;
+use backup_tests::files::inode;
 use backup_tests::prng::Rng;
 use backup_tests::snapshots::leftovers;
 
@@ -31,6 +32,7 @@ fn lock_held_by_another_process_skips_and_names_the_holder() {
     let text = "pid=424242\nhost=holder-host.example\nstarted=2030-01-02T03:04:05+00:00\n";
     held.write_all(text.as_bytes()).unwrap();
     held.flush().unwrap();
+    let held_inode = inode(&lock);
 
     for attempt in 0..2 {
         let r = run(&w, &["backup", "--force", "--json"]);
@@ -54,13 +56,14 @@ fn lock_held_by_another_process_skips_and_names_the_holder() {
             "the skipping run changed the holder's lock file"
         );
         assert_eq!(
-            fs::metadata(&lock).unwrap().ino(),
-            held.metadata().unwrap().ino(),
+            inode(&lock),
+            held_inode,
             "the skipping run replaced the holder's lock file"
         );
     }
 
-    held.unlock().unwrap();
+    // Closing it releases the lock (Wine's unlock fails where Windows'
+    // does not: the second of the two unlocks std makes).
     drop(held);
     // The file is still there (the holder "crashed" without removing it):
     // released, it no longer blocks.
@@ -209,6 +212,7 @@ fn destination_that_cannot_be_created_fails_and_leaves_no_lock() {
 }
 
 #[test]
+#[cfg(unix)]
 fn failure_after_commit_still_removes_the_lock() {
     // The metadata file cannot be written (its folder is a full file
     // system): the run fails late, after the snapshot was written. (A
@@ -244,6 +248,7 @@ fn failure_after_commit_still_removes_the_lock() {
 }
 
 /// Fills the file system holding `path` with a file there.
+#[cfg(unix)]
 fn fill(path: &std::path::Path) {
     let mut f = fs::File::create(path).unwrap();
     let block = [0xa5u8; 4096];
@@ -307,8 +312,12 @@ fn a_deleted_lock_file_never_lets_a_second_run_remove_the_first_ones_work() {
     assert_eq!(v1["outcome"], "created", "{v1:#}");
     assert_code(&second, 0, "the second run");
     let v2 = second.json();
-    assert_eq!(v2["outcome"], "created", "{v2:#}");
-    assert_ne!(v1["snapshot"], v2["snapshot"]);
+    // Where a deleted file keeps its name while it is open (Windows before
+    // POSIX deletes, Wine), the second run still finds the first's lock.
+    if !(cfg!(windows) && v2["outcome"] == "skipped_locked") {
+        assert_eq!(v2["outcome"], "created", "{v2:#}");
+        assert_ne!(v1["snapshot"], v2["snapshot"]);
+    }
     assert!(
         partial.contains(v1["snapshot"].as_str().unwrap()),
         "{partial} was the first run's"

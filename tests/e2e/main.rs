@@ -8,27 +8,42 @@
 //! `--all-features` for the S3 destination and its tests), or one module
 //! with `cargo test -p backup-cli --test e2e -- restore::`.
 //!
+//! The same tests build for Windows and run there under Wine (`.ci/windows`),
+//! except what only Unix has: modules of FIFOs, other users, tmpfs and FUSE
+//! mounts, Unix modes, symlinks and kill -9 timing (`chaos`, `crash`,
+//! `diff`, `faults`, `hostile`, `odd_trees`) and single tests marked `cfg(unix)`,
+//! each for the Unix-only thing it checks.
+//!
 //! Some fault cases need root (mounting a tmpfs) or an unprivileged user (a
 //! file of mode 000 is readable by root): they print why and return early
 //! when that is not available.
-#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+// Imports and helpers that only Unix-only tests use; the Unix build's
+// clippy (-D warnings) is where these are checked.
+#![cfg_attr(windows, allow(unused_imports, dead_code))]
 
+#[cfg(unix)]
 mod chaos;
 mod commands;
+#[cfg(unix)]
 mod crash;
+#[cfg(unix)]
 mod diff;
+#[cfg(unix)]
 mod faults;
+#[cfg(unix)]
 mod hostile;
 mod library;
 mod lock;
+#[cfg(unix)]
 mod odd_trees;
 mod oplog;
 mod output;
 mod ownership;
 mod pipeline;
 mod restore;
-#[cfg(feature = "s3")]
+// The S3 server these tests start (rclone) is a Linux program.
+#[cfg(all(feature = "s3", unix))]
 mod s3;
 mod verify;
 

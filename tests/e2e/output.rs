@@ -81,6 +81,7 @@ fn progress_never_reaches_piped_or_json_output() {
 
 /// Runs the binary with stderr on a pseudo-terminal; returns the run (its
 /// stderr is what the terminal received, with "\r\n" turned into "\n").
+#[cfg(unix)]
 fn run_with_tty_stderr(w: &World, args: &[&str]) -> Run {
     use std::os::fd::{FromRawFd, OwnedFd};
     let mut master: libc::c_int = -1;
@@ -135,6 +136,7 @@ fn run_with_tty_stderr(w: &World, args: &[&str]) -> Run {
 }
 
 #[test]
+#[cfg(unix)]
 fn json_runs_draw_no_progress_even_on_a_terminal() {
     let w = world("");
     busy_source(&w);
@@ -223,6 +225,7 @@ fn closed_stdout_does_not_turn_a_good_backup_into_a_failure() {
     assert_eq!(list.wait().unwrap().code(), Some(0));
 }
 
+#[cfg(unix)]
 /// The largest count a phase's bar showed: `"<label> <spinner> N entries"`
 /// frames in what the terminal received.
 fn max_entries_shown(tty: &str, label: &str) -> Option<u64> {
@@ -247,6 +250,7 @@ fn max_entries_shown(tty: &str, label: &str) -> Option<u64> {
 /// work. The old single bar, switched to "copy", went on counting scanned
 /// entries too: 38,288 "copy" entries on this 20,101-entry tree.
 #[test]
+#[cfg(unix)]
 fn each_phase_bar_counts_only_its_own_entries() {
     let w = world("");
     for d in 0..100 {
@@ -320,7 +324,12 @@ fn a_failed_runs_error_is_printed_once() {
     .unwrap();
     let r = w.run(&["backup", "--force"]);
     assert_code(&r, 1, "backup into an uncreatable destination");
-    let error = "Not a directory";
+    // The OS's words for "a file is in the way".
+    let error = if cfg!(windows) {
+        "(os error "
+    } else {
+        "Not a directory"
+    };
     assert_eq!(
         r.stderr.matches(error).count(),
         1,

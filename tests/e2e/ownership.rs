@@ -4,6 +4,7 @@
 use std::fs;
 use std::process::Command;
 
+use backup_tests::files::copy_tree;
 use backup_tests::{assert_code, backup_created, Run};
 
 use crate::{world, BIN};
@@ -21,13 +22,7 @@ fn a_copied_project_never_rotates_the_originals_snapshots() {
     let (original, _) = backup_created(&w);
 
     let copy = w.dir.path().join("projB");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&w.src)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cp -a");
+    copy_tree(&w.src, &copy);
     assert!(
         copy.join("backup_metadata.json").is_file(),
         "the metadata came along"
@@ -226,7 +221,7 @@ fn excludes_that_leave_nothing_exit_2_naming_exclude() {
 #[test]
 fn impossible_names_destinations_and_state_paths_exit_2_naming_the_key() {
     let long = "n".repeat(220);
-    let cases: Vec<(&str, String, &str)> = vec![
+    let mut cases: Vec<(&str, String, &str)> = vec![
         (
             "a name too long for a folder",
             format!("name = \"{long}\"\ndestination = \"dest\"\n"),
@@ -240,16 +235,6 @@ fn impossible_names_destinations_and_state_paths_exit_2_naming_the_key() {
         (
             "a destination that is a file",
             "name = \"Proj\"\ndestination = \"afile\"\n".into(),
-            "`destination`",
-        ),
-        (
-            "destination /dev/null",
-            "name = \"Proj\"\ndestination = \"/dev/null\"\n".into(),
-            "`destination`",
-        ),
-        (
-            "a destination under /proc",
-            "name = \"Proj\"\ndestination = \"/proc/backups\"\n".into(),
             "`destination`",
         ),
         (
@@ -278,6 +263,42 @@ fn impossible_names_destinations_and_state_paths_exit_2_naming_the_key() {
             "`metadata_file`",
         ),
     ];
+    #[cfg(unix)]
+    cases.extend([
+        (
+            "destination /dev/null",
+            "name = \"Proj\"\ndestination = \"/dev/null\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "a destination under /proc",
+            "name = \"Proj\"\ndestination = \"/proc/backups\"\n".into(),
+            "`destination`",
+        ),
+    ]);
+    #[cfg(windows)]
+    cases.extend([
+        (
+            "destination NUL",
+            "name = \"Proj\"\ndestination = \"NUL\"\n".into(),
+            "`destination`",
+        ),
+        (
+            "a destination below a device name",
+            "name = \"Proj\"\ndestination = 'dest\\con\\b'\n".into(),
+            "`destination`",
+        ),
+        (
+            "a destination in the device namespace",
+            "name = \"Proj\"\ndestination = '\\\\.\\pipe\\b'\n".into(),
+            "`destination`",
+        ),
+        (
+            "a lock_file named aux",
+            "name = \"Proj\"\ndestination = \"dest\"\nlock_file = \"aux.lock\"\n".into(),
+            "`lock_file`",
+        ),
+    ]);
     for (case, body, key) in cases {
         let w = world("");
         fs::write(&w.profile, format!("source = \"src\"\n{body}")).unwrap();

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use backup_tests::clock::avoid_minute_boundary;
@@ -34,8 +33,8 @@ fn world_with(profile: &str, dest_rel: &str) -> World {
 }
 
 fn mtime_ns(p: &Path) -> i64 {
-    let m = fs::symlink_metadata(p).unwrap();
-    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+    let t = filetime::FileTime::from_last_modification_time(&fs::symlink_metadata(p).unwrap());
+    t.unix_seconds() * 1_000_000_000 + i64::from(t.nanoseconds())
 }
 
 /// The `snapshot` field of a report.
@@ -75,7 +74,8 @@ fn regular_files(root: &Path) -> Vec<String> {
     while let Some(dir) = stack.pop() {
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy();
+            let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
             if rel == ".backup-snapshot" {
                 continue;
             }
@@ -110,6 +110,7 @@ fn assert_created(report: &Value) {
 // ------------------------------------------------------------------ tests
 
 #[test]
+#[cfg(unix)]
 fn full_backup_is_byte_identical_read_only_and_manifest_keeps_modes() {
     let w = world("");
     w.write("a.txt", "alpha\n");
@@ -781,6 +782,7 @@ fn renamed_file_is_hard_linked_not_copied() {
 /// read-only mode, 0444, would not say the file is now executable; see
 /// reliability v2 #11), copied from the previous snapshot, not the source.
 #[test]
+#[cfg(unix)]
 fn chmod_only_makes_a_snapshot_recording_the_new_mode_in_its_own_inode() {
     let w = world("");
     w.write("run.sh", "#!/bin/sh\necho run\n");
@@ -990,6 +992,7 @@ fn metadata_keeps_the_original_schema_and_is_rebuilt_when_lost() {
 }
 
 #[test]
+#[cfg(unix)]
 fn symlinks_empty_dirs_and_mtimes_are_preserved() {
     let w = world("");
     let outside = w.dir.path().join("outside.txt");

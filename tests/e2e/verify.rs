@@ -3,7 +3,6 @@
 //! latest snapshot, a named one, or `--all`.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 
 use backup_tests::files::{flip_byte, inode, put, set_mode};
 use backup_tests::json::{single_json, snapshot_paths};
@@ -13,6 +12,7 @@ use serde_json::Value;
 use crate::world;
 
 #[test]
+#[cfg(unix)]
 fn verify_finds_corrupt_missing_and_unexpected_files() {
     let w = world("");
     put(&w, "keep.txt", "keep\n", 0o644, 1_600_000_000, 0);
@@ -26,7 +26,7 @@ fn verify_finds_corrupt_missing_and_unexpected_files() {
     );
     put(&w, "gone.txt", "will vanish\n", 0o644, 1_600_000_000, 0);
     put(&w, "sub/also.txt", "also\n", 0o644, 1_600_000_000, 0);
-    symlink("keep.txt", w.src.join("ln")).unwrap();
+    std::os::unix::fs::symlink("keep.txt", w.src.join("ln")).unwrap();
     let total_bytes = (5 + 16 + 12 + 5) as u64;
     let (name, _) = backup_created(&w);
 
@@ -122,6 +122,7 @@ fn verify_all_checks_every_snapshot() {
 /// content (in every snapshot sharing the damaged inode), reports the rest
 /// with why, and a failed verify says how to use it.
 #[test]
+#[cfg(unix)]
 fn verify_repair_copies_damaged_files_again_from_the_source() {
     let w = world("");
     put(

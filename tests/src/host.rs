@@ -2,13 +2,19 @@
 //! and a child's peak memory.
 
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::Command;
 
-/// Where `program` is found on `PATH`, if anywhere.
+/// Where `program` is found on `PATH`, if anywhere (on Windows also as
+/// `program.exe`).
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
+    let names = [
+        program.to_string(),
+        format!("{program}{}", std::env::consts::EXE_SUFFIX),
+    ];
     std::env::split_paths(&path)
-        .map(|d| d.join(program))
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
         .find(|p| p.is_file())
 }
 
@@ -17,6 +23,7 @@ pub fn have(program: &str) -> bool {
     which(program).is_some()
 }
 
+#[cfg(unix)]
 /// Whether the tests run as root (fault cases that need it skip otherwise;
 /// those that need an unprivileged user switch to one).
 pub fn is_root() -> bool {
@@ -27,6 +34,7 @@ pub fn is_root() -> bool {
     }
 }
 
+#[cfg(unix)]
 /// Runs `cmd` to the end; returns its exit code and its peak resident set
 /// size in KiB (from `wait4`, for this child alone).
 pub fn run_with_peak_rss(cmd: &mut Command) -> (i32, u64) {

@@ -16,19 +16,24 @@
 //! - [`prng`]: the one seeded generator behind every random byte, in the
 //!   tests and in the benchmark's corpus; [`s3`]: a loopback S3 server.
 //!
+//! The kit builds on Windows too (the end-to-end tests run there under
+//! Wine); what only Unix has (modes beyond read-only, symlinks, FIFOs, other
+//! users, tmpfs) is `cfg(unix)`: [`faults`], [`trees::hashed`],
+//! `host::is_root`; [`trees::build_rich_source`] makes no symlinks there.
+//!
 //! ```no_run
-//! # #[cfg(unix)] {
+//! # {
 //! let w = backup_tests::World::new("target/debug/backup-cli", "max_backups = 3");
 //! w.write("src/main.py", "print('hi')\n");
 //! let report = w.backup(0); // backup --force --json, exit code 0
 //! assert_eq!(report["outcome"], "created");
 //! # }
 //! ```
-#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bounded;
 pub mod clock;
+#[cfg(unix)]
 pub mod faults;
 pub mod files;
 pub mod hash;

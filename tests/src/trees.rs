@@ -15,13 +15,17 @@
 //! must not bring them back.
 
 use std::fs;
+#[cfg(unix)]
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use crate::files::{put, set_dir_mtime, set_link_mtime, set_mode};
+#[cfg(unix)]
+use crate::files::set_link_mtime;
+use crate::files::{put, set_dir_mtime, set_mode};
 use crate::World;
 
 pub mod exact;
+#[cfg(unix)]
 pub mod hashed;
 
 /// Whether a name at the top of a tree is the snapshot's own folder or a
@@ -36,9 +40,9 @@ pub fn is_state(name: &str) -> bool {
         || name == "backup_in_progress.lock"
 }
 
-/// Every file, folder and symlink below `root` (relative paths, sorted),
-/// skipping state (see [`is_state`]), with file contents and symlink
-/// targets.
+/// Every file, folder and symlink below `root` (relative paths with `/`,
+/// sorted), skipping state (see [`is_state`]), with file contents and
+/// symlink targets.
 pub fn tree(root: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     walk(root, root, &mut out);
@@ -50,7 +54,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let p = e.path();
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy();
+        let rel = if cfg!(windows) {
+            rel.replace('\\', "/")
+        } else {
+            rel.into_owned()
+        };
         if is_state(&rel) {
             continue;
         }
@@ -84,8 +93,8 @@ pub fn listing(dir: &Path) -> Vec<String> {
 
 /// Fills the source with one of each: files of modes 0o644, 0o755, 0o600
 /// and 0o640, a 70 kB binary, nested folders of modes 0o700 and 0o750, an
-/// empty folder, a symlink and a dangling one, all with fixed nanosecond
-/// mtimes.
+/// empty folder, a symlink and a dangling one (on Unix: Windows symlinks
+/// need a privilege), all with fixed nanosecond mtimes.
 pub fn build_rich_source(w: &World) {
     put(w, "a.txt", "alpha\n", 0o644, 1_600_000_000, 123_456_789);
     put(
@@ -103,9 +112,12 @@ pub fn build_rich_source(w: &World) {
     fs::create_dir(w.src.join("empty")).unwrap();
     set_mode(&w.src.join("empty"), 0o750);
     set_dir_mtime(&w.src.join("empty"), 1_500_000_000, 42);
-    symlink("a.txt", w.src.join("link")).unwrap();
-    set_link_mtime(&w.src.join("link"), 1_550_000_000, 7);
-    symlink("does/not/exist", w.src.join("dangling")).unwrap();
+    #[cfg(unix)]
+    {
+        symlink("a.txt", w.src.join("link")).unwrap();
+        set_link_mtime(&w.src.join("link"), 1_550_000_000, 7);
+        symlink("does/not/exist", w.src.join("dangling")).unwrap();
+    }
     set_mode(&w.src.join("sub/dir"), 0o700);
     set_dir_mtime(&w.src.join("sub/dir"), 1_500_000_100, 0);
     set_dir_mtime(&w.src.join("sub"), 1_500_000_200, 0);

@@ -1,13 +1,18 @@
 //! The exact view of a tree: everything a restore must reproduce (file
 //! contents, permission bits, nanosecond mtimes of files, folders and
-//! symlinks, link targets), keyed by relative path.
+//! symlinks, link targets), keyed by relative path (with `/`).
+//!
+//! On Windows a mode is what [`crate::files::mode`] says (the read-only
+//! attribute) and times have 100 ns steps, in the source as in a restore.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use filetime::FileTime;
+
 use super::is_state;
+use crate::files::mode;
 
 /// One entry of a tree, with everything a restore must reproduce.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,7 +70,8 @@ impl std::fmt::Debug for Node {
 pub type Tree = BTreeMap<String, Node>;
 
 fn mtime_ns(m: &fs::Metadata) -> i128 {
-    m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+    let t = FileTime::from_last_modification_time(m);
+    i128::from(t.unix_seconds()) * 1_000_000_000 + i128::from(t.nanoseconds())
 }
 
 /// Every entry below `root` (relative paths), skipping the snapshot state
@@ -88,7 +94,8 @@ fn collect(root: &Path, dir: &Path, out: &mut Tree, skip_state: bool) {
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let p = e.path();
-        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy();
+        let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
         if skip_state && dir == root && is_state(&rel) {
             continue;
         }
@@ -101,13 +108,13 @@ fn collect(root: &Path, dir: &Path, out: &mut Tree, skip_state: bool) {
         } else if m.is_dir() {
             collect(root, &p, out, skip_state);
             Node::Dir {
-                mode: m.permissions().mode() & 0o7777,
+                mode: mode(&p),
                 mtime_ns: mtime_ns(&m),
             }
         } else {
             Node::File {
                 content: fs::read(&p).unwrap(),
-                mode: m.permissions().mode() & 0o7777,
+                mode: mode(&p),
                 mtime_ns: mtime_ns(&m),
             }
         };

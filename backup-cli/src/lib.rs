@@ -21,7 +21,6 @@ pub use startup::{trigger_startup_backup, trigger_startup_backup_with, StartupBa
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -40,14 +39,113 @@ use crate::wiring::WiringError;
 /// Exit code for usage and profile errors.
 const USAGE: u8 = 2;
 
-fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("backup-cli: error: {msg}");
-    ExitCode::from(USAGE)
+fn usage_error(msg: impl std::fmt::Display) -> u8 {
+    print_error(msg);
+    USAGE
+}
+
+/// What a run in this process ([`run_captured`]) printed: the exit code,
+/// the `--json` document and the error message, as the binary would print
+/// them on stdout and stderr.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The exit code the binary would return.
+    pub code: u8,
+    /// The JSON document (`--json`), if the command printed one.
+    pub json: Option<String>,
+    /// The error message (without `backup-cli: error: `), if any.
+    pub error: Option<String>,
+}
+
+thread_local! {
+    /// Set for the duration of [`run_captured`] on its thread: where
+    /// [`print_json`] and [`print_error`] write instead of stdout/stderr.
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Prints an error as the binary does, or keeps it for [`run_captured`].
+fn print_error(msg: impl std::fmt::Display) {
+    let kept = CAPTURE.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .map(|cap| cap.error = Some(msg.to_string()))
+    });
+    if kept.is_none() {
+        eprintln!("backup-cli: error: {msg}");
+    }
+}
+
+/// The whole binary: parses `args` (the program name first) and carries
+/// them out; returns the exit code. Errors go to stderr, once.
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser;
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version are "errors" that exit 0.
+            if capturing() && e.use_stderr() {
+                print_error(e.render().to_string().trim_end());
+            } else {
+                let _ = e.print();
+            }
+            return u8::try_from(e.exit_code()).unwrap_or(USAGE);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed stdout (e.g. `| head`) is not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return 0;
+            }
+            // The whole chain, each cause once (`{:#}` would repeat the
+            // causes that a client's message already quotes).
+            print_error(error_chain(e.as_ref()));
+            1
+        }
+    }
+}
+
+/// Runs the binary's `args` in this process (on this thread), keeping what
+/// it would print: the Python package's functions are these runs with
+/// `--json`, so they report exactly what the binary does. The operations
+/// log is written as by the binary.
+pub fn run_captured<I, T>(args: I) -> Captured
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
+    let code = main_with(args);
+    let mut out = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    out.code = code;
+    out
 }
 
 /// Prints `value` as JSON on stdout. A reader that closed the pipe early is
 /// not an error: the command's own outcome decides the exit code.
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    if capturing() {
+        let text = serde_json::to_string_pretty(value)?;
+        CAPTURE.with(|c| {
+            if let Some(cap) = c.borrow_mut().as_mut() {
+                cap.json = Some(text);
+            }
+        });
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     let written = serde_json::to_writer_pretty(&mut out, value)
         .map_err(std::io::Error::from)
@@ -76,7 +174,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Carries out a parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Some(Command::Init {
         profile_path,
         source,
@@ -121,25 +219,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     let log_file = (!(is_backup && cli.backup.dry_run)).then_some(profile.log_file.as_path());
-    logging::init(log_file, cli.quiet, cli.verbose);
+    let subscriber = logging::subscriber(log_file, cli.quiet, cli.verbose);
+    if capturing() {
+        // In someone else's process: this run's log, not a global one.
+        tracing::subscriber::with_default(subscriber, || dispatch(&cli, &profile, progress))
+    } else {
+        logging::init(subscriber);
+        dispatch(&cli, &profile, progress)
+    }
+}
+
+/// Carries out a command other than `init`.
+fn dispatch(cli: &Cli, profile: &Profile, progress: Arc<dyn Progress>) -> anyhow::Result<u8> {
     match &cli.command {
-        None | Some(Command::Backup) => cmd_backup(&cli, &profile, progress),
-        Some(Command::List) => cmd_list(&cli, &profile),
-        Some(Command::Status) => cmd_status(&cli, &profile),
+        None | Some(Command::Backup) => cmd_backup(cli, profile, progress),
+        Some(Command::List) => cmd_list(cli, profile),
+        Some(Command::Status) => cmd_status(cli, profile),
         Some(Command::Restore {
             snapshot,
             to,
             paths,
             overwrite,
-        }) => cmd_restore(&cli, &profile, snapshot, to, paths, *overwrite, &*progress),
+        }) => cmd_restore(cli, profile, snapshot, to, paths, *overwrite, &*progress),
         Some(Command::Verify {
             snapshot,
             all,
             quick,
             repair,
         }) => cmd_verify(
-            &cli,
-            &profile,
+            cli,
+            profile,
             snapshot.as_deref(),
             VerifyFlags {
                 all: *all,
@@ -149,17 +258,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &*progress,
         ),
         Some(Command::Diff { a, b }) => {
-            cmd_diff(&cli, &profile, a.as_deref(), b.as_deref(), progress)
+            cmd_diff(cli, profile, a.as_deref(), b.as_deref(), progress)
         }
-        Some(Command::Init { .. }) => Ok(ExitCode::SUCCESS),
+        Some(Command::Init { .. }) => Ok(0),
     }
 }
 
-fn cmd_backup(
-    cli: &Cli,
-    profile: &Profile,
-    progress: Arc<dyn Progress>,
-) -> anyhow::Result<ExitCode> {
+fn cmd_backup(cli: &Cli, profile: &Profile, progress: Arc<dyn Progress>) -> anyhow::Result<u8> {
     if let Err(e) = profile.check_source() {
         tracing::error!("{e}");
         if cli.json {
@@ -184,19 +289,19 @@ fn cmd_backup(
     } else if !cli.quiet || report.outcome == Outcome::Failed {
         print_backup_summary(&report, cli.quiet);
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(report.exit_code())
 }
 
 /// Reports a setup problem; returns its exit code.
-fn wiring_error(e: &WiringError) -> ExitCode {
-    eprintln!("backup-cli: error: {}", error_chain(e));
-    ExitCode::from(e.exit_code())
+fn wiring_error(e: &WiringError) -> u8 {
+    print_error(error_chain(e));
+    e.exit_code()
 }
 
 /// Opens the profile's destination and lists its snapshots.
 fn open_snapshots(
     profile: &Profile,
-) -> Result<(Box<dyn SnapshotStore>, Vec<backup_core::SnapshotRef>), ExitCode> {
+) -> Result<(Box<dyn SnapshotStore>, Vec<backup_core::SnapshotRef>), u8> {
     let dest = wiring::open_store(profile).map_err(|e| {
         tracing::error!("{e}");
         wiring_error(&e)
@@ -299,7 +404,7 @@ struct ListedSnapshot {
     status: &'static str,
 }
 
-fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
+fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<u8> {
     let (_, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),
@@ -346,7 +451,7 @@ fn cmd_list(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 #[derive(Serialize)]
@@ -364,7 +469,7 @@ struct StatusReport {
     max_backups: u32,
 }
 
-fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
+fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<u8> {
     let (dest, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),
@@ -420,7 +525,7 @@ fn cmd_status(cli: &Cli, profile: &Profile) -> anyhow::Result<ExitCode> {
             status.snapshots, status.max_backups
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn cmd_restore(
@@ -431,7 +536,7 @@ fn cmd_restore(
     paths: &[std::path::PathBuf],
     overwrite: bool,
     progress: &dyn Progress,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     if std::fs::metadata(to).is_ok_and(|m| !m.is_dir()) {
         return Ok(usage_error(format!(
             "--to {} exists and is not a folder; restore into a new or empty folder",
@@ -517,11 +622,7 @@ fn cmd_restore(
             println!("  restored without its setuid/setgid bits (ownership is not restored): {p}");
         }
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.is_clean() { 0 } else { 1 })
 }
 
 /// `verify`'s switches.
@@ -537,7 +638,7 @@ fn cmd_verify(
     snapshot: Option<&str>,
     flags: VerifyFlags,
     progress: &dyn Progress,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     let (dest, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),
@@ -583,11 +684,7 @@ fn cmd_verify(
     } else if !cli.quiet || !report.is_clean() {
         print_verify(&report, repaired.as_ref(), &flags);
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.is_clean() { 0 } else { 1 })
 }
 
 fn print_verify(
@@ -637,7 +734,7 @@ fn cmd_diff(
     a: Option<&str>,
     b: Option<&str>,
     progress: Arc<dyn Progress>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     let (dest, snaps) = match open_snapshots(profile) {
         Ok(v) => v,
         Err(code) => return Ok(code),
@@ -690,7 +787,7 @@ fn cmd_diff(
             println!("  (none)");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn cmd_init(
@@ -699,7 +796,7 @@ fn cmd_init(
     destination: &Path,
     name: Option<&str>,
     quiet: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     let name = name.map(str::to_owned).unwrap_or_else(|| {
         std::path::absolute(source)
             .ok()
@@ -751,5 +848,63 @@ fn cmd_init(
             profile_path.display()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_captured;
+
+    #[test]
+    fn a_captured_run_keeps_its_json_and_its_error_and_prints_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a.txt"), "alpha").unwrap();
+        let profile = dir.path().join("p.toml");
+        std::fs::write(
+            &profile,
+            "name = \"P\"\nsource = \"src\"\ndestination = \"dest\"\n",
+        )
+        .unwrap();
+        let p = profile.to_str().unwrap();
+
+        let run = run_captured(["backup-cli", "--profile", p, "backup", "--force", "--json"]);
+        assert_eq!((run.code, run.error.as_deref()), (0, None), "{run:?}");
+        let report: serde_json::Value = serde_json::from_str(run.json.as_deref().unwrap()).unwrap();
+        assert_eq!(report["outcome"], "created");
+        assert!(
+            src.join("backup_operations.log").is_file(),
+            "the run logged"
+        );
+
+        let run = run_captured(["backup-cli", "--profile", p, "list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_str(run.json.as_deref().unwrap()).unwrap();
+        assert_eq!(listed[0]["name"], report["snapshot"]);
+
+        std::fs::write(
+            &profile,
+            "source = \"src\"\ndestination = \"dest\"\nmax_backups = 0\n",
+        )
+        .unwrap();
+        let run = run_captured(["backup-cli", "--profile", p, "backup", "--json"]);
+        assert_eq!(run.code, 2);
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("max_backups"),
+            "{run:?}"
+        );
+
+        let run = run_captured(["backup-cli", "--no-such-flag"]);
+        assert_eq!(run.code, 2);
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("--no-such-flag"),
+            "{run:?}"
+        );
+    }
 }

@@ -10,7 +10,6 @@ use backup_sys::open_regular_with;
 
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// Size past which the operations log is moved to `<log>.1` (one old copy
@@ -24,9 +23,14 @@ pub fn rotate_if_large(log: &Path, limit: u64) {
     }
 }
 
-/// Installs the global subscriber. `log_file` is appended to when given and
-/// its folder exists; logging problems never stop a run.
-pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
+/// A run's subscriber: the operations log and stderr. `log_file` is
+/// appended to when given and its folder exists; logging problems never
+/// stop a run.
+pub fn subscriber(
+    log_file: Option<&Path>,
+    quiet: bool,
+    verbose: u8,
+) -> impl tracing::Subscriber + Send + Sync {
     let stderr_level = if quiet {
         LevelFilter::ERROR
     } else {
@@ -79,10 +83,15 @@ pub fn init(log_file: Option<&Path>, quiet: bool, verbose: u8) {
                 .with_target(false)
                 .with_filter(level)
         });
-    let _ = tracing_subscriber::registry()
+    tracing_subscriber::registry()
         .with(stderr_layer)
         .with(file_layer)
-        .try_init();
+}
+
+/// Makes `subscriber` the process's (the binary's; a library caller keeps
+/// its own, see `run_captured`). A second call changes nothing.
+pub fn init(subscriber: impl tracing::Subscriber + Send + Sync) {
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 #[cfg(test)]

@@ -48,6 +48,40 @@ impl WiringError {
     }
 }
 
+/// A profile's problem, as the Python package raises it (`ProfileError`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileProblem {
+    /// The whole message, as the binary prints it.
+    pub message: String,
+    /// The key at fault, when one is.
+    pub key: Option<&'static str>,
+    /// The profile file.
+    pub path: PathBuf,
+}
+
+/// What the binary would refuse (exit 2) in the profile at `path` before a
+/// backup: [`load_profile`], then, when the source can be used,
+/// [`check_for_backup`]. `None` when a backup can start.
+pub fn profile_problem(path: &Path) -> Option<ProfileProblem> {
+    let checked = load_profile(path).and_then(|profile| {
+        if profile.check_source().is_ok() {
+            check_for_backup(&profile)?;
+        }
+        Ok(())
+    });
+    let e = checked.err()?;
+    let (key, at) = match &e {
+        ConfigError::Invalid { key, path, .. } => (Some(*key), path.clone()),
+        ConfigError::Read { path, .. } | ConfigError::Parse { path, .. } => (None, path.clone()),
+        _ => (None, path.to_path_buf()),
+    };
+    Some(ProfileProblem {
+        message: e.to_string(),
+        key,
+        path: at,
+    })
+}
+
 /// Reads and validates the profile at `path`, including the checks on
 /// built values: its exclusion patterns compile, and a destination folder
 /// inside the source does not lie in an excluded folder.

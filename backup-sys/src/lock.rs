@@ -5,7 +5,7 @@
 //! On Unix this is `flock` (std's [`File::try_lock`]), which never blocks
 //! reads. On Windows std's lock covers the whole file, and Windows locks
 //! are mandatory: another process could not read the text. So there the
-//! lock covers one byte far past any content ([`WINDOWS_LOCK_OFFSET`]),
+//! lock covers one byte far past any content (at 2^62),
 //! taken with `LockFileEx`; reads and writes of the text never touch it.
 //! Either way the lock goes with the handle: a killed holder's lock is
 //! released by the OS.

@@ -1,0 +1,123 @@
+//! `backup_cli._native`: what the Python package (`python/backup_cli/`)
+//! calls. Kept thin on purpose: every function is the binary's own code
+//! ([`backup_cli::main_with`], [`backup_cli::run_captured`],
+//! [`backup_cli::trigger_startup_backup`]), run with the GIL released, and
+//! hands back exit codes and JSON text; the Python side turns them into
+//! dicts and exceptions, so the package reports exactly what `--json` does.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backup_cli::StartupBackup;
+use pyo3::prelude::*;
+
+/// Runs the command line `argv` (program name first) as the binary does,
+/// printing to this process's stdout and stderr; returns the exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| backup_cli::main_with(argv))
+}
+
+/// Runs `argv` keeping what it prints: `(exit code, JSON text or None,
+/// error message or None)`.
+#[pyfunction]
+fn run_json(py: Python<'_>, argv: Vec<String>) -> (u8, Option<String>, Option<String>) {
+    let c = py.detach(|| backup_cli::run_captured(argv));
+    (c.code, c.json, c.error)
+}
+
+/// What is wrong with the profile at `path` for a backup, if anything:
+/// `(message, key or None, profile path)`. The same checks as the binary
+/// makes before it starts a run.
+#[pyfunction]
+fn profile_problem(py: Python<'_>, path: String) -> Option<(String, Option<String>, String)> {
+    py.detach(|| backup_cli::wiring::profile_problem(Path::new(&path)))
+        .map(|p| {
+            (
+                p.message,
+                p.key.map(str::to_owned),
+                p.path.display().to_string(),
+            )
+        })
+}
+
+/// A backup running on a thread of this process (see [`start`]).
+#[pyclass(module = "backup_cli._native")]
+struct StartupHandle {
+    running: Mutex<Option<StartupBackup>>,
+    /// The report, as JSON, once the run has ended and been joined.
+    report: Mutex<Option<String>>,
+}
+
+#[pymethods]
+impl StartupHandle {
+    /// Whether the backup has ended.
+    fn done(&self) -> bool {
+        lock(&self.running)
+            .as_ref()
+            .is_none_or(StartupBackup::is_finished)
+    }
+
+    /// Waits (without the GIL) up to `timeout` seconds, or for ever when
+    /// None, for the backup; its report as JSON, or None if it still runs.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> Option<String> {
+        py.detach(|| {
+            let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+            loop {
+                if let Some(report) = lock(&self.report).clone() {
+                    return Some(report);
+                }
+                let mut running = lock(&self.running);
+                let finished = running.as_ref().is_none_or(StartupBackup::is_finished);
+                if finished || deadline.is_none() {
+                    if let Some(run) = running.take() {
+                        let report = run.join();
+                        let text = serde_json_text(&report);
+                        *lock(&self.report) = Some(text);
+                    }
+                    continue;
+                }
+                drop(running);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    }
+}
+
+/// A report as `--json` prints it.
+fn serde_json_text(report: &backup_engine::RunReport) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| {
+        format!(r#"{{"outcome": "failed", "error": "the report could not be written: {e}"}}"#)
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a backup of the profile at `path` on a thread of this process
+/// under the profile's once-per-day rule and run lock, and returns at once.
+#[pyfunction]
+fn start(path: String) -> StartupHandle {
+    StartupHandle {
+        running: Mutex::new(Some(backup_cli::trigger_startup_backup(path))),
+        report: Mutex::new(None),
+    }
+}
+
+/// The module `backup_cli._native`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(run_json, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_problem, m)?)?;
+    m.add_function(wrap_pyfunction!(start, m)?)?;
+    m.add_class::<StartupHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

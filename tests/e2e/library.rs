@@ -141,7 +141,7 @@ fn python_server_starts_the_backup_detached_and_serves_at_once() {
     };
     let w = world("");
     big_tree(&w);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flask_startup.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/subprocess_startup.py");
     let started = Instant::now();
     let mut child = Command::new(py)
         .arg(script)

@@ -180,7 +180,7 @@ def trigger_startup_backup(profile: PathLike = "insightminer.toml") -> BackupHan
     once, as the original Flask app did at start-up. The profile's
     once-per-day rule and run lock apply, so every worker of a multi-process
     server may call it: one runs, the others report ``skipped_locked`` (or
-    ``skipped_today``). The operations log records the run.
+    ``skipped_not_due``). The operations log records the run.
 
     Raises :class:`ProfileError` at once, naming the key, when the profile
     is not usable; the server may catch it and start anyway."""

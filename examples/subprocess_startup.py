@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Back a project up when a Python web server starts, without blocking it.
+"""Back a project up when a Python web server starts, without blocking it,
+with only the backup-cli binary (no Python package).
 
-The original InsightMiner Flask app called its backup at start-up in a
-background thread. With backup-cli the pattern is one detached process:
+With the package (`pip install backup-cli`), the backup runs in the server's
+own process instead: see examples/flask_app/. Here it is one detached process:
 once-per-day and the run lock live in the tool, so calling this on every
 start (and from several workers at once) is safe.
 
@@ -13,7 +14,7 @@ the path of backup-cli.exe, or put it on PATH.
 
 In a Flask app:
 
-    from flask_startup import trigger_startup_backup
+    from subprocess_startup import trigger_startup_backup
 
     if __name__ == "__main__":
         trigger_startup_backup("insightminer.toml")
@@ -21,7 +22,7 @@ In a Flask app:
 
 Run this file itself for a stdlib-only demo server:
 
-    python3 examples/flask_startup.py insightminer.toml [path/to/backup-cli]
+    python3 examples/subprocess_startup.py insightminer.toml [path/to/backup-cli]
 
 It prints "listening on HOST:PORT" as soon as it serves; GET /shutdown stops it.
 """

@@ -6,7 +6,7 @@
 //! dicts and exceptions, so the package reports exactly what `--json` does.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use backup_cli::StartupBackup;
@@ -45,52 +45,77 @@ fn profile_problem(py: Python<'_>, path: String) -> Option<(String, Option<Strin
 /// A backup running on a thread of this process (see [`start`]).
 #[pyclass(module = "backup_cli._native")]
 struct StartupHandle {
-    running: Mutex<Option<StartupBackup>>,
-    /// The report, as JSON, once the run has ended and been joined.
-    report: Mutex<Option<String>>,
+    state: Mutex<State>,
+    /// Signalled when the state becomes [`State::Done`].
+    ended: Condvar,
+}
+
+/// Where a start-up backup is. The run is joined outside the mutex, so that
+/// `done()` (a request handler asking) never waits for a backup.
+enum State {
+    Running(StartupBackup),
+    /// One caller is joining the thread.
+    Joining,
+    /// The report, as JSON.
+    Done(String),
 }
 
 #[pymethods]
 impl StartupHandle {
     /// Whether the backup has ended.
     fn done(&self) -> bool {
-        lock(&self.running)
-            .as_ref()
-            .is_none_or(StartupBackup::is_finished)
+        match &*lock(&self.state) {
+            State::Running(run) => run.is_finished(),
+            State::Joining => false,
+            State::Done(_) => true,
+        }
     }
 
     /// Waits (without the GIL) up to `timeout` seconds, or for ever when
     /// None, for the backup; its report as JSON, or None if it still runs.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> Option<String> {
-        py.detach(|| {
-            let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
-            loop {
-                if let Some(report) = lock(&self.report).clone() {
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        py.detach(|| loop {
+            let mut state = lock(&self.state);
+            match &*state {
+                State::Done(report) => return Some(report.clone()),
+                State::Running(run) if deadline.is_none() || run.is_finished() => {
+                    let State::Running(run) = std::mem::replace(&mut *state, State::Joining) else {
+                        unreachable!("matched Running above");
+                    };
+                    drop(state);
+                    let report = report_text(&run.join());
+                    *lock(&self.state) = State::Done(report.clone());
+                    self.ended.notify_all();
                     return Some(report);
                 }
-                let mut running = lock(&self.running);
-                let finished = running.as_ref().is_none_or(StartupBackup::is_finished);
-                if finished || deadline.is_none() {
-                    if let Some(run) = running.take() {
-                        let report = run.join();
-                        let text = serde_json_text(&report);
-                        *lock(&self.report) = Some(text);
+                State::Running(_) => {
+                    drop(state);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return None;
                     }
-                    continue;
+                    std::thread::sleep(Duration::from_millis(5));
                 }
-                drop(running);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return None;
+                State::Joining => {
+                    let wait = deadline.map_or(Duration::from_millis(100), |d| {
+                        d.saturating_duration_since(Instant::now())
+                    });
+                    if wait.is_zero() {
+                        return None;
+                    }
+                    let _ = self
+                        .ended
+                        .wait_timeout(state, wait)
+                        .unwrap_or_else(|p| p.into_inner());
                 }
-                std::thread::sleep(Duration::from_millis(5));
             }
         })
     }
 }
 
 /// A report as `--json` prints it.
-fn serde_json_text(report: &backup_engine::RunReport) -> String {
+fn report_text(report: &backup_engine::RunReport) -> String {
     serde_json::to_string_pretty(report).unwrap_or_else(|e| {
         format!(r#"{{"outcome": "failed", "error": "the report could not be written: {e}"}}"#)
     })
@@ -105,8 +130,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[pyfunction]
 fn start(path: String) -> StartupHandle {
     StartupHandle {
-        running: Mutex::new(Some(backup_cli::trigger_startup_backup(path))),
-        report: Mutex::new(None),
+        state: Mutex::new(State::Running(backup_cli::trigger_startup_backup(path))),
+        ended: Condvar::new(),
     }
 }
 

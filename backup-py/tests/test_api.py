@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import time
 
 import pytest
 
@@ -134,3 +135,21 @@ def test_the_backup_cli_script_is_the_cli(project):
     assert run.returncode == 2 and "max_backups" in run.stderr
     run = subprocess.run([sys.executable, "-m", "backup_cli", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("backup-cli ")
+
+
+def test_done_answers_at_once_while_another_thread_joins(project):
+    project.many_files(5000)
+    handle = backup_cli.trigger_startup_backup(project.profile)
+    joined = []
+    waiter = threading.Thread(target=lambda: joined.append(handle.join()))
+    waiter.start()
+    slowest = 0.0
+    while not handle.done():
+        t0 = time.monotonic()
+        handle.done()
+        slowest = max(slowest, time.monotonic() - t0)
+        assert handle.join(timeout=0.01) is None or handle.done()
+    waiter.join()
+    assert joined[0]["outcome"] == "created"
+    assert handle.join(timeout=0)["snapshot"] == joined[0]["snapshot"]
+    assert slowest < 0.05, f"done() took {slowest * 1000:.0f} ms while a join waited"

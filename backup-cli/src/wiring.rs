@@ -234,14 +234,29 @@ fn check_state_folders_writable(profile: &Profile) -> Result<(), ConfigError> {
     ))
 }
 
-/// Creates and removes a file of the tool's own name in `dir`.
+/// Numbers the write probes of this process.
+static PROBE_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Creates and removes a file of the tool's own name in `dir`: a name of
+/// this process and call, so that runs starting at once (two threads of a
+/// server, two processes) never take each other's probe for "cannot write";
+/// a name left by a killed run is passed over, never removed.
 fn probe_writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".backup-cli-write-test-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
-    std::fs::remove_file(&probe)
+    let mut last = None;
+    for _ in 0..8 {
+        let n = PROBE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".backup-cli-write-test-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => return std::fs::remove_file(&probe),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free probe name")))
 }
 
 /// Why the operations log cannot be written, if it cannot (the run goes
@@ -563,6 +578,37 @@ pub fn snapshots(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_probes_of_runs_starting_at_once_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        // Probes left by a killed run of this very process id, on the next
+        // numbers this process will use.
+        let next = PROBE_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+        let mut stale: Vec<_> = (next..next + 3)
+            .map(|n| {
+                let p = dir
+                    .path()
+                    .join(format!(".backup-cli-write-test-{}-{n}", std::process::id()));
+                std::fs::write(&p, "").unwrap();
+                p
+            })
+            .collect();
+        stale.sort();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| probe_writable(dir.path())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        left.sort();
+        assert_eq!(left, stale, "only the stale probes are left, untouched");
+    }
 
     fn write_profile(body: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -127,9 +127,19 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    /// Ends the capture however the run ends (a panic included), so that
+    /// this thread prints again afterwards.
+    struct Capture;
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            CAPTURE.with(|c| c.borrow_mut().take());
+        }
+    }
     CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
+    let capture = Capture;
     let code = main_with(args);
     let mut out = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    drop(capture);
     out.code = code;
     out
 }

@@ -10,6 +10,7 @@ use backup_sys::open_regular_with;
 
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// Size past which the operations log is moved to `<log>.1` (one old copy
@@ -90,8 +91,10 @@ pub fn subscriber(
 
 /// Makes `subscriber` the process's (the binary's; a library caller keeps
 /// its own, see `run_captured`). A second call changes nothing.
-pub fn init(subscriber: impl tracing::Subscriber + Send + Sync) {
-    let _ = tracing::subscriber::set_global_default(subscriber);
+pub fn init(subscriber: impl tracing::Subscriber + Send + Sync + 'static) {
+    // try_init, not set_global_default: it also forwards the `log` records
+    // of dependencies (globset, the S3 client).
+    let _ = subscriber.try_init();
 }
 
 #[cfg(test)]

@@ -60,14 +60,13 @@ pub struct ProfileProblem {
 }
 
 /// What the binary would refuse (exit 2) in the profile at `path` before a
-/// backup: [`load_profile`], then, when the source can be used,
-/// [`check_for_backup`]. `None` when a backup can start.
+/// backup: [`load_profile`], the source, then [`check_for_backup`] (which
+/// probes the state files' folder by creating and removing a file of its
+/// own). `None` when a backup can start.
 pub fn profile_problem(path: &Path) -> Option<ProfileProblem> {
     let checked = load_profile(path).and_then(|profile| {
-        if profile.check_source().is_ok() {
-            check_for_backup(&profile)?;
-        }
-        Ok(())
+        profile.check_source()?;
+        check_for_backup(&profile)
     });
     let e = checked.err()?;
     let (key, at) = match &e {

@@ -202,6 +202,25 @@ fn refuse_case_clashes(entries: &mut Vec<ManifestEntry>, report: &mut RestoreRep
             ),
         });
     }
+    // What lies below a refused folder goes with it (entries are sorted, so
+    // a folder comes before what it holds).
+    let mut below: Vec<PathBuf> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let p = e.entry.path.as_path();
+        if refused[i] {
+            below.push(p.to_path_buf());
+        } else if let Some(top) = below.iter().find(|t| p.starts_with(t)) {
+            refused[i] = true;
+            report.errors.push(RestoreProblem {
+                path: e.entry.path.to_string(),
+                error: format!(
+                    "{} not restored: it is below {}, which was not (see there)",
+                    e.entry.path,
+                    top.display()
+                ),
+            });
+        }
+    }
     let mut next = refused.into_iter();
     entries.retain(|_| !next.next().unwrap_or(false));
 }
@@ -527,35 +546,47 @@ mod tests {
 
     #[test]
     fn names_that_differ_only_in_case_are_found_but_two_folders_merge() {
+        // In the order restore sorts them (bytes: upper case first).
         let entries = vec![
             entry("Docs", EntryKind::Dir),
             entry("Docs/Readme.md", EntryKind::File),
             entry("Makefile", EntryKind::File),
+            entry("SRC", EntryKind::File),
             entry("docs", EntryKind::Dir),
             entry("docs/README.md", EntryKind::File),
             entry("makefile", EntryKind::File),
             entry("src", EntryKind::Dir),
-            entry("SRC", EntryKind::File),
+            entry("unique.txt", EntryKind::File),
             entry("\u{c9}t\u{e9}.txt", EntryKind::File),
             entry("\u{e9}t\u{e9}.txt", EntryKind::File),
-            entry("unique.txt", EntryKind::File),
         ];
-        assert_eq!(case_clashes(&entries), vec![(4, 1), (5, 2), (7, 6), (9, 8)]);
+        assert_eq!(
+            case_clashes(&entries),
+            vec![(5, 1), (6, 2), (7, 3), (10, 9)]
+        );
     }
 
     #[test]
     fn a_case_clash_is_a_per_file_error_naming_both_and_the_first_is_kept() {
         let mut entries = vec![
             entry("Notes.txt", EntryKind::File),
+            entry("SRC", EntryKind::File),
             entry("keep.txt", EntryKind::File),
             entry("notes.txt", EntryKind::File),
+            entry("src", EntryKind::Dir),
+            entry("src/a.py", EntryKind::File),
         ];
         let mut report = RestoreReport::default();
         refuse_case_clashes(&mut entries, &mut report);
         let left: Vec<String> = entries.iter().map(|e| e.entry.path.to_string()).collect();
-        assert_eq!(left, ["Notes.txt", "keep.txt"]);
-        assert_eq!(report.errors.len(), 1);
-        assert_eq!(report.errors[0].path, "notes.txt");
+        assert_eq!(left, ["Notes.txt", "SRC", "keep.txt"]);
+        let refused: Vec<&str> = report.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(refused, ["notes.txt", "src", "src/a.py"]);
+        assert!(
+            report.errors[2].error.contains("below src"),
+            "{:?}",
+            report.errors[2]
+        );
         let msg = &report.errors[0].error;
         assert!(
             msg.contains("differs from Notes.txt only in letter case"),

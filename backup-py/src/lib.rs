@@ -75,7 +75,14 @@ impl StartupHandle {
     /// None, for the backup; its report as JSON, or None if it still runs.
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> Option<String> {
-        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        // NaN or negative: now; too large for a deadline: for ever.
+        let deadline = match timeout {
+            None => None,
+            Some(t) if t.is_nan() || t <= 0.0 => Some(Instant::now()),
+            Some(t) => Duration::try_from_secs_f64(t)
+                .ok()
+                .and_then(|d| Instant::now().checked_add(d)),
+        };
         py.detach(|| loop {
             let mut state = lock(&self.state);
             match &*state {

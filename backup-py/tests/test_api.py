@@ -53,8 +53,17 @@ def test_a_bad_profile_is_a_profile_error_naming_the_key(project):
         backup_cli.trigger_startup_backup(project.profile)
     assert err.value.key == "max_backups"
     with pytest.raises(backup_cli.ProfileError) as err:
+        backup_cli.trigger_startup_backup(project.root / "no-such-profile.toml")
+    with pytest.raises(backup_cli.ProfileError) as err:
         backup_cli.list_snapshots(project.root / "missing.toml")
     assert "missing.toml" in str(err.value) and err.value.key is None
+
+
+def test_a_missing_source_is_a_profile_error_naming_source(project):
+    project.src.rmdir()
+    with pytest.raises(backup_cli.ProfileError) as err:
+        backup_cli.trigger_startup_backup(project.profile)
+    assert err.value.key == "source"
 
 
 def test_a_failed_run_is_a_backup_error_with_its_report(project):
@@ -81,8 +90,10 @@ def test_a_restore_into_a_folder_with_content_is_refused(project, tmp_path):
 
 def test_the_trigger_returns_at_once_and_join_gives_the_report(project):
     project.many_files(3000)
+    t0 = time.monotonic()
     handle = backup_cli.trigger_startup_backup(project.profile)
-    assert handle.join(timeout=0) is None or handle.done()
+    assert time.monotonic() - t0 < 0.2, "the trigger did not return at once"
+    assert not handle.done() and handle.join(timeout=0) is None, "3,000 files took no time?"
     report = handle.join()
     assert handle.done()
     assert report["outcome"] == "created" and report["files_total"] == 3000
@@ -113,11 +124,14 @@ def test_the_gil_is_released_while_a_backup_runs(project):
 
     t = threading.Thread(target=count)
     t.start()
+    time.sleep(0.05)
+    before = ticks
     report = handle.join()
+    during = ticks - before
     stop.set()
     t.join()
     assert report["outcome"] == "created"
-    assert ticks > 1000, "Python threads did not run while join() waited"
+    assert during > 1000, "Python threads did not run while join() waited"
 
 
 def test_the_backup_cli_script_is_the_cli(project):

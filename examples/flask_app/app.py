@@ -7,7 +7,7 @@ InsightMiner app did, with the backup-cli Python package:
 The app factory starts the backup on a background thread and returns at
 once: the server answers while the backup runs. Once-per-day and the run
 lock live in backup-cli, so every worker of a multi-process server (gunicorn
--w 4 'app:create_app()', waitress) may trigger it: one backs up, the others
+-w 4 'app:create_app()', without --preload; waitress) may trigger it: one backs up, the others
 report ``skipped_locked`` (or ``skipped_not_due``).
 
 A bad profile raises ``backup_cli.ProfileError`` (naming the key) in

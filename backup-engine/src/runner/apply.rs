@@ -59,9 +59,12 @@ fn spawn<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, CoreError> {
+    // The caller's subscriber, not only the global one: an in-process run
+    // (the Python package, the start-up trigger) logs through its own.
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(f)
+        .spawn(move || tracing::dispatcher::with_default(&dispatch, f))
         .map_err(|e| CoreError::io("start thread", std::path::Path::new(&name), e))
 }
 

@@ -77,14 +77,19 @@ where
     }
     // The walk starts first and runs ahead (bounded) while the previous
     // index loads; the hash workers start once it is loaded.
+    // Each thread logs through the caller's subscriber (see apply::spawn).
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let dispatch = &dispatch;
     let scan_result = std::thread::scope(|s| {
         let cancel_on_exit = CancelOnExit(cancel);
         let scanner = &stages.scanner;
         let scan_handle = std::thread::Builder::new()
             .name("backup-scan".into())
             .spawn_scoped(s, move || {
-                let _span = info_span!("scan").entered();
-                scanner.scan(scan_tx, cancel)
+                tracing::dispatcher::with_default(dispatch, || {
+                    let _span = info_span!("scan").entered();
+                    scanner.scan(scan_tx, cancel)
+                })
             })
             .map_err(|e| CoreError::io("start scan thread", &opts.source, e))?;
         let prev = prev_slot.get_or_init(load_prev);
@@ -94,8 +99,10 @@ where
             std::thread::Builder::new()
                 .name(format!("backup-hash-{i}"))
                 .spawn_scoped(s, move || {
-                    let _span = info_span!("hash", worker = i).entered();
-                    hash_worker(taker, &tx, stages, prev, cancel);
+                    tracing::dispatcher::with_default(dispatch, || {
+                        let _span = info_span!("hash", worker = i).entered();
+                        hash_worker(taker, &tx, stages, prev, cancel);
+                    })
                 })
                 .map_err(|e| CoreError::io("start hash thread", &opts.source, e))?;
         }

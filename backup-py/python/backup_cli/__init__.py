@@ -75,8 +75,10 @@ def _run(profile: PathLike, args: Sequence[str]) -> Any:
     argv = ["backup-cli", "--profile", profile, "--quiet", *args, "--json"]
     code, text, error = _native.run_json(argv)
     if code == 2:
-        problem = _native.profile_problem(profile)
-        if problem is not None:
+        # The key at fault, for a backup (whose checks profile_problem makes);
+        # another command's refusal (a restore target) is its own message.
+        problem = _native.profile_problem(profile) if args[0] == "backup" else None
+        if problem is not None and (error is None or problem[0] == error):
             message, key, path = problem
             raise ProfileError(message, key, path)
         raise ProfileError(error or "backup-cli refused the arguments", None, profile)

@@ -88,14 +88,14 @@ impl StartupHandle {
             match &*state {
                 State::Done(report) => return Some(report.clone()),
                 State::Running(run) if deadline.is_none() || run.is_finished() => {
-                    let State::Running(run) = std::mem::replace(&mut *state, State::Joining) else {
-                        unreachable!("matched Running above");
-                    };
-                    drop(state);
-                    let report = report_text(&run.join());
-                    *lock(&self.state) = State::Done(report.clone());
-                    self.ended.notify_all();
-                    return Some(report);
+                    // (Running, as just matched: taken out to join it.)
+                    if let State::Running(run) = std::mem::replace(&mut *state, State::Joining) {
+                        drop(state);
+                        let report = report_text(&run.join());
+                        *lock(&self.state) = State::Done(report.clone());
+                        self.ended.notify_all();
+                        return Some(report);
+                    }
                 }
                 State::Running(_) => {
                     drop(state);

@@ -347,3 +347,38 @@ impl Drop for Applier {
         self.writer.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata};
+
+    /// A subscriber that is not the global one (which no test sets).
+    struct Callers;
+
+    impl tracing::Subscriber for Callers {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn a_worker_thread_logs_through_the_callers_subscriber() {
+        let callers = tracing::Dispatch::new(Callers);
+        let seen = tracing::dispatcher::with_default(&callers, || {
+            super::spawn("worker".into(), || {
+                tracing::dispatcher::get_default(|d| d.is::<Callers>())
+            })
+            .map(|h| h.join().unwrap_or(false))
+        });
+        assert_eq!(seen.ok(), Some(true), "the thread logged elsewhere");
+    }
+}
